@@ -1,0 +1,14 @@
+"""clsclip: zero-shot semantic segmentation with ClsCLIP (arXiv 2304.06212).
+
+from clsclip import Segmenter
+seg = Segmenter.from_pretrained("path/or/org-repo")
+result = seg.segment("photo.jpg", ["dog", "cat"])
+"""
+
+from clsclip.config import ClsClipConfig
+from clsclip.results import SegmentationResult
+from clsclip.segmenter import Segmenter
+
+__version__ = "0.1.0"
+
+__all__ = ["ClsClipConfig", "SegmentationResult", "Segmenter", "__version__"]

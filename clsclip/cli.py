@@ -1,0 +1,122 @@
+"""The ``clsclip`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+logger = logging.getLogger("clsclip.cli")
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clsclip", description="Zero-shot semantic segmentation with ClsCLIP."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    seg = commands.add_parser(
+        "segment",
+        help="segment images by class names",
+        description="Write one mask PNG per class, a colour overlay PNG and a JSON summary per "
+        "image into --out.",
+    )
+    seg.add_argument("images", nargs="+", type=Path, help="image files or folders of images")
+    seg.add_argument("--classes", nargs="+", required=True, help="class names, e.g. dog cat")
+    seg.add_argument("--model", required=True, help="a model folder or a Hugging Face Hub repo id")
+    seg.add_argument("--out", type=Path, required=True, help="output folder")
+    seg.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: auto)")
+    seg.add_argument("--threshold", type=float, default=None, help="mask threshold in [0, 1]")
+    seg.add_argument("--chunk-size", type=int, default=16, help="pairs per forward pass")
+    seg.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit)")
+    seg.add_argument(
+        "--local-files-only", action="store_true", help="never download; use the cache only"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 1 some images failed)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "segment":
+        return _segment(args)
+    raise AssertionError(f"unhandled command {args.command}")
+
+
+def expand_images(paths: Sequence[Path]) -> list[Path]:
+    """Files as given; folders replaced by their image files (sorted, not recursive)."""
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            out += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            out.append(path)
+    return out
+
+
+def unique_stems(paths: Sequence[Path]) -> list[str]:
+    """File stems made unique by a numeric suffix (``a``, ``a_2``, ...)."""
+    counts: dict[str, int] = {}
+    stems = []
+    for path in paths:
+        n = counts[path.stem] = counts.get(path.stem, 0) + 1
+        stems.append(path.stem if n == 1 else f"{path.stem}_{n}")
+    return stems
+
+
+def _segment(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from clsclip.inputs import check_threshold
+    from clsclip.segmenter import Segmenter
+
+    images = expand_images(args.images)
+    if not images:
+        print("clsclip: error: no images found", file=sys.stderr)
+        return 2
+    try:
+        segmenter = Segmenter.from_pretrained(
+            args.model,
+            device=args.device,
+            revision=args.revision,
+            local_files_only=args.local_files_only,
+            chunk_size=args.chunk_size,
+        )
+        segmenter.encode_classes(args.classes)  # checks the names once, before any image
+        if args.threshold is not None:
+            check_threshold(args.threshold)
+    except (OSError, ValueError, TypeError) as e:
+        print(f"clsclip: error: {e}", file=sys.stderr)
+        return 2
+    failed = 0
+    index = []
+    progress = tqdm(images, desc="segmenting", unit="image")
+    for path, stem in zip(progress, unique_stems(images), strict=True):
+        try:
+            result = segmenter.segment(path, args.classes, threshold=args.threshold)
+        except (OSError, ValueError) as e:
+            failed += 1
+            logger.error("skipped %s: %s", path, e)
+            continue
+        written = result.save(args.out, stem)
+        index.append({"image": str(path), "files": [p.name for p in written]})
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
+    logger.info("wrote results for %d image(s) to %s", len(index), args.out)
+    if failed:
+        print(f"clsclip: {failed} of {len(images)} image(s) failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

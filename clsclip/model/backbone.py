@@ -1,0 +1,150 @@
+"""The frozen CLIP backbone: open_clip's ViT image tower run block by block, and its text tower."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+# Called right before visual block `index` with the tokens `B x (1 + N) x W`; returns new tokens.
+BlockHook = Callable[[int, torch.Tensor], torch.Tensor]
+
+
+def interpolate_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Resize a ViT position embedding to a new patch grid.
+
+    Args:
+        pos_embed: ``(1 + G0*G0) x W``, the [CLS] position first, then a square ``G0 x G0`` grid.
+        grid: the new ``(rows, cols)``.
+
+    Returns:
+        ``(1 + rows*cols) x W``. The [CLS] position is kept as is; the grid part is resized
+        bicubically (align_corners=False), as timm's ``resample_abs_pos_embed`` does.
+    """
+    num_patches = pos_embed.shape[0] - 1
+    old = round(num_patches**0.5)
+    if old * old != num_patches:
+        raise ValueError(f"position embedding of {num_patches} patches is not a square grid")
+    if (old, old) == tuple(grid):
+        return pos_embed
+    cls_pos, patch_pos = pos_embed[:1], pos_embed[1:]
+    width = pos_embed.shape[1]
+    patch_pos = patch_pos.reshape(1, old, old, width).permute(0, 3, 1, 2)
+    patch_pos = F.interpolate(patch_pos.float(), size=grid, mode="bicubic", align_corners=False).to(
+        pos_embed.dtype
+    )
+    patch_pos = patch_pos.permute(0, 2, 3, 1).reshape(grid[0] * grid[1], width)
+    return torch.cat([cls_pos, patch_pos], dim=0)
+
+
+class ClipBackbone(nn.Module):
+    """An open_clip CLIP model, exposed block by block.
+
+    The image tower must be open_clip's own ``VisionTransformer`` with [CLS] pooling; sizes
+    (width, depth, patch size, embedding dim) are read from it, never assumed.
+    """
+
+    def __init__(self, clip: nn.Module) -> None:
+        super().__init__()
+        from open_clip.transformer import VisionTransformer
+
+        visual = getattr(clip, "visual", None)
+        if not isinstance(visual, VisionTransformer):
+            raise ValueError(
+                "clsclip needs an open_clip model whose image tower is open_clip's "
+                f"VisionTransformer, got {type(visual).__name__} (timm and ResNet towers are not "
+                "supported)"
+            )
+        if visual.attn_pool is not None or visual.pool_type != "tok":
+            raise ValueError(
+                "clsclip needs a ViT pooled by its [CLS] token (pool_type='tok', no attentional "
+                f"pooling); this backbone has pool_type={visual.pool_type!r}"
+            )
+        if visual.proj is None:
+            raise ValueError("the backbone's ViT has no output projection (visual.proj is None)")
+        self.clip: Any = clip
+
+    @property
+    def visual(self) -> Any:
+        return self.clip.visual
+
+    @property
+    def width(self) -> int:
+        """Token width of the image tower."""
+        return int(self.visual.class_embedding.shape[0])
+
+    @property
+    def depth(self) -> int:
+        """Number of visual transformer blocks."""
+        return len(self.visual.transformer.resblocks)
+
+    @property
+    def patch_size(self) -> int:
+        size = self.visual.patch_size
+        if size[0] != size[1]:
+            raise ValueError(f"non-square patches {size} are not supported")
+        return int(size[0])
+
+    @property
+    def embed_dim(self) -> int:
+        """Dimension of the joint image-text space (the text [CLS] vector)."""
+        return int(self.visual.proj.shape[1])
+
+    @property
+    def blocks(self) -> nn.ModuleList:
+        return self.visual.transformer.resblocks
+
+    def embed(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Patch embedding, [CLS], interpolated position embedding and ``ln_pre``.
+
+        Args:
+            pixels: ``B x 3 x H x W`` normalised images; H and W multiples of the patch size.
+
+        Returns:
+            Tokens ``B x (1 + h*w) x width`` with h = H / patch, w = W / patch; [CLS] first.
+        """
+        visual = self.visual
+        x = visual.conv1(pixels)
+        grid = (x.shape[2], x.shape[3])
+        x = x.flatten(2).transpose(1, 2)
+        cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+        x = torch.cat([cls, x], dim=1)
+        x = x + interpolate_pos_embed(visual.positional_embedding, grid).to(x.dtype)
+        return visual.ln_pre(x)
+
+    def run_blocks(
+        self,
+        tokens: torch.Tensor,
+        start: int,
+        stop: int,
+        before_block: BlockHook | None = None,
+    ) -> torch.Tensor:
+        """Run visual blocks ``start .. stop - 1`` on batch-first tokens ``B x T x width``.
+
+        ``before_block(i, tokens)``, when given, may replace the tokens right before block i.
+        """
+        batch_first = getattr(self.visual.transformer, "batch_first", True)
+        x = tokens
+        for index in range(start, stop):
+            if before_block is not None:
+                x = before_block(index, x)
+            block = self.blocks[index]
+            x = block(x) if batch_first else block(x.transpose(0, 1)).transpose(0, 1)
+        return x
+
+    def project_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Map visual tokens ``B x N x width`` into the joint space: ``ln_post`` then ``proj``.
+
+        Returns ``B x N x embed_dim``.
+        """
+        return self.visual.ln_post(tokens) @ self.visual.proj
+
+    def encode_text(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """CLIP's text [CLS]: ``K x L`` token ids -> ``K x embed_dim``, not normalised."""
+        return self.clip.encode_text(token_ids, normalize=False)

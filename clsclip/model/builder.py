@@ -1,0 +1,134 @@
+"""The one place where a `ClsClipConfig` becomes modules."""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import logging
+from typing import Any
+
+from torch import nn
+
+from clsclip.config import ClsClipConfig
+from clsclip.model.backbone import ClipBackbone
+from clsclip.model.clsclip_model import ClsClipModel, Tokenizer
+from clsclip.model.decoder import SegmentationDecoder
+from clsclip.model.navigation import TextNavigator
+
+logger = logging.getLogger(__name__)
+
+# CLIP's normalisation (OpenAI), used when neither the config nor the backbone gives one.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def build_model(
+    config: ClsClipConfig,
+    *,
+    load_backbone_weights: bool = True,
+    cache_dir: str | None = None,
+) -> ClsClipModel:
+    """Build a ClsCLIP model from its config.
+
+    Args:
+        config: the hyperparameters.
+        load_backbone_weights: fetch open_clip's pretrained weights for ``config.pretrained``;
+            False builds the backbone with random weights (for weights loaded afterwards).
+        cache_dir: where open_clip caches downloaded backbone weights.
+
+    Returns:
+        The model on the CPU in eval mode. Its ``image_mean`` and ``image_std`` come from the
+        config, else the backbone's preprocessing config, else CLIP's.
+    """
+    pretrained = config.pretrained if load_backbone_weights else None
+    clip, tokenizer = _build_clip(config.backbone, pretrained, cache_dir)
+    backbone = ClipBackbone(clip)
+    navigator = None
+    if config.injection_layers:
+        navigator = TextNavigator(embed_dim=backbone.embed_dim, width=backbone.width)
+    decoder = SegmentationDecoder(
+        width=backbone.width,
+        num_layers=config.decoder_layers,
+        num_heads=config.decoder_heads or max(1, backbone.width // 64),
+        mlp_ratio=config.decoder_mlp_ratio,
+        channels=config.decoder_channels,
+        extra_channels=1 if config.text_prior else 0,
+    )
+    preprocess = getattr(clip.visual, "preprocess_cfg", None) or {}
+    model = ClsClipModel(
+        backbone=backbone,
+        navigator=navigator,
+        decoder=decoder,
+        tokenizer=tokenizer,
+        prompt_templates=config.prompt_templates,
+        injection_layers=config.injection_layers,
+        text_prior=config.text_prior,
+        image_mean=_rgb(config.image_mean or preprocess.get("mean") or CLIP_MEAN),
+        image_std=_rgb(config.image_std or preprocess.get("std") or CLIP_STD),
+    )
+    model.grid_for(config.image_size)  # fails early when image_size is not a multiple of patch
+    return model.eval()
+
+
+def _rgb(values: Any) -> tuple[float, float, float]:
+    r, g, b = (float(v) for v in values)
+    return r, g, b
+
+
+def _build_clip(
+    backbone: str | dict[str, Any], pretrained: str | None, cache_dir: str | None
+) -> tuple[nn.Module, Tokenizer]:
+    if isinstance(backbone, str):
+        return _build_named_clip(backbone, pretrained, cache_dir)
+    return _build_custom_clip(backbone)
+
+
+def _build_named_clip(
+    name: str, pretrained: str | None, cache_dir: str | None
+) -> tuple[nn.Module, Tokenizer]:
+    import open_clip
+
+    available = open_clip.list_models()
+    if name not in available:
+        close = difflib.get_close_matches(name, available, n=5)
+        raise ValueError(
+            f"unknown open_clip backbone {name!r}; close matches: {close}. "
+            "See open_clip.list_models() for all names, or pass an open_clip model config dict."
+        )
+    if pretrained is not None:
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        if pretrained not in tags:
+            raise ValueError(
+                f"unknown pretrained tag {pretrained!r} for backbone {name!r}; available: {tags}"
+            )
+    try:
+        clip = open_clip.create_model(name, pretrained=pretrained, cache_dir=cache_dir)
+    except RuntimeError as e:
+        raise OSError(
+            f"could not fetch open_clip weights {name!r} / {pretrained!r}: {e}. Without network "
+            "access (HF_HUB_OFFLINE=1) the weights must already be in the cache."
+        ) from e
+    tokenizer = open_clip.get_tokenizer(name, cache_dir=cache_dir)
+    return clip, tokenizer
+
+
+def _build_custom_clip(model_cfg: dict[str, Any]) -> tuple[nn.Module, Tokenizer]:
+    import open_clip
+    from open_clip.tokenizer import SimpleTokenizer
+
+    cfg = copy.deepcopy(dict(model_cfg))
+    text_cfg = cfg.get("text_cfg", {})
+    custom_text = bool(cfg.pop("custom_text", False)) or "hf_model_name" in text_cfg
+    model_class = open_clip.CustomTextCLIP if custom_text else open_clip.CLIP
+    try:
+        clip = model_class(**cfg)
+    except TypeError as e:
+        raise ValueError(f"invalid open_clip model config {model_cfg!r}: {e}") from e
+    hf_tokenizer = text_cfg.get("hf_tokenizer_name")
+    context_length = int(text_cfg.get("context_length", 77))
+    tokenizer: Tokenizer
+    if hf_tokenizer:
+        tokenizer = open_clip.HFTokenizer(hf_tokenizer, context_length=context_length)
+    else:
+        tokenizer = SimpleTokenizer(context_length=context_length)
+    return clip, tokenizer

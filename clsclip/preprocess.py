@@ -1,0 +1,82 @@
+"""Letterboxing into the square model input, and mapping predictions back to the original."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """Where an image sits inside the square model input.
+
+    The image is resized so that its long side is ``input_size`` (aspect ratio kept) and placed at
+    the top-left corner; the rest is padding.
+
+    Attributes:
+        original_size: ``(H, W)`` of the image in pixels.
+        resized_size: ``(h, w)`` of the resized image inside the input, each >= 1.
+        input_size: side of the square model input in pixels.
+    """
+
+    original_size: tuple[int, int]
+    resized_size: tuple[int, int]
+    input_size: int
+
+    @classmethod
+    def fit(cls, original_size: tuple[int, int], input_size: int) -> Letterbox:
+        height, width = original_size
+        scale = input_size / max(height, width)
+        resized = (
+            min(input_size, max(1, round(height * scale))),
+            min(input_size, max(1, round(width * scale))),
+        )
+        return cls(original_size=(height, width), resized_size=resized, input_size=input_size)
+
+
+def letterbox_image(
+    image: Image.Image,
+    input_size: int,
+    mean: tuple[float, float, float],
+    std: tuple[float, float, float],
+) -> tuple[torch.Tensor, Letterbox]:
+    """Resize (bicubic, long side to ``input_size``), normalise and zero-pad an RGB image.
+
+    Returns:
+        A float32 tensor ``3 x input_size x input_size`` (padding is 0, i.e. the mean colour after
+        normalisation) and the `Letterbox` that maps predictions back.
+    """
+    box = Letterbox.fit((image.height, image.width), input_size)
+    h, w = box.resized_size
+    resized = (
+        image if (h, w) == box.original_size else image.resize((w, h), Image.Resampling.BICUBIC)
+    )
+    scaled = np.asarray(resized, dtype=np.float32) / np.float32(255.0)
+    array = (scaled - np.asarray(mean, dtype=np.float32)) / np.asarray(std, dtype=np.float32)
+    pixels = torch.zeros(3, input_size, input_size, dtype=torch.float32)
+    pixels[:, :h, :w] = torch.from_numpy(array).permute(2, 0, 1)
+    return pixels, box
+
+
+def restore_logits(logits: torch.Tensor, box: Letterbox) -> torch.Tensor:
+    """Map logits on the model grid back to the original image.
+
+    Args:
+        logits: ``K x h x w`` logits on the patch grid of the square input.
+        box: where the image sat in the input.
+
+    Returns:
+        ``K x H x W`` logits at the original resolution: bilinear upsampling to the input size,
+        the padding cropped away, then bilinear resizing to ``(H, W)`` (align_corners=False).
+    """
+    size = box.input_size
+    x = F.interpolate(logits[None].float(), size=(size, size), mode="bilinear", align_corners=False)
+    h, w = box.resized_size
+    x = x[:, :, :h, :w]
+    if (h, w) != box.original_size:
+        x = F.interpolate(x, size=box.original_size, mode="bilinear", align_corners=False)
+    return x[0]

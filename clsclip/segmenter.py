@@ -1,0 +1,325 @@
+"""`Segmenter`: the user-facing pipeline from images and class names to masks."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import overload
+
+import numpy as np
+import torch
+from PIL import Image
+
+from clsclip.config import ClsClipConfig
+from clsclip.hub import CONFIG_NAME, WEIGHTS_NAME, push_folder_to_hub, resolve_model_files
+from clsclip.image_io import ImageInput, load_image
+from clsclip.inputs import check_class_names, check_positive_int, check_threshold, resolve_device
+from clsclip.model import ClsClipModel, build_model
+from clsclip.preprocess import Letterbox, letterbox_image, restore_logits
+from clsclip.results import SegmentationResult
+from clsclip.weights import file_has_backbone, load_weights, save_weights
+
+logger = logging.getLogger(__name__)
+
+_TEXT_CACHE_SIZE = 4096
+_SINGLE_IMAGE_TYPES = (Image.Image, np.ndarray, str, os.PathLike)
+
+
+class Segmenter:
+    """Zero-shot semantic segmentation with a ClsCLIP model.
+
+    Build one with `Segmenter.from_pretrained` (a saved model) or `Segmenter.from_config` (a
+    fresh, untrained model), then call `segment`.
+
+    Args:
+        model: the network, as built by `clsclip.model.build_model`.
+        config: the config it was built from.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or a `torch.device`; None picks
+            CUDA when available.
+        chunk_size: (image, class) pairs per pass through the class-dependent blocks, and images
+            per pass through the shared blocks. Peak memory grows with it, not with the number
+            of classes.
+    """
+
+    def __init__(
+        self,
+        model: ClsClipModel,
+        config: ClsClipConfig,
+        *,
+        device: str | torch.device | None = None,
+        chunk_size: int = 16,
+    ) -> None:
+        if not isinstance(model, ClsClipModel):
+            raise TypeError(f"model must be a ClsClipModel, got {type(model).__name__}")
+        if not isinstance(config, ClsClipConfig):
+            raise TypeError(f"config must be a ClsClipConfig, got {type(config).__name__}")
+        self.config = config
+        self.chunk_size = check_positive_int("chunk_size", chunk_size)
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+    @classmethod
+    def from_config(
+        cls,
+        config: ClsClipConfig,
+        *,
+        device: str | torch.device | None = None,
+        chunk_size: int = 16,
+        cache_dir: str | None = None,
+    ) -> Segmenter:
+        """A fresh model: the backbone from open_clip (``config.pretrained``), the projection and
+        decoder randomly initialised. Train it before expecting useful masks."""
+        if not isinstance(config, ClsClipConfig):
+            raise TypeError(f"config must be a ClsClipConfig, got {type(config).__name__}")
+        device = resolve_device(device)
+        model = build_model(config, cache_dir=cache_dir)
+        return cls(model, config, device=device, chunk_size=chunk_size)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        source: str | os.PathLike[str],
+        *,
+        device: str | torch.device | None = None,
+        revision: str | None = None,
+        cache_dir: str | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        chunk_size: int = 16,
+    ) -> Segmenter:
+        """Load a saved model from a local folder or a Hugging Face Hub repo.
+
+        Args:
+            source: a folder holding ``config.json`` and ``model.safetensors``, or a Hub repo id
+                (``"org/name"``, optionally prefixed ``"hf-hub:"``).
+            device: where to run; None picks CUDA when available.
+            revision, cache_dir, local_files_only, token: passed to huggingface_hub for Hub repos;
+                ``cache_dir`` is also where open_clip caches backbone weights.
+            chunk_size: see `Segmenter`.
+
+        Raises:
+            FileNotFoundError: no such folder, or a file of the model is missing.
+            OSError: the Hub cannot provide the model (offline and not cached, unknown repo).
+            ValueError: invalid config, or weights that do not match it (listing the keys).
+        """
+        device = resolve_device(device)
+        files = resolve_model_files(
+            source,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            token=token,
+        )
+        config = ClsClipConfig.load(files.config)
+        has_backbone = file_has_backbone(files.weights)
+        if not has_backbone and config.pretrained is None:
+            raise ValueError(
+                f"{files.weights} holds no backbone weights and config.pretrained is None, so the "
+                "backbone would be random; save the model with include_backbone=True"
+            )
+        model = build_model(config, load_backbone_weights=not has_backbone, cache_dir=cache_dir)
+        load_weights(model, files.weights)
+        logger.info("loaded clsclip model from %s", source)
+        return cls(model, config, device=device, chunk_size=chunk_size)
+
+    def to(self, device: str | torch.device) -> Segmenter:
+        """Move the model to another device (in place); returns self."""
+        self.device = resolve_device(device)
+        self.model.to(self.device)
+        self._text_cache.clear()
+        return self
+
+    @overload
+    def segment(
+        self,
+        image: ImageInput,
+        class_names: Sequence[str],
+        *,
+        threshold: float | None = None,
+    ) -> SegmentationResult: ...
+
+    @overload
+    def segment(
+        self,
+        image: list[ImageInput] | tuple[ImageInput, ...],
+        class_names: Sequence[str],
+        *,
+        threshold: float | None = None,
+    ) -> list[SegmentationResult]: ...
+
+    def segment(
+        self,
+        image: ImageInput | list[ImageInput] | tuple[ImageInput, ...],
+        class_names: Sequence[str],
+        *,
+        threshold: float | None = None,
+    ) -> SegmentationResult | list[SegmentationResult]:
+        """Segment every named class in one image or a list of images.
+
+        Args:
+            image: a PIL image, an ``H x W x 3`` uint8 RGB array, a file path, or a list of these.
+            class_names: K distinct, non-empty names, in plain words (``["dog", "cat"]``).
+            threshold: probability above which a pixel is in a mask; default the config's.
+
+        Returns:
+            A `SegmentationResult` (or a list, for a list of images) whose ``probs`` are float32
+            ``K x H x W`` at each image's original size.
+        """
+        names = check_class_names(class_names)
+        threshold = check_threshold(self.config.threshold if threshold is None else threshold)
+        single = isinstance(image, _SINGLE_IMAGE_TYPES)
+        images: list[ImageInput]
+        if isinstance(image, (list, tuple)):
+            images = list(image)
+        elif single:
+            images = [image]
+        else:
+            raise TypeError(
+                "image must be a PIL image, an H x W x 3 uint8 array, a file path, or a list of "
+                f"these; got {type(image).__name__}"
+            )
+        text = self.encode_classes(names)
+        results = [
+            SegmentationResult(names, probs, threshold, pil)
+            for pil, probs in self._predict(images, text)
+        ]
+        return results[0] if single else results
+
+    def encode_classes(self, class_names: Sequence[str]) -> torch.Tensor:
+        """Text vectors of class names (``K x embed_dim``, unit norm) on the model's device.
+
+        Cached per name, so repeated calls with the same classes skip the text encoder.
+        """
+        names = check_class_names(class_names)
+        keys = [name.strip() for name in names]
+        missing = [key for key in dict.fromkeys(keys) if key not in self._text_cache]
+        if missing:
+            with torch.inference_mode():
+                vectors = self.model.encode_class_names(missing)
+            for key, vector in zip(missing, vectors, strict=False):
+                self._text_cache[key] = vector
+        for key in keys:
+            self._text_cache.move_to_end(key)
+        while len(self._text_cache) > _TEXT_CACHE_SIZE:
+            self._text_cache.popitem(last=False)
+        return torch.stack([self._text_cache[key] for key in keys])
+
+    def _predict(
+        self, images: list[ImageInput], text: torch.Tensor
+    ) -> Iterator[tuple[Image.Image, np.ndarray]]:
+        """Yield (RGB image, ``K x H x W`` float32 probabilities) per image, in order."""
+        size = self.config.image_size
+        mean, std = self.model.image_mean, self.model.image_std
+        for start in range(0, len(images), self.chunk_size):
+            pils = [load_image(x) for x in images[start : start + self.chunk_size]]
+            boxed = [letterbox_image(pil, size, mean, std) for pil in pils]
+            pixels = torch.stack([pixels for pixels, _ in boxed]).to(self.device)
+            with torch.inference_mode():
+                logits = self.model.predict_logits(pixels, text, chunk_size=self.chunk_size)
+                for pil, (_, box), image_logits in zip(pils, boxed, logits, strict=False):
+                    yield pil, self._restore_probs(image_logits, box)
+
+    def _restore_probs(self, logits: torch.Tensor, box: Letterbox) -> np.ndarray:
+        """``K x h x w`` logits -> ``K x H x W`` float32 probabilities, a chunk of classes at a
+        time so the full-resolution intermediates stay bounded."""
+        height, width = box.original_size
+        probs = np.empty((logits.shape[0], height, width), dtype=np.float32)
+        for start in range(0, logits.shape[0], self.chunk_size):
+            chunk = restore_logits(logits[start : start + self.chunk_size], box)
+            probs[start : start + self.chunk_size] = chunk.sigmoid().cpu().numpy()
+        return probs
+
+    def save_pretrained(
+        self, save_directory: str | os.PathLike[str], *, include_backbone: bool | None = None
+    ) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into a folder (created if needed).
+
+        Args:
+            save_directory: the folder.
+            include_backbone: store the backbone weights too. None (default) stores them when
+                open_clip cannot rebuild them: ``config.pretrained`` is None or the backbone has
+                trainable parameters (fine-tuned).
+
+        Returns:
+            The folder's path.
+        """
+        folder = Path(save_directory)
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(f"{folder} exists and is not a folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        if include_backbone is None:
+            include_backbone = self.config.pretrained is None or any(
+                p.requires_grad for p in self.model.backbone.parameters()
+            )
+        # Write to temporary names, then rename, so a crash never leaves half a model behind.
+        tmp_weights = folder / f".{WEIGHTS_NAME}.tmp"
+        tmp_config = folder / f".{CONFIG_NAME}.tmp"
+        save_weights(self.model, tmp_weights, include_backbone=include_backbone)
+        self.config.save(tmp_config)
+        os.replace(tmp_weights, folder / WEIGHTS_NAME)
+        os.replace(tmp_config, folder / CONFIG_NAME)
+        logger.info("saved clsclip model to %s", folder)
+        return folder
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        private: bool | None = None,
+        token: str | bool | None = None,
+        revision: str | None = None,
+        commit_message: str = "Upload clsclip model",
+    ) -> str:
+        """Save the model and upload it to a Hugging Face Hub repo (created if needed).
+
+        Returns the URL of the commit.
+        """
+        with tempfile.TemporaryDirectory() as tmp:
+            self.save_pretrained(tmp)
+            _write_model_card(Path(tmp), repo_id, self.config)
+            return push_folder_to_hub(
+                tmp,
+                repo_id,
+                private=private,
+                token=token,
+                revision=revision,
+                commit_message=commit_message,
+            )
+
+    def __repr__(self) -> str:
+        backbone = self.config.backbone if isinstance(self.config.backbone, str) else "custom"
+        return (
+            f"Segmenter(backbone={backbone!r}, image_size={self.config.image_size}, "
+            f"injection_layers={self.config.injection_layers}, device={str(self.device)!r})"
+        )
+
+
+def _write_model_card(folder: Path, repo_id: str, config: ClsClipConfig) -> None:
+    backbone = config.backbone if isinstance(config.backbone, str) else "custom open_clip ViT"
+    card = f"""---
+library_name: clsclip
+tags:
+- image-segmentation
+- zero-shot
+- clip
+---
+# {repo_id}
+
+A ClsCLIP zero-shot semantic segmentation model ("[CLS] Token is All You Need for Zero-Shot
+Semantic Segmentation", arXiv 2304.06212), saved with [clsclip](https://pypi.org/project/clsclip/).
+
+- backbone: {backbone} ({config.pretrained or "weights stored in this repo"})
+- input size: {config.image_size} px; injection layers: {list(config.injection_layers)}
+
+```python
+from clsclip import Segmenter
+seg = Segmenter.from_pretrained("{repo_id}")
+result = seg.segment("image.jpg", ["dog", "cat"])
+```
+"""
+    (folder / "README.md").write_text(card, encoding="utf-8")
