@@ -38,8 +38,12 @@ def save_weights(
 
 def file_has_backbone(path: str | os.PathLike[str]) -> bool:
     """Whether a weights file holds the backbone (``backbone.*`` keys)."""
-    with safe_open(os.fspath(path), framework="pt") as f:
-        return any(key.startswith(BACKBONE_PREFIX) for key in f)
+    try:
+        with safe_open(os.fspath(path), framework="pt") as f:
+            keys = list(f.keys())
+    except Exception as e:  # safetensors raises its own SafetensorError for corrupt files
+        raise OSError(f"cannot read weights file {os.fspath(path)!r}: {e}") from e
+    return any(key.startswith(BACKBONE_PREFIX) for key in keys)
 
 
 def load_weights(model: ClsClipModel, path: str | os.PathLike[str]) -> None:

@@ -1,0 +1,89 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+from clsclip.cli import expand_images, main, unique_stems
+from tests.conftest import random_rgb
+
+
+def test_segment_writes_masks_overlay_and_summary(saved_model, tmp_path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(random_rgb(37, 53, seed=1)).save(images / "a.png")
+    Image.fromarray(random_rgb(20, 30, seed=2)).save(images / "b.jpg")
+    (images / "notes.txt").write_text("not an image")
+    out = tmp_path / "out"
+    status = main(
+        [
+            "segment",
+            str(images),
+            "--classes",
+            "dog",
+            "hot dog",
+            "--model",
+            str(saved_model),
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        ]
+    )
+    assert status == 0
+    mask = np.asarray(Image.open(out / "a_mask01_hot_dog.png"))
+    assert mask.shape == (37, 53) and set(np.unique(mask)) <= {0, 255}
+    assert Image.open(out / "b_overlay.png").size == (30, 20)
+    summary = json.loads((out / "a.json").read_text())
+    assert [c["name"] for c in summary["classes"]] == ["dog", "hot dog"]
+    index = json.loads((out / "index.json").read_text())
+    assert [entry["image"] for entry in index] == [str(images / "a.png"), str(images / "b.jpg")]
+
+
+def test_bad_image_is_reported_and_others_still_written(saved_model, tmp_path, capsys) -> None:
+    Image.fromarray(random_rgb(10, 10)).save(tmp_path / "good.png")
+    (tmp_path / "bad.png").write_bytes(b"garbage")
+    status = main(
+        [
+            "segment",
+            str(tmp_path / "bad.png"),
+            str(tmp_path / "good.png"),
+            "--classes",
+            "dog",
+            "--model",
+            str(saved_model),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
+    assert status == 1
+    assert (tmp_path / "out" / "good.json").exists()
+    assert "1 of 2 image(s) failed" in capsys.readouterr().err
+
+
+def test_usage_errors(saved_model, tmp_path, capsys) -> None:
+    Image.fromarray(random_rgb(10, 10)).save(tmp_path / "x.png")
+    base = ["segment", str(tmp_path / "x.png"), "--out", str(tmp_path / "out")]
+    assert main([*base, "--classes", "dog", "--model", str(tmp_path / "missing")]) == 2
+    assert "model folder not found" in capsys.readouterr().err
+    assert main([*base, "--classes", "dog", "Dog", "--model", str(saved_model)]) == 2
+    assert "duplicate class name" in capsys.readouterr().err
+    assert main([*base, "--classes", "dog", "--model", str(saved_model), "--threshold", "3"]) == 2
+    assert "threshold" in capsys.readouterr().err
+
+
+def test_helpers(tmp_path) -> None:
+    from pathlib import Path
+
+    assert unique_stems([Path("a/x.png"), Path("b/x.jpg"), Path("y.png")]) == ["x", "x_2", "y"]
+    (tmp_path / "b.PNG").write_bytes(b"")
+    (tmp_path / "a.jpg").write_bytes(b"")
+    assert expand_images([tmp_path]) == [tmp_path / "a.jpg", tmp_path / "b.PNG"]
+
+
+def test_console_entry_point_help() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "clsclip", "segment", "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "--classes" in result.stdout

@@ -1,0 +1,171 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from clsclip import ClsClipConfig, SegmentationResult, Segmenter
+from tests.conftest import random_rgb, tiny_segmenter
+
+
+@pytest.mark.parametrize("size", [(37, 53), (641, 479), (64, 64), (1, 300)])
+def test_shapes_and_dtypes_at_odd_sizes(segmenter, size) -> None:
+    result = segmenter.segment(Image.fromarray(random_rgb(*size)), ["dog", "cat", "sky"])
+    assert isinstance(result, SegmentationResult)
+    assert result.class_names == ["dog", "cat", "sky"]
+    assert result.probs.shape == (3, *size) and result.probs.dtype == np.float32
+    assert result.masks.shape == (3, *size) and result.masks.dtype == bool
+    assert result.label_map.shape == size and np.issubdtype(result.label_map.dtype, np.integer)
+    assert result.probs.min() >= 0.0 and result.probs.max() <= 1.0
+    assert set(np.unique(result.label_map)) <= {0, 1, 2, 3}
+
+
+def test_every_input_kind_gives_the_same_result(segmenter, tmp_path) -> None:
+    array = random_rgb(37, 53)
+    Image.fromarray(array).save(tmp_path / "x.png")
+    reference = segmenter.segment(array, ["dog"]).probs
+    for source in (Image.fromarray(array), str(tmp_path / "x.png"), tmp_path / "x.png"):
+        np.testing.assert_array_equal(segmenter.segment(source, ["dog"]).probs, reference)
+
+
+def test_class_alone_equals_class_in_a_batch(segmenter) -> None:
+    image = random_rgb(50, 70)
+    together = segmenter.segment(image, ["dog", "cat", "tree", "road"])
+    for k, name in enumerate(together.class_names):
+        alone = segmenter.segment(image, [name])
+        np.testing.assert_allclose(alone.probs[0], together.probs[k], atol=1e-5)
+
+
+def test_chunk_size_does_not_change_results() -> None:
+    image, names = random_rgb(40, 30), ["a", "b", "c", "d", "e"]
+    small, large = tiny_segmenter(), tiny_segmenter()
+    small.chunk_size, large.chunk_size = 1, 64
+    np.testing.assert_allclose(
+        small.segment(image, names).probs, large.segment(image, names).probs, atol=1e-5
+    )
+
+
+def test_lists_of_images(segmenter) -> None:
+    images = [random_rgb(30, 40, seed=1), random_rgb(41, 23, seed=2), random_rgb(64, 64, seed=3)]
+    segmenter_small = tiny_segmenter()
+    segmenter_small.chunk_size = 2  # images split across groups
+    results = segmenter_small.segment(images, ["dog", "cat"])
+    assert isinstance(results, list) and len(results) == 3
+    for image, result in zip(images, results, strict=True):
+        assert result.probs.shape == (2, *image.shape[:2])
+        np.testing.assert_allclose(
+            result.probs, segmenter_small.segment(image, ["dog", "cat"]).probs, atol=1e-5
+        )
+    assert segmenter.segment((images[0],), ["dog"])[0].probs.shape == (1, 30, 40)
+    assert segmenter.segment([], ["dog"]) == []
+
+
+def test_different_classes_give_different_probabilities(segmenter) -> None:
+    image = random_rgb(48, 48)
+    result = segmenter.segment(image, ["dog", "airplane"])
+    between_classes = np.abs(result.probs[0] - result.probs[1]).max()
+    # A random decoder reacts weakly, but far above the float noise of batching.
+    noise = np.abs(segmenter.segment(image, ["airplane"]).probs[0] - result.probs[1]).max()
+    assert between_classes > 1e-5 and between_classes > 100 * noise
+
+
+def test_threshold_override(segmenter) -> None:
+    image = random_rgb(32, 32)
+    low = segmenter.segment(image, ["dog"], threshold=0.0)
+    high = segmenter.segment(image, ["dog"], threshold=1.0)
+    assert low.masks.all() and not high.masks.any()
+    assert low.threshold == 0.0
+
+
+def test_text_vectors_are_cached(monkeypatch) -> None:
+    seg = tiny_segmenter()
+    calls: list[int] = []
+    original = seg.model.backbone.encode_text
+    monkeypatch.setattr(
+        seg.model.backbone, "encode_text", lambda ids: calls.append(len(ids)) or original(ids)
+    )
+    first = seg.encode_classes(["dog", "cat"])
+    second = seg.encode_classes(["cat", "dog", "bird"])
+    assert calls == [2, 1]  # the second call encodes only "bird"
+    torch.testing.assert_close(second[0], first[1])
+    assert first.shape == (2, 32)
+    torch.testing.assert_close(first.norm(dim=-1), torch.ones(2))
+
+
+def test_prompt_templates_are_averaged() -> None:
+    seg = tiny_segmenter(prompt_templates=("a photo of a {}.", "a drawing of a {}."))
+    model = seg.model
+    with torch.no_grad():
+        ids = model.tokenizer(["a photo of a dog.", "a drawing of a dog."])
+        single = torch.nn.functional.normalize(model.backbone.encode_text(ids), dim=-1)
+    expected = torch.nn.functional.normalize(single.mean(0), dim=0)
+    torch.testing.assert_close(seg.encode_classes(["dog"])[0], expected)
+
+
+@pytest.mark.parametrize(
+    ("names", "error", "message"),
+    [
+        ([], ValueError, "class_names is empty"),
+        ("dog", TypeError, r"single string 'dog'; pass \['dog'\]"),
+        (["dog", 3], TypeError, "class names must be str, got int 3 at position 1"),
+        (["dog", "  "], ValueError, "class name at position 1 is empty"),
+        (["dog", "cat", "Dog "], ValueError, "duplicate class name 'Dog ' at positions 0 and 2"),
+        (None, TypeError, "class_names must be a list of strings, got NoneType"),
+    ],
+)
+def test_bad_class_names(segmenter, names, error, message) -> None:
+    with pytest.raises(error, match=message):
+        segmenter.segment(random_rgb(8, 8), names)
+
+
+def test_bad_images(segmenter, tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="image file not found"):
+        segmenter.segment(tmp_path / "nope.jpg", ["dog"])
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8garbage")
+    with pytest.raises(OSError, match="cannot decode image file"):
+        segmenter.segment(tmp_path / "bad.jpg", ["dog"])
+    with pytest.raises(ValueError, match="zero size"):
+        segmenter.segment(np.zeros((0, 5, 3), np.uint8), ["dog"])
+    with pytest.raises(ValueError, match="shape H x W x 3"):
+        segmenter.segment(np.zeros((5, 5), np.uint8), ["dog"])
+    with pytest.raises(ValueError, match="dtype uint8"):
+        segmenter.segment(np.zeros((5, 5, 3), np.float64), ["dog"])
+    with pytest.raises(TypeError, match="got dict"):
+        segmenter.segment({"image": 1}, ["dog"])
+    with pytest.raises(ValueError, match="threshold"):
+        segmenter.segment(random_rgb(8, 8), ["dog"], threshold=-0.1)
+
+
+@pytest.mark.parametrize(
+    ("device", "error", "message"),
+    [
+        ("gpu", ValueError, "unknown device 'gpu'; use 'cpu', 'cuda', 'cuda:N' or 'mps'"),
+        ("cuda:99", ValueError, "cuda:99"),
+        (3.5, TypeError, "device must be a str or torch.device"),
+    ],
+)
+def test_bad_devices(device, error, message) -> None:
+    with pytest.raises(error, match=message):
+        tiny_segmenter().to(device)
+
+
+def test_bad_constructor_arguments(segmenter) -> None:
+    with pytest.raises(ValueError, match="chunk_size must be >= 1"):
+        Segmenter(segmenter.model, segmenter.config, chunk_size=0)
+    with pytest.raises(TypeError, match="config must be a ClsClipConfig"):
+        Segmenter.from_config({"image_size": 64})  # type: ignore[arg-type]
+
+
+def test_unknown_open_clip_backbone_and_tag() -> None:
+    with pytest.raises(ValueError, match=r"unknown open_clip backbone 'ViT-B-61'.*close matches"):
+        Segmenter.from_config(ClsClipConfig(backbone="ViT-B-61", pretrained=None), device="cpu")
+    with pytest.raises(ValueError, match=r"unknown pretrained tag 'imagenet' .* available: \["):
+        Segmenter.from_config(ClsClipConfig(backbone="ViT-B-16", pretrained="imagenet"))
+
+
+def test_named_backbone_offline_fails_fast_and_clearly() -> None:
+    with pytest.raises(OSError, match="could not fetch open_clip weights 'ViT-B-16' / 'openai'"):
+        Segmenter.from_config(ClsClipConfig(backbone="ViT-B-16", pretrained="openai"))
+
+
+def test_repr(segmenter) -> None:
+    assert repr(segmenter).startswith("Segmenter(backbone='custom', image_size=64")
