@@ -18,7 +18,13 @@ from clsclip import ClsClipConfig, Segmenter
 
 DEMO_BACKBONE = {
     "embed_dim": 128,
-    "vision_cfg": {"image_size": 224, "patch_size": 16, "width": 192, "layers": 6, "head_width": 64},
+    "vision_cfg": {
+        "image_size": 224,
+        "patch_size": 16,
+        "width": 192,
+        "layers": 6,
+        "head_width": 64,
+    },
     "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 128, "heads": 2, "layers": 3},
 }
 
