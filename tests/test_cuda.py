@@ -1,0 +1,32 @@
+"""CUDA paths. These run where a GPU is present (checked by hand on one; CI has none)."""
+
+import numpy as np
+import pytest
+import torch
+
+from clsclip import Segmenter
+from tests.conftest import random_rgb, tiny_segmenter
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def test_cuda_matches_cpu(saved_model) -> None:
+    cpu = tiny_segmenter()
+    gpu = Segmenter.from_pretrained(saved_model, device="cuda")
+    assert gpu.device.type == "cuda"
+    assert all(p.device.type == "cuda" for p in gpu.model.parameters())
+    images = [random_rgb(37, 53), random_rgb(641, 479, seed=1)]
+    names = ["dog", "cat", "tree"]
+    for a, b in zip(cpu.segment(images, names), gpu.segment(images, names), strict=True):
+        assert b.probs.dtype == np.float32 and b.probs.shape == a.probs.shape
+        # cuDNN convolutions use TF32 by default: agreement to about 1e-3.
+        np.testing.assert_allclose(b.probs, a.probs, atol=2e-3)
+
+
+def test_to_moves_model_and_cache() -> None:
+    seg = tiny_segmenter()
+    seg.encode_classes(["dog"])
+    seg.to("cuda:0")
+    assert seg.encode_classes(["dog"]).device.type == "cuda"
+    seg.to("cpu")
+    assert seg.encode_classes(["dog"]).device.type == "cpu"
