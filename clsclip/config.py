@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from clsclip.inputs import check_int, check_threshold
+
 MODEL_TYPE = "clsclip"
 FORMAT_VERSION = 1
 
@@ -96,13 +98,13 @@ class ClsClipConfig:
                 "pretrained tags apply to named open_clip backbones only; a custom backbone dict "
                 f"needs pretrained=None (got {self.pretrained!r})"
             )
-        _check_int("image_size", self.image_size, minimum=1)
+        check_int("image_size", self.image_size, minimum=1)
         if not isinstance(self.injection_layers, tuple):
             raise TypeError(
                 f"injection_layers must be a tuple of ints, got {self.injection_layers!r}"
             )
         for layer in self.injection_layers:
-            _check_int("injection_layers entry", layer, minimum=0)
+            check_int("injection_layers entry", layer, minimum=0)
         if len(set(self.injection_layers)) != len(self.injection_layers):
             raise ValueError(f"injection_layers has duplicates: {self.injection_layers}")
         if not isinstance(self.text_prior, bool):
@@ -114,8 +116,7 @@ class ClsClipConfig:
                 "(the paper's (2, 3, 4)) or text_prior=True for the no-navigation baseline."
             )
         _check_templates(self.prompt_templates)
-        if not isinstance(self.threshold, (int, float)) or not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold must be a number in [0, 1], got {self.threshold!r}")
+        check_threshold(self.threshold)
         for name in ("image_mean", "image_std"):
             value = getattr(self, name)
             if value is not None and (
@@ -124,15 +125,15 @@ class ClsClipConfig:
                 raise ValueError(f"{name} must be None or 3 numbers (R, G, B), got {value!r}")
         if self.image_std is not None and any(v <= 0 for v in self.image_std):
             raise ValueError(f"image_std must be positive, got {self.image_std!r}")
-        _check_int("decoder_layers", self.decoder_layers, minimum=0)
+        check_int("decoder_layers", self.decoder_layers, minimum=0)
         if self.decoder_heads is not None:
-            _check_int("decoder_heads", self.decoder_heads, minimum=1)
+            check_int("decoder_heads", self.decoder_heads, minimum=1)
         if not isinstance(self.decoder_mlp_ratio, (int, float)) or self.decoder_mlp_ratio <= 0:
             raise ValueError(f"decoder_mlp_ratio must be positive, got {self.decoder_mlp_ratio!r}")
         if not self.decoder_channels:
             raise ValueError("decoder_channels needs at least one entry")
         for channels in self.decoder_channels:
-            _check_int("decoder_channels entry", channels, minimum=1)
+            check_int("decoder_channels entry", channels, minimum=1)
 
     @property
     def first_injection_layer(self) -> int | None:
@@ -183,13 +184,6 @@ class ClsClipConfig:
             except json.JSONDecodeError as e:
                 raise ValueError(f"{os.fspath(path)} is not valid JSON: {e}") from e
         return cls.from_dict(data)
-
-
-def _check_int(name: str, value: object, *, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
 
 
 def _check_templates(templates: object) -> None:

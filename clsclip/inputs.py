@@ -69,12 +69,12 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return resolved
 
 
-def check_positive_int(name: str, value: object) -> int:
-    """Return ``value`` if it is an int >= 1, else raise `TypeError` / `ValueError` naming it."""
+def check_int(name: str, value: object, *, minimum: int = 1) -> int:
+    """Return ``value`` if it is an int >= minimum, else raise `TypeError` / `ValueError`."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
 
 

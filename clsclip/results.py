@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from clsclip.inputs import check_threshold
 from clsclip.visualize import overlay_label_map
 
 
@@ -41,8 +42,7 @@ class SegmentationResult:
             raise ValueError(
                 f"probs must be K x H x W with K = {len(self.class_names)}, got {self.probs.shape}"
             )
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
+        self.threshold = check_threshold(self.threshold)
         self.masks = self.probs > self.threshold
         self.label_map = _label_map(self.probs, self.masks)
 

@@ -17,7 +17,7 @@ from PIL import Image
 from clsclip.config import ClsClipConfig
 from clsclip.hub import CONFIG_NAME, WEIGHTS_NAME, push_folder_to_hub, resolve_model_files
 from clsclip.image_io import ImageInput, load_image
-from clsclip.inputs import check_class_names, check_positive_int, check_threshold, resolve_device
+from clsclip.inputs import check_class_names, check_int, check_threshold, resolve_device
 from clsclip.model import ClsClipModel, build_model
 from clsclip.preprocess import Letterbox, letterbox_image, restore_logits
 from clsclip.results import SegmentationResult
@@ -58,7 +58,7 @@ class Segmenter:
         if not isinstance(config, ClsClipConfig):
             raise TypeError(f"config must be a ClsClipConfig, got {type(config).__name__}")
         self.config = config
-        self.chunk_size = check_positive_int("chunk_size", chunk_size)
+        self.chunk_size = check_int("chunk_size", chunk_size)
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
