@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger("clsclip.cli")
 
@@ -34,6 +35,23 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: auto)")
     seg.add_argument("--threshold", type=float, default=None, help="mask threshold in [0, 1]")
     seg.add_argument("--chunk-size", type=int, default=16, help="pairs per forward pass")
+    seg.add_argument(
+        "--proposals",
+        choices=("none", "yolo"),
+        default="none",
+        help="ClsCLIP+ region proposals: none, or an ultralytics detector (needs clsclip[yolo])",
+    )
+    seg.add_argument(
+        "--yolo-model", default="yolo11n.pt", help="ultralytics weights name, path or model YAML"
+    )
+    seg.add_argument("--yolo-conf", type=float, default=0.25, help="detector confidence threshold")
+    seg.add_argument(
+        "--boxes",
+        type=Path,
+        default=None,
+        help='JSON file of boxes per class, {"dog": [[x0, y0, x1, y1], ...]}, in image pixels; '
+        "used for every image (zoom-in on given boxes)",
+    )
     seg.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit)")
     seg.add_argument(
         "--local-files-only", action="store_true", help="never download; use the cache only"
@@ -74,6 +92,26 @@ def unique_stems(paths: Sequence[Path]) -> list[str]:
     return stems
 
 
+def _proposer(args: argparse.Namespace) -> Any:
+    from clsclip.proposals import BoxProposer, YoloProposer
+
+    if args.boxes is not None and args.proposals != "none":
+        raise ValueError("give either --boxes or --proposals yolo, not both")
+    if args.boxes is not None:
+        try:
+            boxes = json.loads(args.boxes.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{args.boxes} is not valid JSON: {e}") from e
+        proposer = BoxProposer(boxes)
+        unknown = sorted(set(proposer.boxes) - set(args.classes))
+        if unknown:
+            raise ValueError(f"--boxes names classes {unknown} that are not in --classes")
+        return proposer
+    if args.proposals == "yolo":
+        return YoloProposer(args.yolo_model, conf=args.yolo_conf, device=args.device)
+    return None
+
+
 def _segment(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -95,7 +133,8 @@ def _segment(args: argparse.Namespace) -> int:
         segmenter.encode_classes(args.classes)  # checks the names once, before any image
         if args.threshold is not None:
             check_threshold(args.threshold)
-    except (OSError, ValueError, TypeError) as e:
+        segmenter.proposer = _proposer(args)
+    except (OSError, ValueError, TypeError, ImportError) as e:
         print(f"clsclip: error: {e}", file=sys.stderr)
         return 2
     failed = 0

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Callable
 from typing import Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+_PIL_OPEN = Image.open  # before anything patches it (see _pil_open)
 
 ImageInput = Union[Image.Image, np.ndarray, str, "os.PathLike[str]"]
 """What `Segmenter.segment` accepts as an image: a PIL image, an ``H x W x 3`` uint8 RGB array,
@@ -60,7 +64,7 @@ def _open(path: str) -> Image.Image:
     if os.path.isdir(path):
         raise IsADirectoryError(f"{path!r} is a folder, not an image file")
     try:
-        with Image.open(path) as opened:
+        with _pil_open()(path) as opened:
             opened.load()
             return opened.copy()
     except UnidentifiedImageError as e:
@@ -69,6 +73,19 @@ def _open(path: str) -> Image.Image:
         raise
     except (OSError, SyntaxError, ValueError) as e:
         raise OSError(f"cannot decode image file {path!r}: {e}") from e
+
+
+def _pil_open() -> Callable[..., Image.Image]:
+    """PIL's own ``Image.open``.
+
+    Importing ultralytics replaces ``PIL.Image.open`` with a wrapper that, on an undecodable
+    file, tries to pip-install a HEIF plugin at run time; clsclip reports such a file instead.
+    """
+    opener = Image.open
+    if getattr(opener, "__module__", "").startswith("ultralytics"):
+        patches = sys.modules.get("ultralytics.utils.patches")
+        return getattr(patches, "_image_open", _PIL_OPEN)
+    return opener
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:

@@ -13,7 +13,7 @@ import numpy as np
 from PIL import Image
 
 from clsclip.inputs import check_threshold
-from clsclip.visualize import overlay_label_map
+from clsclip.visualize import draw_boxes, overlay_label_map, palette
 
 
 @dataclass
@@ -25,6 +25,8 @@ class SegmentationResult:
         probs: float32 ``K x H x W`` foreground probabilities in [0, 1].
         threshold: probability above which a pixel is in a class's mask.
         image: the RGB input image (``W x H``), kept for drawing; may be None.
+        boxes: per class, the proposal boxes (float32 ``N x 4``, ``x0, y0, x1, y1`` in pixels,
+            exclusive end) that were zoomed into (ClsCLIP+); classes without boxes are absent.
         masks: bool ``K x H x W``, probability above the threshold (computed).
         label_map: int32 ``H x W``, 0 for background, k + 1 where class k is above the threshold
             and the most probable class (computed).
@@ -34,6 +36,7 @@ class SegmentationResult:
     probs: np.ndarray
     threshold: float = 0.5
     image: Image.Image | None = field(default=None, repr=False, compare=False)
+    boxes: dict[str, np.ndarray] = field(default_factory=dict)
     masks: np.ndarray = field(init=False, repr=False, compare=False)
     label_map: np.ndarray = field(init=False, repr=False, compare=False)
 
@@ -48,7 +51,9 @@ class SegmentationResult:
 
     def with_threshold(self, threshold: float) -> SegmentationResult:
         """The same probabilities with masks and label map at another threshold."""
-        return SegmentationResult(list(self.class_names), self.probs, threshold, self.image)
+        return SegmentationResult(
+            list(self.class_names), self.probs, threshold, self.image, dict(self.boxes)
+        )
 
     @property
     def size(self) -> tuple[int, int]:
@@ -69,13 +74,17 @@ class SegmentationResult:
     def overlay(
         self, image: Image.Image | None = None, *, alpha: float = 0.5, legend: bool = True
     ) -> Image.Image:
-        """The label map drawn in colour over the image (``image`` or the stored one)."""
+        """The label map drawn in colour over the image (``image`` or the stored one), with each
+        class's proposal boxes outlined in its colour."""
         image = image if image is not None else self.image
         if image is None:
             raise ValueError("this result holds no image; pass one: result.overlay(image)")
-        return overlay_label_map(
-            image, self.label_map, self.class_names, alpha=alpha, legend=legend
-        )
+        out = overlay_label_map(image, self.label_map, self.class_names, alpha=alpha, legend=legend)
+        colors = palette(len(self.class_names))
+        for k, name in enumerate(self.class_names):
+            if name in self.boxes and len(self.boxes[name]):
+                out = draw_boxes(out, self.boxes[name].tolist(), tuple(colors[k].tolist()))
+        return out
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready summary: size, threshold and per-class area and peak probability."""
@@ -88,6 +97,7 @@ class SegmentationResult:
                 "area_pixels": int(masks[k].sum()),
                 "area_fraction": float(masks[k].mean()),
                 "max_prob": float(self.probs[k].max()),
+                "boxes": self.boxes[name].round(2).tolist() if name in self.boxes else [],
             }
             for k, name in enumerate(self.class_names)
         ]

@@ -6,7 +6,7 @@ import logging
 import os
 import tempfile
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import overload
 
@@ -17,16 +17,26 @@ from PIL import Image
 from clsclip.config import ClsClipConfig
 from clsclip.hub import CONFIG_NAME, WEIGHTS_NAME, push_folder_to_hub, resolve_model_files
 from clsclip.image_io import ImageInput, load_image
+from clsclip.inference import ImagePrediction, ViewPlanner
 from clsclip.inputs import check_class_names, check_int, check_threshold, resolve_device
 from clsclip.model import ClsClipModel, build_model
-from clsclip.preprocess import Letterbox, letterbox_image, restore_logits
+from clsclip.proposals import LabelMatcher, ProposalSource, Proposer, resolve_proposer
 from clsclip.results import SegmentationResult
 from clsclip.weights import file_has_backbone, load_weights, save_weights
+from clsclip.zoom import ZoomSettings
 
 logger = logging.getLogger(__name__)
 
 _TEXT_CACHE_SIZE = 4096
 _SINGLE_IMAGE_TYPES = (Image.Image, np.ndarray, str, os.PathLike)
+
+
+class _UseDefault:
+    def __repr__(self) -> str:
+        return "<the segmenter's proposals>"
+
+
+_DEFAULT = _UseDefault()
 
 
 class Segmenter:
@@ -40,9 +50,13 @@ class Segmenter:
         config: the config it was built from.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or a `torch.device`; None picks
             CUDA when available.
-        chunk_size: (image, class) pairs per pass through the class-dependent blocks, and images
-            per pass through the shared blocks. Peak memory grows with it, not with the number
-            of classes.
+        chunk_size: (view, class) pairs per pass through the class-dependent blocks, and views
+            (images and crops) per pass through the shared blocks. Peak memory grows with it, not
+            with the number of classes.
+        proposals: the default region proposals of `segment` (ClsCLIP+): None (plain ClsCLIP),
+            ``"yolo"``, a proposer, or boxes per class. ``"yolo"`` is resolved once, here.
+        zoom: crop margin, minimum crop size and fusion mode of the zoom-in.
+        matcher: which proposals serve which class (names, synonyms, CLIP similarity).
     """
 
     def __init__(
@@ -52,6 +66,9 @@ class Segmenter:
         *,
         device: str | torch.device | None = None,
         chunk_size: int = 16,
+        proposals: ProposalSource = None,
+        zoom: ZoomSettings | None = None,
+        matcher: LabelMatcher | None = None,
     ) -> None:
         if not isinstance(model, ClsClipModel):
             raise TypeError(f"model must be a ClsClipModel, got {type(model).__name__}")
@@ -62,6 +79,14 @@ class Segmenter:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self._yolo: Proposer | None = None
+        self.proposer: Proposer | None = self._resolve(proposals)
+        self.zoom = zoom if zoom is not None else ZoomSettings()
+        self.matcher = matcher if matcher is not None else LabelMatcher()
+        if not isinstance(self.zoom, ZoomSettings):
+            raise TypeError(f"zoom must be a ZoomSettings, got {type(zoom).__name__}")
+        if not isinstance(self.matcher, LabelMatcher):
+            raise TypeError(f"matcher must be a LabelMatcher, got {type(matcher).__name__}")
 
     @classmethod
     def from_config(
@@ -141,6 +166,7 @@ class Segmenter:
         class_names: Sequence[str],
         *,
         threshold: float | None = None,
+        proposals: ProposalSource | _UseDefault = _DEFAULT,
     ) -> SegmentationResult: ...
 
     @overload
@@ -150,6 +176,7 @@ class Segmenter:
         class_names: Sequence[str],
         *,
         threshold: float | None = None,
+        proposals: ProposalSource | _UseDefault = _DEFAULT,
     ) -> list[SegmentationResult]: ...
 
     def segment(
@@ -158,6 +185,7 @@ class Segmenter:
         class_names: Sequence[str],
         *,
         threshold: float | None = None,
+        proposals: ProposalSource | _UseDefault = _DEFAULT,
     ) -> SegmentationResult | list[SegmentationResult]:
         """Segment every named class in one image or a list of images.
 
@@ -165,6 +193,12 @@ class Segmenter:
             image: a PIL image, an ``H x W x 3`` uint8 RGB array, a file path, or a list of these.
             class_names: K distinct, non-empty names, in plain words (``["dog", "cat"]``).
             threshold: probability above which a pixel is in a mask; default the config's.
+            proposals: ClsCLIP+ region proposals for this call: None or ``"none"`` (plain
+                ClsCLIP), ``"yolo"`` (ultralytics' default detector), a proposer, or boxes per
+                class ``{"dog": [[x0, y0, x1, y1], ...]}`` in pixels of the original image
+                (exclusive end; used for every image of a list). Default: the segmenter's.
+                Boxes that match a class are cropped with a margin, zoomed to the model input,
+                segmented for that class, and fused back at full resolution.
 
         Returns:
             A `SegmentationResult` (or a list, for a list of images) whose ``probs`` are float32
@@ -183,11 +217,17 @@ class Segmenter:
                 "image must be a PIL image, an H x W x 3 uint8 array, a file path, or a list of "
                 f"these; got {type(image).__name__}"
             )
+        proposer = self.proposer if isinstance(proposals, _UseDefault) else self._resolve(proposals)
         text = self.encode_classes(names)
-        results = [
-            SegmentationResult(names, probs, threshold, pil)
-            for pil, probs in self._predict(images, text)
-        ]
+        results = []
+        for start in range(0, len(images), self.chunk_size):
+            group = [load_image(x) for x in images[start : start + self.chunk_size]]
+            for prediction in self._predict(group, names, text, proposer):
+                results.append(
+                    SegmentationResult(
+                        names, prediction.probs, threshold, prediction.image, prediction.boxes
+                    )
+                )
         return results[0] if single else results
 
     def encode_classes(self, class_names: Sequence[str]) -> torch.Tensor:
@@ -209,30 +249,33 @@ class Segmenter:
             self._text_cache.popitem(last=False)
         return torch.stack([self._text_cache[key] for key in keys])
 
-    def _predict(
-        self, images: list[ImageInput], text: torch.Tensor
-    ) -> Iterator[tuple[Image.Image, np.ndarray]]:
-        """Yield (RGB image, ``K x H x W`` float32 probabilities) per image, in order."""
-        size = self.config.image_size
-        mean, std = self.model.image_mean, self.model.image_std
-        for start in range(0, len(images), self.chunk_size):
-            pils = [load_image(x) for x in images[start : start + self.chunk_size]]
-            boxed = [letterbox_image(pil, size, mean, std) for pil in pils]
-            pixels = torch.stack([pixels for pixels, _ in boxed]).to(self.device)
-            with torch.inference_mode():
-                logits = self.model.predict_logits(pixels, text, chunk_size=self.chunk_size)
-                for pil, (_, box), image_logits in zip(pils, boxed, logits, strict=False):
-                    yield pil, self._restore_probs(image_logits, box)
+    def _resolve(self, proposals: ProposalSource) -> Proposer | None:
+        """`resolve_proposer`, with the default YOLO detector loaded once per segmenter."""
+        if proposals == "yolo":
+            if self._yolo is None:
+                self._yolo = resolve_proposer("yolo")
+            return self._yolo
+        return resolve_proposer(proposals)
 
-    def _restore_probs(self, logits: torch.Tensor, box: Letterbox) -> np.ndarray:
-        """``K x h x w`` logits -> ``K x H x W`` float32 probabilities, a chunk of classes at a
-        time so the full-resolution intermediates stay bounded."""
-        height, width = box.original_size
-        probs = np.empty((logits.shape[0], height, width), dtype=np.float32)
-        for start in range(0, logits.shape[0], self.chunk_size):
-            chunk = restore_logits(logits[start : start + self.chunk_size], box)
-            probs[start : start + self.chunk_size] = chunk.sigmoid().cpu().numpy()
-        return probs
+    def _predict(
+        self,
+        images: list[Image.Image],
+        names: list[str],
+        text: torch.Tensor,
+        proposer: Proposer | None,
+    ) -> list[ImagePrediction]:
+        """Whole images and their matching crops, all (view, class) pairs in one batched run."""
+        planner = ViewPlanner(self.model, self.config.image_size)
+        plans = []
+        for image in images:
+            proposals = proposer.propose(image, names) if proposer is not None else None
+            plans.append(
+                planner.plan_image(
+                    image, names, proposals, self.matcher, self.zoom, self.encode_classes
+                )
+            )
+        with torch.inference_mode():
+            return planner.run(plans, text, chunk_size=self.chunk_size, fusion=self.zoom.fusion)
 
     def save_pretrained(
         self, save_directory: str | os.PathLike[str], *, include_backbone: bool | None = None

@@ -87,3 +87,53 @@ def test_console_entry_point_help() -> None:
         [sys.executable, "-m", "clsclip", "segment", "--help"], capture_output=True, text=True
     )
     assert result.returncode == 0 and "--classes" in result.stdout
+
+
+def test_segment_with_boxes_file(saved_model, tmp_path) -> None:
+    Image.fromarray(random_rgb(60, 80)).save(tmp_path / "x.png")
+    (tmp_path / "boxes.json").write_text(json.dumps({"dog": [[10, 10, 30, 40]]}))
+    out = tmp_path / "out"
+    args = [
+        "segment",
+        str(tmp_path / "x.png"),
+        "--classes",
+        "dog",
+        "cat",
+        "--model",
+        str(saved_model),
+        "--out",
+        str(out),
+    ]
+    assert main([*args, "--boxes", str(tmp_path / "boxes.json")]) == 0
+    summary = json.loads((out / "x.json").read_text())
+    assert summary["classes"][0]["boxes"] == [[10.0, 10.0, 30.0, 40.0]]
+    assert summary["classes"][1]["boxes"] == []
+    (tmp_path / "bad.json").write_text(json.dumps({"bird": [[0, 0, 5, 5]]}))
+    assert main([*args, "--boxes", str(tmp_path / "bad.json")]) == 2
+
+
+def test_segment_with_yolo_proposals(saved_model, tmp_path) -> None:
+    Image.fromarray(random_rgb(60, 80)).save(tmp_path / "x.png")
+    out = tmp_path / "out"
+    status = main(
+        [
+            "segment",
+            str(tmp_path / "x.png"),
+            "--classes",
+            "dog",
+            "--model",
+            str(saved_model),
+            "--out",
+            str(out),
+            "--proposals",
+            "yolo",
+            "--yolo-model",
+            "yolov8n.yaml",
+            "--yolo-conf",
+            "0",
+            "--device",
+            "cpu",
+        ]
+    )
+    assert status == 0  # a random detector labels boxes "0".."79": none match "dog"
+    assert json.loads((out / "x.json").read_text())["classes"][0]["boxes"] == []

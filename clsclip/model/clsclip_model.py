@@ -146,12 +146,35 @@ class ClsClipModel(nn.Module):
         Returns:
             Foreground logits ``B x K x h x w``.
         """
+        num_images, num_classes = pixels.shape[0], text.shape[0]
+        pairs = torch.cartesian_prod(
+            torch.arange(num_images, device=pixels.device),
+            torch.arange(num_classes, device=pixels.device),
+        ).reshape(-1, 2)
+        logits = self.predict_pairs(pixels, text, pairs, chunk_size=chunk_size)
+        return logits.reshape(num_images, num_classes, *logits.shape[-2:])
+
+    def predict_pairs(
+        self, pixels: torch.Tensor, text: torch.Tensor, pairs: torch.Tensor, *, chunk_size: int
+    ) -> torch.Tensor:
+        """Chosen (view, class) pairs, each view's class-independent blocks run once.
+
+        Args:
+            pixels: ``V x 3 x S x S`` normalised views (whole images and zoomed crops).
+            text: ``K x embed_dim`` class vectors.
+            pairs: ``P x 2`` int64 rows ``(view index, class index)``.
+            chunk_size: views per pass through the shared blocks, and pairs per pass through
+                the class-dependent ones.
+
+        Returns:
+            Foreground logits ``P x h x w``, in the order of ``pairs``.
+        """
         grid = self.grid_for(pixels.shape[-1])
-        shared = self.encode_shared(pixels)
-        num_images, num_classes = shared.shape[0], text.shape[0]
-        out = shared.new_empty(num_images * num_classes, 1, *grid)
-        pairs = torch.arange(num_images * num_classes, device=shared.device)
-        for chunk in pairs.split(chunk_size):
-            image_idx, class_idx = chunk // num_classes, chunk % num_classes
-            out[chunk] = self.decode_pairs(shared[image_idx], text[class_idx], grid)
-        return out.reshape(num_images, num_classes, *grid)
+        shared = torch.cat([self.encode_shared(chunk) for chunk in pixels.split(chunk_size)])
+        pairs = pairs.to(shared.device)
+        out = shared.new_empty(pairs.shape[0], *grid)
+        for start in range(0, pairs.shape[0], chunk_size):
+            chunk = pairs[start : start + chunk_size]
+            logits = self.decode_pairs(shared[chunk[:, 0]], text[chunk[:, 1]], grid)
+            out[start : start + chunk_size] = logits[:, 0]
+        return out

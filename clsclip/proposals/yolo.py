@@ -1,0 +1,100 @@
+"""Region proposals from an ultralytics detector (optional: ``pip install "clsclip[yolo]"``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from clsclip.proposals.base import Proposals
+
+logger = logging.getLogger(__name__)
+
+INSTALL_HINT = 'YOLO proposals need ultralytics (AGPL-3.0): pip install "clsclip[yolo]"'
+
+
+def import_ultralytics() -> Any:
+    """Import ultralytics, or raise `ImportError` with the install command."""
+    try:
+        import ultralytics
+    except ImportError as e:
+        raise ImportError(INSTALL_HINT) from e
+    return ultralytics
+
+
+class YoloProposer:
+    """Boxes from any ultralytics detector.
+
+    Closed-set detectors (YOLOv8, YOLO11, ... trained on COCO's 80 classes) label boxes with their
+    own class names, which clsclip then matches to the queried classes. Open-vocabulary detectors
+    (YOLO-World, YOLOE) are told the queried class names with ``set_classes``, so they propose
+    boxes for classes beyond COCO.
+
+    Args:
+        model: a weights name (``"yolo11n.pt"``, fetched by ultralytics), a path to weights, a
+            model YAML (random weights, for tests), or an ultralytics model object.
+        conf: minimum confidence of a box.
+        iou: IoU threshold of non-maximum suppression.
+        imgsz: detector input size in pixels.
+        device: ultralytics device string (``"cpu"``, ``"0"``, ``"cuda:0"``); None lets
+            ultralytics choose.
+        max_det: most boxes per image.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] | Any = "yolo11n.pt",
+        *,
+        conf: float = 0.25,
+        iou: float = 0.7,
+        imgsz: int = 640,
+        device: str | None = None,
+        max_det: int = 100,
+    ) -> None:
+        ultralytics = import_ultralytics()
+        if not 0.0 <= conf <= 1.0 or not 0.0 <= iou <= 1.0:
+            raise ValueError(f"conf and iou must be in [0, 1], got conf={conf}, iou={iou}")
+        if isinstance(model, (str, os.PathLike)):
+            model = ultralytics.YOLO(os.fspath(model))
+        self.model = model
+        self.conf, self.iou, self.imgsz, self.device, self.max_det = (
+            conf,
+            iou,
+            imgsz,
+            device,
+            max_det,
+        )
+        self.open_vocabulary = hasattr(model, "set_classes") and type(model).__name__ in (
+            "YOLOWorld",
+            "YOLOE",
+        )
+        self._vocabulary: list[str] | None = None
+
+    def propose(self, image: Image.Image, class_names: Sequence[str]) -> Proposals:
+        """Detect boxes in an RGB image; boxes in its pixels, exclusive end."""
+        if self.open_vocabulary and self._vocabulary != list(class_names):
+            self.model.set_classes(list(class_names))
+            self._vocabulary = list(class_names)
+        # ultralytics reads numpy arrays as BGR (OpenCV order); a PIL image is read as RGB.
+        results = self.model.predict(
+            image.convert("RGB"),
+            conf=self.conf,
+            iou=self.iou,
+            imgsz=self.imgsz,
+            device=self.device,
+            max_det=self.max_det,
+            verbose=False,
+        )
+        result = results[0]
+        if result.boxes is None or len(result.boxes) == 0:
+            return Proposals.empty()
+        boxes = result.boxes.xyxy.detach().cpu().numpy().astype(np.float32)
+        scores = result.boxes.conf.detach().cpu().numpy().astype(np.float32)
+        classes = result.boxes.cls.detach().cpu().numpy().astype(int)
+        labels = [str(result.names[int(c)]) for c in classes]
+        logger.debug("detector proposed %d boxes", len(labels))
+        return Proposals(boxes, scores, labels)
