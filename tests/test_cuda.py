@@ -30,3 +30,13 @@ def test_to_moves_model_and_cache() -> None:
     assert seg.encode_classes(["dog"]).device.type == "cuda"
     seg.to("cpu")
     assert seg.encode_classes(["dog"]).device.type == "cpu"
+
+
+def test_zoom_in_on_cuda_matches_cpu(saved_model) -> None:
+    cpu = tiny_segmenter()
+    gpu = Segmenter.from_pretrained(saved_model, device="cuda")
+    image, boxes = random_rgb(90, 130), {"dog": [[10, 10, 40, 50], [100, 60, 130, 90]]}
+    a = cpu.segment(image, ["dog", "cat"], proposals=boxes)
+    b = gpu.segment(image, ["dog", "cat"], proposals=boxes)
+    np.testing.assert_allclose(b.probs, a.probs, atol=2e-3)
+    np.testing.assert_array_equal(b.boxes["dog"], a.boxes["dog"])
