@@ -46,6 +46,17 @@ def test_demo_pipeline(tmp_path) -> None:
     assert [c["name"] for c in summary["classes"]] == classes
     mask = np.asarray(Image.open(out / "park_mask03_red_car.png"))
     assert mask.shape == (320, 480)
+    figure = tmp_path / "plus.png"
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "clsclip_plus_demo.py"),
+            str(model_dir),
+            str(figure),
+        ],
+        check=True,
+    )
+    assert Image.open(figure).size == (480, 320)
 
 
 def test_example_image_is_reproducible(tmp_path) -> None:
