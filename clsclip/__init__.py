@@ -5,10 +5,10 @@ seg = Segmenter.from_pretrained("path/or/org-repo")
 result = seg.segment("photo.jpg", ["dog", "cat"])
 """
 
-from clsclip.config import ClsClipConfig
+from clsclip.config import ClipSegConfig, ClsClipConfig
 from clsclip.results import SegmentationResult
 from clsclip.segmenter import Segmenter
 
 __version__ = "0.1.0"
 
-__all__ = ["ClsClipConfig", "SegmentationResult", "Segmenter", "__version__"]
+__all__ = ["ClipSegConfig", "ClsClipConfig", "SegmentationResult", "Segmenter", "__version__"]

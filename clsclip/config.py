@@ -1,7 +1,7 @@
-"""Model configuration: one frozen dataclass, saved as JSON.
+"""Model configuration: frozen dataclasses, saved as JSON.
 
-Every hyperparameter of a ClsCLIP model lives here; `clsclip.model.builder.build_model` is the
-one place that turns a config into modules.
+Every hyperparameter of a model lives here; `clsclip.model.builder.build_model` is the one place
+that turns a config into modules. `ClsClipConfig` describes ClsCLIP, `ClipSegConfig` CLIPSeg.
 """
 
 from __future__ import annotations
@@ -10,21 +10,21 @@ import dataclasses
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
 
 from clsclip.inputs import check_int, check_threshold
 
-MODEL_TYPE = "clsclip"
 FORMAT_VERSION = 1
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
-# Keys written beside the config fields in config.json; accepted (and checked) when reading.
-_FILE_KEYS = ("model_type", "format_version")
+_Config = TypeVar("_Config", bound="ModelConfig")
 
 
 @dataclass(frozen=True)
-class ClsClipConfig:
-    """Hyperparameters of a ClsCLIP model.
+class ModelConfig:
+    """Fields and JSON handling shared by every model config.
 
     Attributes:
         backbone: an open_clip model name (``"ViT-B-16-quickgelu"``; see
@@ -35,48 +35,36 @@ class ClsClipConfig:
             for random backbone weights (or weights stored with the model).
         image_size: side in pixels of the square model input; a multiple of the patch size. The
             position embedding is interpolated to the input's grid, so any size works.
-        injection_layers: 0-indexed visual blocks right before which the [CLS] token is replaced by
-            the projected text vector. ``()`` turns navigation off (needs ``text_prior``).
-        text_prior: add a decoder input channel with the cosine similarity between the class text
-            vector and the last block's patch tokens (through ``ln_post`` and the projection).
         prompt_templates: format strings with one ``{}`` for the class name; the text vectors of
             all templates are averaged.
         threshold: probability above which a pixel belongs to a class, in [0, 1].
         image_mean, image_std: per-channel RGB normalisation in [0, 1] units; ``None`` takes the
             backbone's (open_clip's preprocessing config), which is CLIP's by default.
-        decoder_layers: Transformer layers of the decoder, at the visual width.
-        decoder_heads: attention heads of the decoder; ``None`` gives ``width // 64`` (at least 1).
-        decoder_mlp_ratio: hidden width of the decoder's MLPs over the visual width.
-        decoder_channels: output channels of the 3x3 convolutions of the head.
     """
+
+    MODEL_TYPE: ClassVar[str] = ""
 
     backbone: str | dict[str, Any] = "ViT-B-16-quickgelu"
     pretrained: str | None = "openai"
     image_size: int = 352
-    injection_layers: tuple[int, ...] = (2, 3, 4)
-    text_prior: bool = False
     prompt_templates: tuple[str, ...] = ("a photo of a {}.",)
     threshold: float = 0.5
     image_mean: tuple[float, float, float] | None = None
     image_std: tuple[float, float, float] | None = None
-    decoder_layers: int = 2
-    decoder_heads: int | None = None
-    decoder_mlp_ratio: float = 4.0
-    decoder_channels: tuple[int, ...] = field(default=(256, 128, 64))
 
     def __post_init__(self) -> None:
-        # Lists (from JSON or users) become tuples so that the config stays hashable-ish and frozen.
-        for name in ("injection_layers", "prompt_templates", "decoder_channels"):
-            value = getattr(self, name)
+        # Lists (from JSON or users) become tuples, so that the frozen config compares equal.
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
             if isinstance(value, list):
-                object.__setattr__(self, name, tuple(value))
-        for name in ("image_mean", "image_std"):
-            value = getattr(self, name)
-            if isinstance(value, list):
-                object.__setattr__(self, name, tuple(value))
+                object.__setattr__(self, f.name, tuple(value))
+        self._validate_common()
         self._validate()
 
     def _validate(self) -> None:
+        """Checks of the fields a subclass adds."""
+
+    def _validate_common(self) -> None:
         if isinstance(self.backbone, str):
             if not self.backbone:
                 raise ValueError("backbone must be an open_clip model name, got ''")
@@ -99,6 +87,84 @@ class ClsClipConfig:
                 f"needs pretrained=None (got {self.pretrained!r})"
             )
         check_int("image_size", self.image_size, minimum=1)
+        _check_templates(self.prompt_templates)
+        check_threshold(self.threshold)
+        for name in ("image_mean", "image_std"):
+            value = getattr(self, name)
+            if value is not None and (
+                len(value) != 3 or not all(isinstance(v, (int, float)) for v in value)
+            ):
+                raise ValueError(f"{name} must be None or 3 numbers (R, G, B), got {value!r}")
+        if self.image_std is not None and any(v <= 0 for v in self.image_std):
+            raise ValueError(f"image_std must be positive, got {self.image_std!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the fields (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls: type[_Config], data: Mapping[str, Any]) -> _Config:
+        """Build a config from a dict; unknown keys raise a `ValueError` that names them.
+
+        The file keys ``model_type`` and ``format_version`` are accepted and checked.
+        """
+        if not isinstance(data, Mapping):
+            raise TypeError(f"config must be a mapping, got {type(data).__name__}")
+        data = dict(data)
+        model_type = data.pop("model_type", cls.MODEL_TYPE)
+        if model_type != cls.MODEL_TYPE:
+            raise ValueError(f"config model_type is {model_type!r}, expected {cls.MODEL_TYPE!r}")
+        version = data.pop("format_version", FORMAT_VERSION)
+        if version != FORMAT_VERSION:
+            raise ValueError(
+                f"config format_version {version!r} is not supported by this clsclip "
+                f"(supported: {FORMAT_VERSION}); upgrade clsclip"
+            )
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
+        return cls(**data)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the config as JSON (with ``model_type`` and ``format_version``)."""
+        payload = {"model_type": self.MODEL_TYPE, "format_version": FORMAT_VERSION}
+        payload.update(self.to_dict())
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(payload, f, indent=2)
+            f.write("\n")
+
+    @classmethod
+    def load(cls: type[_Config], path: str | os.PathLike[str]) -> _Config:
+        """Read a config written by `save`; raises `ValueError` for invalid JSON or keys."""
+        return cls.from_dict(read_json(path))
+
+
+@dataclass(frozen=True)
+class ClsClipConfig(ModelConfig):
+    """Hyperparameters of a ClsCLIP model (see `ModelConfig` for the shared fields).
+
+    Attributes:
+        injection_layers: 0-indexed visual blocks right before which the [CLS] token is replaced by
+            the projected text vector. ``()`` turns navigation off (needs ``text_prior``).
+        text_prior: add a decoder input channel with the cosine similarity between the class text
+            vector and the last block's patch tokens (through ``ln_post`` and the projection).
+        decoder_layers: Transformer layers of the decoder, at the visual width.
+        decoder_heads: attention heads of the decoder; ``None`` gives ``width // 64`` (at least 1).
+        decoder_mlp_ratio: hidden width of the decoder's MLPs over the visual width.
+        decoder_channels: output channels of the 3x3 convolutions of the head.
+    """
+
+    MODEL_TYPE: ClassVar[str] = "clsclip"
+
+    injection_layers: tuple[int, ...] = (2, 3, 4)
+    text_prior: bool = False
+    decoder_layers: int = 2
+    decoder_heads: int | None = None
+    decoder_mlp_ratio: float = 4.0
+    decoder_channels: tuple[int, ...] = (256, 128, 64)
+
+    def _validate(self) -> None:
         if not isinstance(self.injection_layers, tuple):
             raise TypeError(
                 f"injection_layers must be a tuple of ints, got {self.injection_layers!r}"
@@ -115,16 +181,6 @@ class ClsClipConfig:
                 "class: the [CLS] injection is its only path for the text. Set injection_layers "
                 "(the paper's (2, 3, 4)) or text_prior=True for the no-navigation baseline."
             )
-        _check_templates(self.prompt_templates)
-        check_threshold(self.threshold)
-        for name in ("image_mean", "image_std"):
-            value = getattr(self, name)
-            if value is not None and (
-                len(value) != 3 or not all(isinstance(v, (int, float)) for v in value)
-            ):
-                raise ValueError(f"{name} must be None or 3 numbers (R, G, B), got {value!r}")
-        if self.image_std is not None and any(v <= 0 for v in self.image_std):
-            raise ValueError(f"image_std must be positive, got {self.image_std!r}")
         check_int("decoder_layers", self.decoder_layers, minimum=0)
         if self.decoder_heads is not None:
             check_int("decoder_heads", self.decoder_heads, minimum=1)
@@ -140,50 +196,95 @@ class ClsClipConfig:
         """The first block that depends on the class, or ``None`` without navigation."""
         return min(self.injection_layers) if self.injection_layers else None
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of the fields (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ClsClipConfig:
-        """Build a config from a dict; unknown keys raise a `ValueError` that names them.
+@dataclass(frozen=True)
+class ClipSegConfig(ModelConfig):
+    """Hyperparameters of a CLIPSeg model (Lueddecke and Ecker, CVPR 2022) run by clsclip.
 
-        The file keys ``model_type`` and ``format_version`` are accepted and checked.
-        """
-        if not isinstance(data, Mapping):
-            raise TypeError(f"config must be a mapping, got {type(data).__name__}")
-        data = dict(data)
-        model_type = data.pop("model_type", MODEL_TYPE)
-        if model_type != MODEL_TYPE:
-            raise ValueError(f"config model_type is {model_type!r}, expected {MODEL_TYPE!r}")
-        version = data.pop("format_version", FORMAT_VERSION)
-        if version != FORMAT_VERSION:
+    Defaults are those of ``CIDAS/clipseg-rd64-refined``: 352 px, ImageNet normalisation, bare
+    class names as prompts. Transformers checkpoints are converted with `from_transformers`.
+
+    Attributes:
+        extract_layers: 0-indexed visual blocks whose outputs feed the decoder.
+        reduce_dim: decoder width.
+        decoder_heads: attention heads of the decoder layers.
+        decoder_intermediate_size: MLP width of the decoder layers.
+        conditional_layer: decoder layer (deepest activation first) where FiLM applies the text.
+        complex_head: the "refined" head (conv3x3 and two transposed convs) instead of one
+            transposed conv.
+    """
+
+    MODEL_TYPE: ClassVar[str] = "clsclip-clipseg"
+
+    image_size: int = 352
+    prompt_templates: tuple[str, ...] = ("{}",)
+    image_mean: tuple[float, float, float] | None = IMAGENET_MEAN
+    image_std: tuple[float, float, float] | None = IMAGENET_STD
+    extract_layers: tuple[int, ...] = (3, 6, 9)
+    reduce_dim: int = 64
+    decoder_heads: int = 4
+    decoder_intermediate_size: int = 2048
+    conditional_layer: int = 0
+    complex_head: bool = True
+
+    def _validate(self) -> None:
+        if not isinstance(self.extract_layers, tuple) or not self.extract_layers:
             raise ValueError(
-                f"config format_version {version!r} is not supported by this clsclip "
-                f"(supported: {FORMAT_VERSION}); upgrade clsclip"
+                f"extract_layers must be a non-empty tuple, got {self.extract_layers!r}"
             )
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
-        return cls(**data)
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the config as JSON (with ``model_type`` and ``format_version``)."""
-        payload = {"model_type": MODEL_TYPE, "format_version": FORMAT_VERSION, **self.to_dict()}
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=2)
-            f.write("\n")
+        for layer in self.extract_layers:
+            check_int("extract_layers entry", layer, minimum=0)
+        check_int("reduce_dim", self.reduce_dim, minimum=1)
+        check_int("decoder_heads", self.decoder_heads, minimum=1)
+        check_int("decoder_intermediate_size", self.decoder_intermediate_size, minimum=1)
+        check_int("conditional_layer", self.conditional_layer, minimum=0)
+        if self.conditional_layer >= len(self.extract_layers):
+            raise ValueError(
+                f"conditional_layer {self.conditional_layer} must be < the number of "
+                f"extract_layers ({len(self.extract_layers)})"
+            )
+        if not isinstance(self.complex_head, bool):
+            raise TypeError(f"complex_head must be a bool, got {self.complex_head!r}")
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> ClsClipConfig:
-        """Read a config written by `save`; raises `ValueError` for invalid JSON or keys."""
-        with open(path, encoding="utf-8") as f:
-            try:
-                data = json.load(f)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{os.fspath(path)} is not valid JSON: {e}") from e
-        return cls.from_dict(data)
+    def from_transformers(cls, data: Mapping[str, Any], *, image_size: int = 352) -> ClipSegConfig:
+        """Convert a transformers ``CLIPSegConfig`` dict (``config.json``, model_type clipseg)."""
+        from clsclip.model.clipseg_convert import config_from_transformers
+
+        return config_from_transformers(cls, data, image_size=image_size)
+
+
+AnyConfig = ClsClipConfig | ClipSegConfig
+_CONFIG_TYPES: dict[str, type[ClsClipConfig] | type[ClipSegConfig]] = {
+    ClsClipConfig.MODEL_TYPE: ClsClipConfig,
+    ClipSegConfig.MODEL_TYPE: ClipSegConfig,
+}
+
+
+def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a JSON object; `ValueError` naming the file when it is not valid JSON."""
+    with open(path, encoding="utf-8") as f:
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{os.fspath(path)} is not valid JSON: {e}") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{os.fspath(path)} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def config_from_dict(data: Mapping[str, Any]) -> AnyConfig:
+    """The config a ``config.json`` describes, by its ``model_type``: clsclip's own types, or a
+    transformers CLIPSeg config (``"clipseg"``), which is converted."""
+    model_type = data.get("model_type", ClsClipConfig.MODEL_TYPE)
+    if model_type == "clipseg":
+        return ClipSegConfig.from_transformers(data)
+    if model_type not in _CONFIG_TYPES:
+        raise ValueError(
+            f"unsupported model_type {model_type!r}; supported: {sorted(_CONFIG_TYPES)} and "
+            "'clipseg' (transformers CLIPSeg checkpoints)"
+        )
+    return _CONFIG_TYPES[model_type].from_dict(data)
 
 
 def _check_templates(templates: object) -> None:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from clsclip.config import ModelConfig, read_json
 
 logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
-_PICKLE_NAMES = ("pytorch_model.bin", "model.pt", "model.pth", "model.ckpt")
+PICKLE_WEIGHTS_NAME = "pytorch_model.bin"
+_PICKLE_NAMES = (PICKLE_WEIGHTS_NAME, "model.pt", "model.pth", "model.ckpt")
 
 
 @dataclass(frozen=True)
@@ -30,23 +34,46 @@ def resolve_model_files(
     local_files_only: bool = False,
     token: str | bool | None = None,
 ) -> ModelFiles:
-    """Locate ``config.json`` and ``model.safetensors`` of a model.
+    """Locate the config and weights of a model.
 
     ``source`` is a local folder, or a Hub repo id ``"org/name"`` (optionally ``"hf-hub:org/name"``)
     fetched with huggingface_hub (cached; offline with ``HF_HUB_OFFLINE=1`` or
-    ``local_files_only``). Raises `FileNotFoundError` for a missing folder or file and `OSError`
+    ``local_files_only``). Weights are ``model.safetensors``; a transformers CLIPSeg checkpoint
+    (``model_type: clipseg``) may instead have ``pytorch_model.bin``, read with
+    ``weights_only=True``. Raises `FileNotFoundError` for a missing folder or file and `OSError`
     when the Hub cannot provide the model.
     """
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"model source must be a str or a path, got {type(source).__name__}")
     text = os.fspath(source)
+    folder: Path | None = None
+    locate: Callable[[str], Path | None]
     if text.startswith("hf-hub:"):
-        return _from_hub(text[len("hf-hub:") :], revision, cache_dir, local_files_only, token)
-    if os.path.isdir(text):
-        return _from_folder(Path(text))
-    if isinstance(source, os.PathLike) or _looks_like_path(text):
+        text = text[len("hf-hub:") :]
+        locate = _hub_locator(text, revision, cache_dir, local_files_only, token)
+    elif os.path.isdir(text):
+        folder = Path(text)
+        locate = _folder_locator(folder)
+    elif isinstance(source, os.PathLike) or _looks_like_path(text):
         raise FileNotFoundError(f"model folder not found: {text!r}")
-    return _from_hub(text, revision, cache_dir, local_files_only, token)
+    else:
+        locate = _hub_locator(text, revision, cache_dir, local_files_only, token)
+    config = locate(CONFIG_NAME)
+    if config is None:
+        raise FileNotFoundError(f"{text} is not a clsclip model: {CONFIG_NAME} is missing")
+    weights = locate(WEIGHTS_NAME)
+    transformers_clipseg = read_json(config).get("model_type") == "clipseg"
+    if weights is None and transformers_clipseg:
+        weights = locate(PICKLE_WEIGHTS_NAME)
+    if weights is None:
+        pickled = [n for n in _PICKLE_NAMES if folder is not None and (folder / n).is_file()]
+        hint = (
+            f"; found {pickled}, but clsclip reads only safetensors, never pickle"
+            if pickled
+            else ""
+        )
+        raise FileNotFoundError(f"{text} has no {WEIGHTS_NAME}{hint}")
+    return ModelFiles(config=config, weights=weights)
 
 
 def _looks_like_path(text: str) -> bool:
@@ -58,28 +85,23 @@ def _looks_like_path(text: str) -> bool:
     )
 
 
-def _from_folder(folder: Path) -> ModelFiles:
-    config, weights = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-    if not config.is_file():
-        raise FileNotFoundError(f"{folder} is not a clsclip model folder: {CONFIG_NAME} is missing")
-    if not weights.is_file():
-        pickled = [name for name in _PICKLE_NAMES if (folder / name).is_file()]
-        hint = (
-            f"; found {pickled}, but clsclip reads only safetensors, never pickle"
-            if pickled
-            else ""
-        )
-        raise FileNotFoundError(f"{folder} has no {WEIGHTS_NAME}{hint}")
-    return ModelFiles(config=config, weights=weights)
+def _folder_locator(folder: Path) -> Callable[[str], Path | None]:
+    def locate(filename: str) -> Path | None:
+        path = folder / filename
+        return path if path.is_file() else None
+
+    return locate
 
 
-def _from_hub(
+def _hub_locator(
     repo_id: str,
     revision: str | None,
     cache_dir: str | os.PathLike[str] | None,
     local_files_only: bool,
     token: str | bool | None,
-) -> ModelFiles:
+) -> Callable[[str], Path | None]:
+    """A function that fetches one file of a Hub repo: its cached path, or None if the repo
+    has no such file."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -89,10 +111,9 @@ def _from_hub(
         RevisionNotFoundError,
     )
 
-    paths = []
-    for filename in (CONFIG_NAME, WEIGHTS_NAME):
+    def locate(filename: str) -> Path | None:
         try:
-            paths.append(
+            return Path(
                 hf_hub_download(
                     repo_id,
                     filename,
@@ -120,11 +141,10 @@ def _from_hub(
             ) from e
         except RevisionNotFoundError as e:
             raise OSError(f"model repo {repo_id!r} has no revision {revision!r}") from e
-        except EntryNotFoundError as e:
-            raise FileNotFoundError(
-                f"Hub repo {repo_id!r} has no {filename}: it is not a clsclip model"
-            ) from e
-    return ModelFiles(config=Path(paths[0]), weights=Path(paths[1]))
+        except EntryNotFoundError:
+            return None
+
+    return locate
 
 
 def push_folder_to_hub(
@@ -149,3 +169,36 @@ def push_folder_to_hub(
     )
     logger.info("pushed %s to %s", folder, repo_id)
     return str(getattr(info, "commit_url", info))
+
+
+def write_model_card(folder: Path, repo_id: str, config: ModelConfig) -> None:
+    """Write a README.md model card for a Hub repo into ``folder``."""
+    backbone = config.backbone if isinstance(config.backbone, str) else "custom open_clip ViT"
+    weights = config.pretrained or "weights stored here"
+    paper = {
+        "clsclip": '"[CLS] Token is All You Need for Zero-Shot Semantic Segmentation" (ClsCLIP, '
+        "arXiv 2304.06212)",
+        "clsclip-clipseg": '"Image Segmentation Using Text and Image Prompts" (CLIPSeg, CVPR 2022)',
+    }.get(config.MODEL_TYPE, config.MODEL_TYPE)
+    card = f"""---
+library_name: clsclip
+tags:
+- image-segmentation
+- zero-shot
+- clip
+---
+# {repo_id}
+
+A zero-shot semantic segmentation model, {paper}, saved with
+[clsclip](https://pypi.org/project/clsclip/).
+
+- model type: {config.MODEL_TYPE}; backbone: {backbone} ({weights})
+- input size: {config.image_size} px
+
+```python
+from clsclip import Segmenter
+seg = Segmenter.from_pretrained("{repo_id}")
+result = seg.segment("image.jpg", ["dog", "cat"])
+```
+"""
+    (folder / "README.md").write_text(card, encoding="utf-8")

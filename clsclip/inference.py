@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from clsclip.model import ClsClipModel
+from clsclip.model import SegmentationModel
 from clsclip.preprocess import Letterbox, letterbox_image, restore_logits
 from clsclip.proposals.base import Proposals
 from clsclip.proposals.matching import LabelMatcher, TextEncoder
@@ -45,7 +45,7 @@ class ImagePrediction:
 class ViewPlanner:
     """Collects the views (whole images and crops) and the (view, class) pairs of one batch."""
 
-    def __init__(self, model: ClsClipModel, image_size: int) -> None:
+    def __init__(self, model: SegmentationModel, image_size: int) -> None:
         self.model = model
         self.image_size = image_size
         self.views: list[torch.Tensor] = []

@@ -14,15 +14,26 @@ import numpy as np
 import torch
 from PIL import Image
 
-from clsclip.config import ClsClipConfig
-from clsclip.hub import CONFIG_NAME, WEIGHTS_NAME, push_folder_to_hub, resolve_model_files
+from clsclip.config import AnyConfig, ClipSegConfig, ClsClipConfig, config_from_dict, read_json
+from clsclip.hub import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    push_folder_to_hub,
+    resolve_model_files,
+    write_model_card,
+)
 from clsclip.image_io import ImageInput, load_image
 from clsclip.inference import ImagePrediction, ViewPlanner
 from clsclip.inputs import check_class_names, check_int, check_threshold, resolve_device
-from clsclip.model import ClsClipModel, build_model
+from clsclip.model import SegmentationModel, build_model
 from clsclip.proposals import LabelMatcher, ProposalSource, Proposer, resolve_proposer
 from clsclip.results import SegmentationResult
-from clsclip.weights import file_has_backbone, load_weights, save_weights
+from clsclip.weights import (
+    file_has_backbone,
+    load_transformers_clipseg,
+    load_weights,
+    save_weights,
+)
 from clsclip.zoom import ZoomSettings
 
 logger = logging.getLogger(__name__)
@@ -61,8 +72,8 @@ class Segmenter:
 
     def __init__(
         self,
-        model: ClsClipModel,
-        config: ClsClipConfig,
+        model: SegmentationModel,
+        config: AnyConfig,
         *,
         device: str | torch.device | None = None,
         chunk_size: int = 16,
@@ -70,10 +81,11 @@ class Segmenter:
         zoom: ZoomSettings | None = None,
         matcher: LabelMatcher | None = None,
     ) -> None:
-        if not isinstance(model, ClsClipModel):
-            raise TypeError(f"model must be a ClsClipModel, got {type(model).__name__}")
-        if not isinstance(config, ClsClipConfig):
-            raise TypeError(f"config must be a ClsClipConfig, got {type(config).__name__}")
+        if not isinstance(model, SegmentationModel):
+            raise TypeError(
+                f"model must be a clsclip SegmentationModel, got {type(model).__name__}"
+            )
+        _check_config(config)
         self.config = config
         self.chunk_size = check_int("chunk_size", chunk_size)
         self.device = resolve_device(device)
@@ -91,7 +103,7 @@ class Segmenter:
     @classmethod
     def from_config(
         cls,
-        config: ClsClipConfig,
+        config: AnyConfig,
         *,
         device: str | torch.device | None = None,
         chunk_size: int = 16,
@@ -99,8 +111,7 @@ class Segmenter:
     ) -> Segmenter:
         """A fresh model: the backbone from open_clip (``config.pretrained``), the projection and
         decoder randomly initialised. Train it before expecting useful masks."""
-        if not isinstance(config, ClsClipConfig):
-            raise TypeError(f"config must be a ClsClipConfig, got {type(config).__name__}")
+        _check_config(config)
         device = resolve_device(device)
         model = build_model(config, cache_dir=cache_dir)
         return cls(model, config, device=device, chunk_size=chunk_size)
@@ -140,7 +151,13 @@ class Segmenter:
             local_files_only=local_files_only,
             token=token,
         )
-        config = ClsClipConfig.load(files.config)
+        data = read_json(files.config)
+        config = config_from_dict(data)
+        if data.get("model_type") == "clipseg":  # a transformers checkpoint: convert it
+            model = build_model(config, load_backbone_weights=False)
+            load_transformers_clipseg(model, files.weights)
+            logger.info("converted transformers CLIPSeg checkpoint %s", source)
+            return cls(model, config, device=device, chunk_size=chunk_size)
         has_backbone = file_has_backbone(files.weights)
         if not has_backbone and config.pretrained is None:
             raise ValueError(
@@ -324,7 +341,7 @@ class Segmenter:
         """
         with tempfile.TemporaryDirectory() as tmp:
             self.save_pretrained(tmp)
-            _write_model_card(Path(tmp), repo_id, self.config)
+            write_model_card(Path(tmp), repo_id, self.config)
             return push_folder_to_hub(
                 tmp,
                 repo_id,
@@ -337,32 +354,13 @@ class Segmenter:
     def __repr__(self) -> str:
         backbone = self.config.backbone if isinstance(self.config.backbone, str) else "custom"
         return (
-            f"Segmenter(backbone={backbone!r}, image_size={self.config.image_size}, "
-            f"injection_layers={self.config.injection_layers}, device={str(self.device)!r})"
+            f"Segmenter(model={self.config.MODEL_TYPE!r}, backbone={backbone!r}, "
+            f"image_size={self.config.image_size}, device={str(self.device)!r})"
         )
 
 
-def _write_model_card(folder: Path, repo_id: str, config: ClsClipConfig) -> None:
-    backbone = config.backbone if isinstance(config.backbone, str) else "custom open_clip ViT"
-    card = f"""---
-library_name: clsclip
-tags:
-- image-segmentation
-- zero-shot
-- clip
----
-# {repo_id}
-
-A ClsCLIP zero-shot semantic segmentation model ("[CLS] Token is All You Need for Zero-Shot
-Semantic Segmentation", arXiv 2304.06212), saved with [clsclip](https://pypi.org/project/clsclip/).
-
-- backbone: {backbone} ({config.pretrained or "weights stored in this repo"})
-- input size: {config.image_size} px; injection layers: {list(config.injection_layers)}
-
-```python
-from clsclip import Segmenter
-seg = Segmenter.from_pretrained("{repo_id}")
-result = seg.segment("image.jpg", ["dog", "cat"])
-```
-"""
-    (folder / "README.md").write_text(card, encoding="utf-8")
+def _check_config(config: object) -> None:
+    if not isinstance(config, (ClsClipConfig, ClipSegConfig)):
+        raise TypeError(
+            f"config must be a ClsClipConfig or ClipSegConfig, got {type(config).__name__}"
+        )

@@ -8,14 +8,16 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from clsclip.model import ClsClipModel
+from clsclip.model import SegmentationModel
 
 WEIGHTS_NAME = "model.safetensors"
 BACKBONE_PREFIX = "backbone."
 _MAX_LISTED = 20
 
 
-def trained_state_dict(model: ClsClipModel, *, include_backbone: bool) -> dict[str, torch.Tensor]:
+def trained_state_dict(
+    model: SegmentationModel, *, include_backbone: bool
+) -> dict[str, torch.Tensor]:
     """The model's tensors to save: navigator and decoder, plus the backbone when asked."""
     state = model.state_dict()
     if not include_backbone:
@@ -25,7 +27,7 @@ def trained_state_dict(model: ClsClipModel, *, include_backbone: bool) -> dict[s
 
 
 def save_weights(
-    model: ClsClipModel, path: str | os.PathLike[str], *, include_backbone: bool
+    model: SegmentationModel, path: str | os.PathLike[str], *, include_backbone: bool
 ) -> None:
     """Write the model's weights to a safetensors file (metadata records what it holds)."""
     contents = "full" if include_backbone else "trained-parts"
@@ -46,7 +48,7 @@ def file_has_backbone(path: str | os.PathLike[str]) -> bool:
     return any(key.startswith(BACKBONE_PREFIX) for key in keys)
 
 
-def load_weights(model: ClsClipModel, path: str | os.PathLike[str]) -> None:
+def load_weights(model: SegmentationModel, path: str | os.PathLike[str]) -> None:
     """Load a safetensors file into ``model`` strictly.
 
     A file without ``backbone.*`` keys must match the navigator and decoder exactly (the backbone
@@ -65,6 +67,28 @@ def load_weights(model: ClsClipModel, path: str | os.PathLike[str]) -> None:
         expected = {k: v for k, v in expected.items() if not k.startswith(BACKBONE_PREFIX)}
     _check_keys(expected, loaded, os.fspath(path))
     model.load_state_dict(loaded, strict=has_backbone)
+
+
+def load_transformers_clipseg(model: SegmentationModel, path: str | os.PathLike[str]) -> None:
+    """Load a transformers CLIPSeg checkpoint (safetensors, or ``pytorch_model.bin`` read with
+    ``weights_only=True``) into a `ClipSegModel` built from the converted config, strictly."""
+    from clsclip.model.clipseg_convert import state_dict_from_transformers
+
+    name = os.fspath(path)
+    try:
+        if name.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            hf = load_file(name, device="cpu")
+        else:
+            hf = torch.load(name, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupt file, or pickle content that weights_only refuses
+        raise OSError(f"cannot read weights file {name!r}: {e}") from e
+    if not isinstance(hf, dict):
+        raise ValueError(f"{name!r} does not hold a state dict")
+    state = state_dict_from_transformers(hf)
+    _check_keys(model.state_dict(), state, name)
+    model.load_state_dict(state, strict=True)
 
 
 def _check_keys(

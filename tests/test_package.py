@@ -5,7 +5,13 @@ import clsclip
 
 
 def test_public_api() -> None:
-    assert clsclip.__all__ == ["ClsClipConfig", "SegmentationResult", "Segmenter", "__version__"]
+    assert clsclip.__all__ == [
+        "ClipSegConfig",
+        "ClsClipConfig",
+        "SegmentationResult",
+        "Segmenter",
+        "__version__",
+    ]
     for name in clsclip.__all__:
         assert hasattr(clsclip, name)
 

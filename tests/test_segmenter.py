@@ -168,4 +168,7 @@ def test_named_backbone_offline_fails_fast_and_clearly() -> None:
 
 
 def test_repr(segmenter) -> None:
-    assert repr(segmenter).startswith("Segmenter(backbone='custom', image_size=64")
+    assert (
+        repr(segmenter)
+        == "Segmenter(model='clsclip', backbone='custom', image_size=64, device='cpu')"
+    )

@@ -9,8 +9,11 @@ from typing import Any
 
 from torch import nn
 
-from clsclip.config import ClsClipConfig
+from clsclip.config import AnyConfig, ClipSegConfig, ClsClipConfig
 from clsclip.model.backbone import ClipBackbone
+from clsclip.model.base import SegmentationModel
+from clsclip.model.clipseg_decoder import ClipSegDecoder
+from clsclip.model.clipseg_model import ClipSegModel
 from clsclip.model.clsclip_model import ClsClipModel, Tokenizer
 from clsclip.model.decoder import SegmentationDecoder
 from clsclip.model.navigation import TextNavigator
@@ -23,12 +26,12 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def build_model(
-    config: ClsClipConfig,
+    config: AnyConfig,
     *,
     load_backbone_weights: bool = True,
     cache_dir: str | None = None,
-) -> ClsClipModel:
-    """Build a ClsCLIP model from its config.
+) -> SegmentationModel:
+    """Build the model a config describes (`ClsClipModel` or `ClipSegModel`).
 
     Args:
         config: the hyperparameters.
@@ -40,9 +43,32 @@ def build_model(
         The model on the CPU in eval mode. Its ``image_mean`` and ``image_std`` come from the
         config, else the backbone's preprocessing config, else CLIP's.
     """
+    if not isinstance(config, (ClsClipConfig, ClipSegConfig)):
+        raise TypeError(
+            f"config must be a ClsClipConfig or ClipSegConfig, got {type(config).__name__}"
+        )
     pretrained = config.pretrained if load_backbone_weights else None
     clip, tokenizer = _build_clip(config.backbone, pretrained, cache_dir)
     backbone = ClipBackbone(clip)
+    preprocess = getattr(clip.visual, "preprocess_cfg", None) or {}
+    mean = _rgb(config.image_mean or preprocess.get("mean") or CLIP_MEAN)
+    std = _rgb(config.image_std or preprocess.get("std") or CLIP_STD)
+    model: SegmentationModel
+    if isinstance(config, ClipSegConfig):
+        model = _build_clipseg(config, backbone, tokenizer, mean, std)
+    else:
+        model = _build_clsclip(config, backbone, tokenizer, mean, std)
+    model.grid_for(config.image_size)  # fails early when image_size is not a multiple of patch
+    return model.eval()
+
+
+def _build_clsclip(
+    config: ClsClipConfig,
+    backbone: ClipBackbone,
+    tokenizer: Tokenizer,
+    mean: tuple[float, float, float],
+    std: tuple[float, float, float],
+) -> ClsClipModel:
     navigator = None
     if config.injection_layers:
         navigator = TextNavigator(embed_dim=backbone.embed_dim, width=backbone.width)
@@ -54,8 +80,7 @@ def build_model(
         channels=config.decoder_channels,
         extra_channels=1 if config.text_prior else 0,
     )
-    preprocess = getattr(clip.visual, "preprocess_cfg", None) or {}
-    model = ClsClipModel(
+    return ClsClipModel(
         backbone=backbone,
         navigator=navigator,
         decoder=decoder,
@@ -63,11 +88,38 @@ def build_model(
         prompt_templates=config.prompt_templates,
         injection_layers=config.injection_layers,
         text_prior=config.text_prior,
-        image_mean=_rgb(config.image_mean or preprocess.get("mean") or CLIP_MEAN),
-        image_std=_rgb(config.image_std or preprocess.get("std") or CLIP_STD),
+        image_mean=mean,
+        image_std=std,
     )
-    model.grid_for(config.image_size)  # fails early when image_size is not a multiple of patch
-    return model.eval()
+
+
+def _build_clipseg(
+    config: ClipSegConfig,
+    backbone: ClipBackbone,
+    tokenizer: Tokenizer,
+    mean: tuple[float, float, float],
+    std: tuple[float, float, float],
+) -> ClipSegModel:
+    decoder = ClipSegDecoder(
+        width=backbone.width,
+        embed_dim=backbone.embed_dim,
+        num_extracted=len(config.extract_layers),
+        reduce_dim=config.reduce_dim,
+        num_heads=config.decoder_heads,
+        intermediate_size=config.decoder_intermediate_size,
+        conditional_layer=config.conditional_layer,
+        patch_size=backbone.patch_size,
+        complex_head=config.complex_head,
+    )
+    return ClipSegModel(
+        backbone=backbone,
+        decoder=decoder,
+        tokenizer=tokenizer,
+        prompt_templates=config.prompt_templates,
+        extract_layers=config.extract_layers,
+        image_mean=mean,
+        image_std=std,
+    )
 
 
 def _rgb(values: Any) -> tuple[float, float, float]:

@@ -6,16 +6,16 @@ from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from clsclip.model.backbone import ClipBackbone
+from clsclip.model.base import SegmentationModel
 from clsclip.model.decoder import SegmentationDecoder
 from clsclip.model.navigation import TextNavigator, replace_cls
 
 Tokenizer = Callable[[list[str]], torch.Tensor]
 
 
-class ClsClipModel(nn.Module):
+class ClsClipModel(SegmentationModel):
     """The ClsCLIP network (arXiv 2304.06212).
 
     Blocks before the first injection layer do not depend on the class, so they run once per
@@ -61,13 +61,6 @@ class ClsClipModel(nn.Module):
     def first_class_block(self) -> int:
         """Index of the first block that depends on the class (``depth`` when none does)."""
         return self.injection_layers[0] if self.injection_layers else self.backbone.depth
-
-    def grid_for(self, image_size: int) -> tuple[int, int]:
-        """Patch grid ``(h, w)`` of a square input of ``image_size`` pixels."""
-        patch = self.backbone.patch_size
-        if image_size % patch:
-            raise ValueError(f"image size {image_size} is not a multiple of the patch size {patch}")
-        return image_size // patch, image_size // patch
 
     def encode_class_names(self, names: Sequence[str]) -> torch.Tensor:
         """Text [CLS] vectors of class names: ``K x embed_dim``, unit L2 norm.
@@ -131,28 +124,6 @@ class ClsClipModel(nn.Module):
         """
         grid = self.grid_for(pixels.shape[-1])
         return self.decode_pairs(self.encode_shared(pixels), text, grid)
-
-    def predict_logits(
-        self, pixels: torch.Tensor, text: torch.Tensor, *, chunk_size: int
-    ) -> torch.Tensor:
-        """Every class for every image, sharing the class-independent blocks.
-
-        Args:
-            pixels: ``B x 3 x S x S`` normalised images.
-            text: ``K x embed_dim`` class vectors.
-            chunk_size: (image, class) pairs per pass through the class-dependent blocks; peak
-                memory grows with it, not with K.
-
-        Returns:
-            Foreground logits ``B x K x h x w``.
-        """
-        num_images, num_classes = pixels.shape[0], text.shape[0]
-        pairs = torch.cartesian_prod(
-            torch.arange(num_images, device=pixels.device),
-            torch.arange(num_classes, device=pixels.device),
-        ).reshape(-1, 2)
-        logits = self.predict_pairs(pixels, text, pairs, chunk_size=chunk_size)
-        return logits.reshape(num_images, num_classes, *logits.shape[-2:])
 
     def predict_pairs(
         self, pixels: torch.Tensor, text: torch.Tensor, pairs: torch.Tensor, *, chunk_size: int
