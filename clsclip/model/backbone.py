@@ -146,5 +146,24 @@ class ClipBackbone(nn.Module):
         return self.visual.ln_post(tokens) @ self.visual.proj
 
     def encode_text(self, token_ids: torch.Tensor) -> torch.Tensor:
-        """CLIP's text [CLS]: ``K x L`` token ids -> ``K x embed_dim``, not normalised."""
-        return self.clip.encode_text(token_ids, normalize=False)
+        """CLIP's text [CLS]: ``K x L`` token ids -> ``K x embed_dim``, not normalised.
+
+        For open_clip's own text tower (causal attention, pooled at the end-of-text token, the
+        largest id) the sequences are cut after the last end-of-text token: under a causal mask
+        the pooled token never sees the padding, so the result is the same and short prompts
+        cost a fraction of the 77-token context. Other text towers run as open_clip runs them.
+        """
+        clip = self.clip
+        if getattr(clip, "text_pool_type", None) != "argmax" or not hasattr(clip, "attn_mask"):
+            return clip.encode_text(token_ids, normalize=False)
+        eot = token_ids.argmax(dim=-1)
+        length = int(eot.max()) + 1
+        cast_dtype = clip.transformer.get_cast_dtype()
+        x = clip.token_embedding(token_ids[:, :length]).to(cast_dtype)
+        x = x + clip.positional_embedding[:length].to(cast_dtype)
+        x = clip.transformer(x, attn_mask=clip.attn_mask[:length, :length])
+        x = clip.ln_final(x)[torch.arange(x.shape[0], device=x.device), eot]
+        projection = clip.text_projection
+        if projection is None:
+            return x
+        return projection(x) if isinstance(projection, nn.Linear) else x @ projection

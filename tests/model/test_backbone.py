@@ -63,6 +63,15 @@ def test_text_vector_is_clip_eot_output() -> None:
     torch.testing.assert_close(ours, reference)
 
 
+def test_short_prompts_are_cut_without_changing_the_text_vector() -> None:
+    backbone = tiny_segmenter().model.backbone
+    ids = tiny_segmenter().model.tokenizer(["dog", "a very small red bicycle on the grass"])
+    with torch.no_grad():
+        ours = backbone.encode_text(ids)
+        reference = backbone.clip.encode_text(ids)
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+
+
 def test_rejects_non_vit_towers() -> None:
     class NoVisual(torch.nn.Module):
         visual = torch.nn.Identity()
