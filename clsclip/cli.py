@@ -36,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--threshold", type=float, default=None, help="mask threshold in [0, 1]")
     seg.add_argument("--chunk-size", type=int, default=16, help="pairs per forward pass")
     seg.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16", "int8"),
+        default="fp32",
+        help="bf16/fp16: CUDA autocast; int8: dynamic int8 linear layers on the CPU",
+    )
+    seg.add_argument(
         "--proposals",
         choices=("none", "yolo"),
         default="none",
@@ -129,6 +135,7 @@ def _segment(args: argparse.Namespace) -> int:
             revision=args.revision,
             local_files_only=args.local_files_only,
             chunk_size=args.chunk_size,
+            precision=args.precision,
         )
         segmenter.encode_classes(args.classes)  # checks the names once, before any image
         if args.threshold is not None:

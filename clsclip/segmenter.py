@@ -26,6 +26,7 @@ from clsclip.image_io import ImageInput, load_image
 from clsclip.inference import ImagePrediction, ViewPlanner
 from clsclip.inputs import check_class_names, check_int, check_threshold, resolve_device
 from clsclip.model import SegmentationModel, build_model
+from clsclip.precision import Precision, autocast, check_precision, quantize_backbone
 from clsclip.proposals import LabelMatcher, ProposalSource, Proposer, resolve_proposer
 from clsclip.results import SegmentationResult
 from clsclip.weights import (
@@ -68,6 +69,9 @@ class Segmenter:
             ``"yolo"``, a proposer, or boxes per class. ``"yolo"`` is resolved once, here.
         zoom: crop margin, minimum crop size and fusion mode of the zoom-in.
         matcher: which proposals serve which class (names, synonyms, CLIP similarity).
+        precision: ``"fp32"`` (default); ``"bf16"`` or ``"fp16"`` (CUDA autocast); ``"int8"``
+            (CPU: the backbone's linear layers dynamically quantised; such a segmenter cannot be
+            saved or moved to another device). See docs/performance.md for speed and agreement.
     """
 
     def __init__(
@@ -80,6 +84,7 @@ class Segmenter:
         proposals: ProposalSource = None,
         zoom: ZoomSettings | None = None,
         matcher: LabelMatcher | None = None,
+        precision: Precision = "fp32",
     ) -> None:
         if not isinstance(model, SegmentationModel):
             raise TypeError(
@@ -90,6 +95,9 @@ class Segmenter:
         self.chunk_size = check_int("chunk_size", chunk_size)
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
+        self.precision = check_precision(precision, self.device)
+        if self.precision == "int8":
+            quantize_backbone(self.model)
         self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._yolo: Proposer | None = None
         self.proposer: Proposer | None = self._resolve(proposals)
@@ -108,13 +116,14 @@ class Segmenter:
         device: str | torch.device | None = None,
         chunk_size: int = 16,
         cache_dir: str | None = None,
+        precision: Precision = "fp32",
     ) -> Segmenter:
         """A fresh model: the backbone from open_clip (``config.pretrained``), the projection and
         decoder randomly initialised. Train it before expecting useful masks."""
         _check_config(config)
         device = resolve_device(device)
         model = build_model(config, cache_dir=cache_dir)
-        return cls(model, config, device=device, chunk_size=chunk_size)
+        return cls(model, config, device=device, chunk_size=chunk_size, precision=precision)
 
     @classmethod
     def from_pretrained(
@@ -127,6 +136,7 @@ class Segmenter:
         local_files_only: bool = False,
         token: str | bool | None = None,
         chunk_size: int = 16,
+        precision: Precision = "fp32",
     ) -> Segmenter:
         """Load a saved model from a local folder or a Hugging Face Hub repo.
 
@@ -136,7 +146,7 @@ class Segmenter:
             device: where to run; None picks CUDA when available.
             revision, cache_dir, local_files_only, token: passed to huggingface_hub for Hub repos;
                 ``cache_dir`` is also where open_clip caches backbone weights.
-            chunk_size: see `Segmenter`.
+            chunk_size, precision: see `Segmenter`.
 
         Raises:
             FileNotFoundError: no such folder, or a file of the model is missing.
@@ -157,7 +167,7 @@ class Segmenter:
             model = build_model(config, load_backbone_weights=False)
             load_transformers_clipseg(model, files.weights)
             logger.info("converted transformers CLIPSeg checkpoint %s", source)
-            return cls(model, config, device=device, chunk_size=chunk_size)
+            return cls(model, config, device=device, chunk_size=chunk_size, precision=precision)
         has_backbone = file_has_backbone(files.weights)
         if not has_backbone and config.pretrained is None:
             raise ValueError(
@@ -167,11 +177,13 @@ class Segmenter:
         model = build_model(config, load_backbone_weights=not has_backbone, cache_dir=cache_dir)
         load_weights(model, files.weights)
         logger.info("loaded clsclip model from %s", source)
-        return cls(model, config, device=device, chunk_size=chunk_size)
+        return cls(model, config, device=device, chunk_size=chunk_size, precision=precision)
 
     def to(self, device: str | torch.device) -> Segmenter:
         """Move the model to another device (in place); returns self."""
-        self.device = resolve_device(device)
+        target = resolve_device(device)
+        check_precision(self.precision, target)
+        self.device = target
         self.model.to(self.device)
         self._text_cache.clear()
         return self
@@ -291,7 +303,7 @@ class Segmenter:
                     image, names, proposals, self.matcher, self.zoom, self.encode_classes
                 )
             )
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(self.precision, self.device):
             return planner.run(plans, text, chunk_size=self.chunk_size, fusion=self.zoom.fusion)
 
     def save_pretrained(
@@ -308,6 +320,11 @@ class Segmenter:
         Returns:
             The folder's path.
         """
+        if self.precision == "int8":
+            raise RuntimeError(
+                "an int8 (quantised) segmenter cannot be saved: save the fp32 model, and choose "
+                "precision='int8' when loading it"
+            )
         folder = Path(save_directory)
         if folder.exists() and not folder.is_dir():
             raise NotADirectoryError(f"{folder} exists and is not a folder")

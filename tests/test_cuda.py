@@ -40,3 +40,15 @@ def test_zoom_in_on_cuda_matches_cpu(saved_model) -> None:
     b = gpu.segment(image, ["dog", "cat"], proposals=boxes)
     np.testing.assert_allclose(b.probs, a.probs, atol=2e-3)
     np.testing.assert_array_equal(b.boxes["dog"], a.boxes["dog"])
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_half_precision_on_cuda_agrees_with_fp32(saved_model, precision) -> None:
+    image, names = random_rgb(64, 80), ["dog", "cat"]
+    fp32 = Segmenter.from_pretrained(saved_model, device="cuda").segment(image, names).probs
+    half = Segmenter.from_pretrained(saved_model, device="cuda", precision=precision)
+    probs = half.segment(image, names).probs
+    assert probs.dtype == np.float32
+    assert np.abs(probs - fp32).max() < 0.02
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        half.to("cpu")
