@@ -18,6 +18,7 @@ import statistics
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from clsclip import ClsClipConfig
 from clsclip.model import build_model
@@ -59,7 +60,14 @@ def _measure(
         alone = _median_time(
             lambda: [model(pixels, text[i : i + 1]) for i in range(num_classes)], device, repeats
         )
+    # Count FLOPs in train mode: PyTorch's fused inference attention kernels are invisible to
+    # the counter (no dropout anywhere, so the arithmetic is the same).
+    model.train()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model.predict_logits(pixels, text, chunk_size=chunk_size)
+    model.eval()
     return {
+        "gflop": counter.get_total_flops() / 1e9,
         "size": pixels.shape[-1],
         "classes": num_classes,
         "shared_s": shared,
@@ -67,6 +75,13 @@ def _measure(
         "ratio": shared / alone,
         "peak_mib": peak,
     }
+
+
+def matmul_gflops(device: torch.device, n: int = 2048, repeats: int = 5) -> float:
+    """The machine's fp32 matrix-product rate, measured now (the ceiling for the ViT)."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    seconds = _median_time(lambda: a @ b, device, repeats)
+    return 2 * n**3 / seconds / 1e9
 
 
 def main() -> None:
@@ -83,17 +98,23 @@ def main() -> None:
     config = ClsClipConfig(backbone="ViT-B-16-quickgelu", pretrained=None)
     model = build_model(config).to(device).eval()
     depth, first = model.backbone.depth, model.first_class_block
+    peak = matmul_gflops(device)
+    print(f"fp32 matmul rate: {peak:.0f} GFLOP/s")
+    print(" size    K  shared ms   alone ms  ratio  ideal  peak MiB   GFLOP  GFLOP/s  of matmul")
     rows = []
     for size in args.sizes:
         pixels = torch.randn(1, 3, size, size, device=device)
         for k in args.classes:
             row = _measure(model, pixels, k, args.chunk_size, device, args.repeats)
             row["blocks_ratio"] = (first + (depth - first) * k) / (depth * k)
+            row["gflops_per_s"] = row["gflop"] / row["shared_s"]
+            row["fraction_of_matmul"] = row["gflops_per_s"] / peak
             rows.append(row)
-            peak = f"{row['peak_mib']:9.0f}" if row["peak_mib"] is not None else "        -"
+            peak_mib = f"{row['peak_mib']:9.0f}" if row["peak_mib"] is not None else "        -"
             print(
                 f"{size:5d} {k:4d} {row['shared_s'] * 1e3:10.1f} {row['alone_s'] * 1e3:10.1f} "
-                f"{row['ratio']:6.3f} {row['blocks_ratio']:6.3f} {peak}",
+                f"{row['ratio']:6.3f} {row['blocks_ratio']:6.3f} {peak_mib} "
+                f"{row['gflop']:7.1f} {row['gflops_per_s']:8.1f} {row['fraction_of_matmul']:10.2f}",
                 flush=True,
             )
     info = {
@@ -103,6 +124,7 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "chunk_size": args.chunk_size,
+        "matmul_gflops": peak,
         "rows": rows,
     }
     if args.json:
@@ -111,5 +133,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    print(" size    K  shared ms   alone ms  ratio  ideal  peak MiB")
     main()
