@@ -62,7 +62,44 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument(
         "--local-files-only", action="store_true", help="never download; use the cache only"
     )
+    _add_train_parser(commands)
+    _add_eval_parser(commands)
     return parser
+
+
+def _add_train_parser(commands: Any) -> None:
+    train = commands.add_parser(
+        "train",
+        help="train a ClsCLIP model on a fold's base classes (needs clsclip[train])",
+        description="Train on PASCAL-5i / COCO-20i (VOC layout). Run under torchrun for many "
+        "GPUs. Bundled configs: pascal5i-fold0..3, coco20i-fold0..3.",
+    )
+    train.add_argument("--config", required=True, help="a training config JSON, or a bundled name")
+    train.add_argument("--data-root", default=None)
+    train.add_argument("--fold", type=int, default=None)
+    train.add_argument("--output-dir", default=None)
+    train.add_argument("--max-steps", type=int, default=None)
+    train.add_argument("--device", default=None)
+
+
+def _add_eval_parser(commands: Any) -> None:
+    ev = commands.add_parser(
+        "eval",
+        help="episodic mIoU / FB-IoU on a fold's novel classes",
+        description="The protocol of the paper: seeded episodes, per-class IoU summed over "
+        "episodes, mIoU over the fold's classes, FB-IoU; scored at label resolution.",
+    )
+    ev.add_argument("--model", required=True, help="a model folder or a Hugging Face Hub repo id")
+    ev.add_argument("--dataset", choices=("pascal5i", "coco20i"), required=True)
+    ev.add_argument("--fold", type=int, required=True, choices=(0, 1, 2, 3))
+    ev.add_argument("--data-root", required=True)
+    ev.add_argument("--split", default="val")
+    ev.add_argument("--proposals", choices=("none", "yolo", "gt"), default="none")
+    ev.add_argument("--episodes", type=int, default=1000)
+    ev.add_argument("--seed", type=int, default=0)
+    ev.add_argument("--classes", choices=("novel", "base"), default="novel")
+    ev.add_argument("--device", default=None)
+    ev.add_argument("--out", type=Path, default=None, help="write the scores as JSON here")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -72,8 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    if args.command == "segment":
-        return _segment(args)
+    commands = {"segment": _segment, "train": _train, "eval": _eval}
+    if args.command in commands:
+        return commands[args.command](args)
     raise AssertionError(f"unhandled command {args.command}")
 
 
@@ -162,6 +200,65 @@ def _segment(args: argparse.Namespace) -> int:
     if failed:
         print(f"clsclip: {failed} of {len(images)} image(s) failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from clsclip.training import TrainConfig, train
+
+    try:
+        config = TrainConfig.load(args.config).replace(
+            data_root=args.data_root,
+            fold=args.fold,
+            output_dir=args.output_dir,
+            max_steps=args.max_steps,
+            device=args.device,
+        )
+    except (OSError, ValueError, TypeError) as e:
+        print(f"clsclip: error: {e}", file=sys.stderr)
+        return 2
+    print(f"model written to {train(config)}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from clsclip.evaluation import evaluate
+    from clsclip.segmenter import Segmenter
+
+    try:
+        segmenter = Segmenter.from_pretrained(args.model, device=args.device)
+        scores = evaluate(
+            segmenter,
+            data_root=args.data_root,
+            dataset=args.dataset,
+            fold=args.fold,
+            split=args.split,
+            episodes=args.episodes,
+            seed=args.seed,
+            proposals=args.proposals,
+            classes=args.classes,
+        )
+    except (OSError, ValueError, TypeError, ImportError) as e:
+        print(f"clsclip: error: {e}", file=sys.stderr)
+        return 2
+    print(format_scores(scores))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({**scores, "model": args.model}, indent=2) + "\n")
+    return 0
+
+
+def format_scores(scores: dict[str, Any]) -> str:
+    """A table like the paper's: one row per class, then mIoU and FB-IoU, in percent."""
+    width = max(10, *(len(name) for name in scores["class_iou"]))
+    lines = [
+        f"{scores['dataset']} fold {scores['fold']} ({scores['classes']} classes), "
+        f"{scores['episodes']} episodes, proposals: {scores['proposals']}",
+        f"{'class':<{width}}  IoU %",
+    ]
+    lines += [f"{name:<{width}}  {100 * iou:5.1f}" for name, iou in scores["class_iou"].items()]
+    lines += [f"{'mIoU':<{width}}  {100 * scores['miou']:5.1f}"]
+    lines += [f"{'FB-IoU':<{width}}  {100 * scores['fb_iou']:5.1f}"]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

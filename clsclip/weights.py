@@ -36,6 +36,10 @@ def save_weights(
         os.fspath(path),
         metadata={"format": "pt", "clsclip_contents": contents},
     )
+    # safetensors creates files readable by their owner only; give them the usual mode.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def file_has_backbone(path: str | os.PathLike[str]) -> bool:

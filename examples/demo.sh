@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# The README's main job: set up .venv, then segment the bundled example image, offline, with a
-# small model created on this machine. Results go to outputs/demo/.
+# The README's main job: set up .venv, then segment the bundled example image, offline, with the
+# bundled demo model (examples/demo-model, trained on synthetic shapes by
+# examples/train_demo_model.py). Results go to outputs/demo/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash .ci/setup-venv.sh
 export HF_HUB_OFFLINE=1
-if [ ! -f examples/demo-model/model.safetensors ]; then
-    .venv/bin/python examples/make_demo_model.py examples/demo-model
-fi
-.venv/bin/clsclip segment examples/images/park.png \
-    --classes sky grass sun "red car" tree ball \
-    --model examples/demo-model --out outputs/demo
-echo "wrote outputs/demo/ (park_overlay.png, one mask per class, park.json)"
+.venv/bin/clsclip segment examples/images/shapes.png \
+    --classes "red disc" "blue triangle" "yellow ring" "green cross" "blue square" \
+    --model examples/demo-model --out outputs/demo --device cpu
+.venv/bin/clsclip segment examples/images/shapes.png \
+    --classes "red disc" "yellow ring" --boxes examples/boxes.json \
+    --model examples/demo-model --out outputs/demo-zoom --device cpu
+echo "wrote outputs/demo/ and outputs/demo-zoom/ (overlay, one mask per class, JSON summary)"

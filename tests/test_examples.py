@@ -1,4 +1,4 @@
-"""The README's main job: the demo model script and the CLI on the bundled image."""
+"""The README's main job and the example scripts, with the bundled demo model."""
 
 import json
 import subprocess
@@ -8,30 +8,28 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from clsclip import Segmenter
 from clsclip.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+IMAGE = EXAMPLES / "images" / "shapes.png"
 
 
-def test_demo_pipeline(tmp_path) -> None:
-    model_dir = tmp_path / "demo-model"
-    subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "make_demo_model.py"), str(model_dir)],
-        check=True,
-    )
-    assert sorted(p.name for p in model_dir.iterdir()) == ["config.json", "model.safetensors"]
-    image = ROOT / "examples" / "images" / "park.png"
+def test_demo_model_is_small_and_segments_the_example(tmp_path) -> None:
+    weights = EXAMPLES / "demo-model" / "model.safetensors"
+    assert weights.stat().st_size < 10 * 2**20
     out = tmp_path / "out"
-    classes = ["sky", "grass", "sun", "red car", "tree", "ball"]
+    classes = ["red disc", "blue triangle", "yellow ring", "green cross", "blue square"]
     assert (
         main(
             [
                 "segment",
-                str(image),
+                str(IMAGE),
                 "--classes",
                 *classes,
                 "--model",
-                str(model_dir),
+                str(EXAMPLES / "demo-model"),
                 "--out",
                 str(out),
                 "--device",
@@ -40,31 +38,48 @@ def test_demo_pipeline(tmp_path) -> None:
         )
         == 0
     )
-    overlay = Image.open(out / "park_overlay.png")
-    assert overlay.size == Image.open(image).size
-    summary = json.loads((out / "park.json").read_text())
+    assert Image.open(out / "shapes_overlay.png").size == (480, 320)
+    summary = json.loads((out / "shapes.json").read_text())
     assert [c["name"] for c in summary["classes"]] == classes
-    mask = np.asarray(Image.open(out / "park_mask03_red_car.png"))
-    assert mask.shape == (320, 480)
+    # Real masks: each large object is found where the example image drew it.
+    result = Segmenter.from_pretrained(EXAMPLES / "demo-model", device="cpu").segment(
+        IMAGE, classes
+    )
+    for name, (cx, cy) in {
+        "red disc": (70, 80),
+        "blue triangle": (230, 100),
+        "green cross": (140, 230),
+        "blue square": (300, 240),
+    }.items():
+        assert result.mask(name)[cy, cx], name
+    assert result.mask("red disc")[:, 200:].sum() < 0.1 * result.mask("red disc").sum()
+
+
+def test_zoom_in_finds_the_small_objects() -> None:
+    seg = Segmenter.from_pretrained(EXAMPLES / "demo-model", device="cpu")
+    boxes = json.loads((EXAMPLES / "boxes.json").read_text())
+    plain = seg.segment(IMAGE, ["red disc", "yellow ring"])
+    zoomed = seg.segment(IMAGE, ["red disc", "yellow ring"], proposals=boxes)
+    assert not plain.mask("red disc")[240:260, 410:430].any()  # too small at full-image scale
+    assert zoomed.mask("red disc")[245:255, 415:425].mean() > 0.8
+
+
+def test_example_scripts(tmp_path) -> None:
+    subprocess.run(
+        [sys.executable, str(EXAMPLES / "make_example_image.py"), str(tmp_path / "s.png")],
+        check=True,
+    )
+    np.testing.assert_array_equal(
+        np.asarray(Image.open(tmp_path / "s.png")), np.asarray(Image.open(IMAGE))
+    )
     figure = tmp_path / "plus.png"
     subprocess.run(
         [
             sys.executable,
-            str(ROOT / "examples" / "clsclip_plus_demo.py"),
-            str(model_dir),
+            str(EXAMPLES / "clsclip_plus_demo.py"),
+            str(EXAMPLES / "demo-model"),
             str(figure),
         ],
         check=True,
     )
-    assert Image.open(figure).size == (480, 320)
-
-
-def test_example_image_is_reproducible(tmp_path) -> None:
-    subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "make_example_image.py"), str(tmp_path / "p.png")],
-        check=True,
-    )
-    np.testing.assert_array_equal(
-        np.asarray(Image.open(tmp_path / "p.png")),
-        np.asarray(Image.open(ROOT / "examples" / "images" / "park.png")),
-    )
+    assert Image.open(figure).size == (968, 320)

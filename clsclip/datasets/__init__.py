@@ -1,0 +1,19 @@
+"""Segmentation datasets for training and evaluation (PASCAL-5i, COCO-20i, synthetic).
+
+Inference never imports this package.
+"""
+
+from clsclip.datasets.folds import COCO_CLASSES, PASCAL_CLASSES, base_classes, novel_classes
+from clsclip.datasets.voc import IGNORE, FoldDataset, VocFolder, augment, binary_target
+
+__all__ = [
+    "COCO_CLASSES",
+    "IGNORE",
+    "PASCAL_CLASSES",
+    "FoldDataset",
+    "VocFolder",
+    "augment",
+    "base_classes",
+    "binary_target",
+    "novel_classes",
+]

@@ -1,0 +1,222 @@
+"""PASCAL-5i / COCO-20i data in the VOC2012 folder layout: index, samples, paired augmentation."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+
+from clsclip.datasets.folds import COCO_CLASSES, PASCAL_CLASSES, base_classes, novel_classes
+from clsclip.image_io import load_image
+from clsclip.preprocess import letterbox_image
+
+logger = logging.getLogger(__name__)
+
+IGNORE = 255
+MASK_DIRS = ("SegmentationClassAug", "SegmentationClass")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+@dataclass(frozen=True)
+class VocFolder:
+    """A dataset root in the VOC2012 layout.
+
+    ``JPEGImages/{id}.jpg`` (or .png), class-index masks ``SegmentationClassAug/{id}.png`` (or
+    ``SegmentationClass/``; 0 background, 1..C classes, 255 ignore), and id lists
+    ``ImageSets/Segmentation/{split}.txt``. An optional ``classes.txt`` (one name per line, in
+    label order) names the classes; otherwise PASCAL VOC's or COCO's names are used.
+    """
+
+    root: Path
+    mask_dir: Path
+
+    @classmethod
+    def open(cls, root: str | os.PathLike[str]) -> VocFolder:
+        path = Path(root)
+        if not path.is_dir():
+            raise FileNotFoundError(f"data root not found: {path}")
+        missing = [n for n in ("JPEGImages", "ImageSets/Segmentation") if not (path / n).is_dir()]
+        masks = [path / n for n in MASK_DIRS if (path / n).is_dir()]
+        if not masks:
+            missing.append(" or ".join(MASK_DIRS))
+        if missing:
+            raise FileNotFoundError(f"{path} is not in the VOC2012 layout: missing {missing}")
+        return cls(root=path, mask_dir=masks[0])
+
+    def ids(self, split: str) -> list[str]:
+        path = self.root / "ImageSets" / "Segmentation" / f"{split}.txt"
+        if not path.is_file():
+            available = sorted(p.stem for p in path.parent.glob("*.txt"))
+            raise FileNotFoundError(f"no split list {path}; available splits: {available}")
+        return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+
+    def class_names(self, dataset: str) -> list[str]:
+        listed = self.root / "classes.txt"
+        if listed.is_file():
+            return [n.strip() for n in listed.read_text().splitlines() if n.strip()]
+        return list(PASCAL_CLASSES if dataset == "pascal5i" else COCO_CLASSES)
+
+    def image_path(self, image_id: str) -> Path:
+        for suffix in IMAGE_SUFFIXES:
+            path = self.root / "JPEGImages" / f"{image_id}{suffix}"
+            if path.is_file():
+                return path
+        raise FileNotFoundError(f"no image for id {image_id!r} in {self.root / 'JPEGImages'}")
+
+    def mask(self, image_id: str) -> np.ndarray:
+        path = self.mask_dir / f"{image_id}.png"
+        if not path.is_file():
+            raise FileNotFoundError(f"no mask for id {image_id!r}: {path}")
+        with Image.open(path) as mask:
+            return np.asarray(mask, dtype=np.uint8)
+
+    def index(self, split: str) -> dict[str, dict[int, int]]:
+        """Pixel count of each label in each image's mask (cached in
+        ``.clsclip-index-{split}.json`` in the root when it is writable)."""
+        cache = self.root / f".clsclip-index-{split}.json"
+        if cache.is_file():
+            raw = json.loads(cache.read_text())
+            return {i: {int(k): v for k, v in counts.items()} for i, counts in raw.items()}
+        found = {}
+        for image_id in self.ids(split):
+            labels, counts = np.unique(self.mask(image_id), return_counts=True)
+            found[image_id] = {
+                int(v): int(n) for v, n in zip(labels, counts, strict=True) if 0 < v < IGNORE
+            }
+        try:
+            cache.write_text(json.dumps(found))
+        except OSError:  # a read-only data root: index again next time
+            logger.debug("cannot write index cache %s", cache)
+        return found
+
+
+def binary_target(mask: np.ndarray, label: int, ignored: list[int]) -> np.ndarray:
+    """uint8 ``H x W``: 1 for ``label``, 255 for ignore and for labels in ``ignored``, else 0."""
+    target = (mask == label).astype(np.uint8)
+    target[mask == IGNORE] = IGNORE
+    if ignored:
+        target[np.isin(mask, ignored)] = IGNORE
+    return target
+
+
+def augment(
+    image: Image.Image, target: Image.Image, rng: random.Random
+) -> tuple[Image.Image, Image.Image]:
+    """Paired augmentation (METHOD.md): scale 0.9-1.1, rotation +-10 degrees, blur, horizontal
+    flip, random crop keeping at least 80 % of each side. The target uses nearest sampling and
+    255 (ignore) for pixels that come from outside the image."""
+    scale = rng.uniform(0.9, 1.1)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    image = image.resize(size, Image.Resampling.BILINEAR)
+    target = target.resize(size, Image.Resampling.NEAREST)
+    angle = rng.uniform(-10.0, 10.0)
+    image = image.rotate(angle, Image.Resampling.BILINEAR, fillcolor=(124, 116, 104))
+    target = target.rotate(angle, Image.Resampling.NEAREST, fillcolor=IGNORE)
+    if rng.random() < 0.5:
+        image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.1, 1.5)))
+    if rng.random() < 0.5:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        target = target.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    w, h = image.size
+    cw, ch = max(1, round(w * rng.uniform(0.8, 1.0))), max(1, round(h * rng.uniform(0.8, 1.0)))
+    x0, y0 = rng.randint(0, w - cw), rng.randint(0, h - ch)
+    box = (x0, y0, x0 + cw, y0 + ch)
+    return image.crop(box), target.crop(box)
+
+
+class FoldDataset(torch.utils.data.Dataset):
+    """One sample per (image, class) pair of a fold: base classes for training, novel for testing.
+
+    Each item is ``{"pixels": 3 x S x S float32, "target": S x S int64 (0, 1, 255),
+    "class_name": str, "image_id": str}``, letterboxed like `Segmenter` inputs. In training,
+    pixels of novel classes are ignored (255), so the model never learns them as background.
+
+    Args:
+        root: the VOC-layout data root.
+        dataset: ``"pascal5i"`` or ``"coco20i"`` (which fold split applies).
+        fold: 0-3.
+        split: the id list (``"trainaug"``, ``"train"``, ``"val"``).
+        train: base classes with augmentation (True) or novel classes as they are (False).
+        input_size, mean, std: the model input, as in the model's config.
+        min_pixels: least pixels of a class for an (image, class) pair to count.
+        seed: seed of the augmentation.
+        classes: ``"base"`` or ``"novel"`` (default: base when training, novel otherwise).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        dataset: str,
+        fold: int,
+        split: str,
+        train: bool,
+        input_size: int,
+        mean: tuple[float, float, float],
+        std: tuple[float, float, float],
+        min_pixels: int = 16,
+        seed: int = 0,
+        classes: str | None = None,
+    ) -> None:
+        self.folder = VocFolder.open(root)
+        self.names = self.folder.class_names(dataset)
+        self.novel = novel_classes(dataset, fold, len(self.names))
+        classes = classes or ("base" if train else "novel")
+        if classes not in ("base", "novel"):
+            raise ValueError(f"classes must be 'base' or 'novel', got {classes!r}")
+        self.labels = (
+            base_classes(dataset, fold, len(self.names)) if classes == "base" else self.novel
+        )
+        self.train, self.input_size, self.mean, self.std = train, input_size, mean, std
+        self.seed = seed
+        index = self.folder.index(split)
+        self.samples = [
+            (image_id, label)
+            for image_id, counts in index.items()
+            for label, count in counts.items()
+            if label in self.labels and count >= min_pixels
+        ]
+        if not self.samples:
+            raise ValueError(f"no (image, class) pairs of fold {fold} in split {split!r} of {root}")
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Vary the augmentation between epochs (deterministically)."""
+        self.epoch = epoch
+
+    def load(self, index: int) -> tuple[Image.Image, np.ndarray, str]:
+        """The original image, its binary target at label resolution, and the class name."""
+        image_id, label = self.samples[index]
+        image = load_image(self.folder.image_path(image_id))
+        ignored = [n for n in self.novel if n != label] if self.train else []
+        # Training ignores novel-class pixels, so they are never learnt as background.
+        target = binary_target(self.folder.mask(image_id), label, ignored)
+        return image, target, self.names[label - 1]
+
+    def __getitem__(self, index: int) -> dict[str, object]:
+        image, target, name = self.load(index)
+        target_image = Image.fromarray(target, mode="L")
+        if self.train:
+            rng = random.Random(hash((self.seed, self.epoch, index)) & 0xFFFFFFFF)
+            image, target_image = augment(image, target_image, rng)
+        pixels, box = letterbox_image(image, self.input_size, self.mean, self.std)
+        h, w = box.resized_size
+        resized = target_image.resize((w, h), Image.Resampling.NEAREST)
+        full = np.full((self.input_size, self.input_size), IGNORE, dtype=np.int64)
+        full[:h, :w] = np.asarray(resized)
+        return {
+            "pixels": pixels,
+            "target": torch.from_numpy(full),
+            "class_name": name,
+            "image_id": self.samples[index][0],
+        }

@@ -1,0 +1,69 @@
+"""Episodic IoU metrics of few-/zero-shot segmentation: per-class mIoU and FB-IoU.
+
+Protocol as in PFENet / HSNet (METHOD.md): for each class, intersections and unions are summed
+over all its episodes before dividing; mIoU averages the classes; FB-IoU averages the
+foreground and background IoU, each summed over all episodes. Pixels labelled 255 are ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+IGNORE = 255
+
+
+class EpisodicIoU:
+    """Accumulates predictions of episodes.
+
+    Args:
+        class_ids: the classes evaluated (the fold's novel classes).
+    """
+
+    def __init__(self, class_ids: Iterable[int]) -> None:
+        self.class_ids = list(class_ids)
+        self.intersection = {c: 0 for c in self.class_ids}
+        self.union = {c: 0 for c in self.class_ids}
+        self.fb_intersection = np.zeros(2, dtype=np.int64)
+        self.fb_union = np.zeros(2, dtype=np.int64)
+        self.episodes = 0
+
+    def update(self, class_id: int, prediction: np.ndarray, target: np.ndarray) -> None:
+        """Add one episode.
+
+        Args:
+            class_id: the episode's class.
+            prediction: bool ``H x W`` foreground mask.
+            target: uint8 ``H x W``: 1 foreground, 0 background, 255 ignored.
+        """
+        if class_id not in self.intersection:
+            raise KeyError(f"class {class_id} is not evaluated here ({self.class_ids})")
+        if prediction.shape != target.shape:
+            raise ValueError(f"prediction {prediction.shape} and target {target.shape} differ")
+        valid = target != IGNORE
+        pred = prediction.astype(bool) & valid
+        true = (target == 1) & valid
+        self.intersection[class_id] += int((pred & true).sum())
+        self.union[class_id] += int((pred | true).sum())
+        for k, (p, t) in enumerate(((~pred & valid, ~true & valid), (pred, true))):
+            self.fb_intersection[k] += int((p & t).sum())
+            self.fb_union[k] += int((p | t).sum())
+        self.episodes += 1
+
+    def class_iou(self) -> dict[int, float]:
+        """IoU per class (classes without episodes are NaN)."""
+        return {
+            c: self.intersection[c] / self.union[c] if self.union[c] else float("nan")
+            for c in self.class_ids
+        }
+
+    def miou(self) -> float:
+        """Mean IoU over the classes that had episodes."""
+        values = [v for v in self.class_iou().values() if not np.isnan(v)]
+        return float(np.mean(values)) if values else float("nan")
+
+    def fb_iou(self) -> float:
+        """Mean of background and foreground IoU over all episodes."""
+        ious = self.fb_intersection / np.maximum(self.fb_union, 1)
+        return float(ious.mean())

@@ -1,0 +1,141 @@
+"""Training settings: a frozen dataclass read from JSON, with command-line overrides."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clsclip.config import ClsClipConfig, read_json
+from clsclip.datasets.folds import DATASETS
+from clsclip.inputs import check_int
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("poly", "cosine_restarts")
+UNFREEZE = ("none", "visual", "all")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs.
+
+    Attributes:
+        model: `ClsClipConfig` fields of the model to train (ignored with ``init_from``).
+        init_from: a saved model (folder or Hub id) to start from instead.
+        dataset, data_root, fold: the data (VOC layout) and the fold whose base classes train.
+        train_split, val_split: id lists for training and for validation on novel classes.
+        output_dir: checkpoints, logs and the exported models (``best/``, ``last/``).
+        max_steps, batch_size, num_workers: the loop.
+        optimizer: ``"adamw"`` or ``"sgd"`` (momentum ``momentum``).
+        lr, weight_decay: per METHOD.md's descendant: SGD, lr 5e-5 at batch 8 (PASCAL).
+        schedule: ``"poly"`` (power ``poly_power``) or ``"cosine_restarts"`` (period
+            ``restart_steps``), after ``warmup_steps`` of linear warm-up.
+        grad_clip: max gradient norm, or 0 for none.
+        amp: bf16 autocast on CUDA (ignored on the CPU).
+        unfreeze: ``"none"`` (the paper: projection and decoder only), ``"visual"`` or ``"all"``
+            (ablations, and tiny models trained end to end).
+        seed: seeds sampling, augmentation and initialisation.
+        val_every, val_episodes: validate on novel classes every N steps (0: never).
+        checkpoint_every, log_every: steps between checkpoints and log lines.
+        min_pixels: least pixels of a class in a training sample.
+        device: ``"cpu"``, ``"cuda"``... (None: CUDA when available; under torchrun each rank
+            takes ``cuda:LOCAL_RANK``).
+    """
+
+    model: dict[str, Any] = field(default_factory=dict)
+    init_from: str | None = None
+    dataset: str = "pascal5i"
+    data_root: str = ""
+    fold: int = 0
+    train_split: str = "trainaug"
+    val_split: str = "val"
+    output_dir: str = "runs/clsclip"
+    max_steps: int = 20000
+    batch_size: int = 8
+    num_workers: int = 2
+    optimizer: str = "sgd"
+    lr: float = 5e-5
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    schedule: str = "poly"
+    poly_power: float = 0.9
+    restart_steps: int = 5000
+    warmup_steps: int = 500
+    grad_clip: float = 1.0
+    amp: bool = True
+    unfreeze: str = "none"
+    seed: int = 0
+    val_every: int = 2000
+    val_episodes: int = 1000
+    checkpoint_every: int = 1000
+    log_every: int = 50
+    min_pixels: int = 16
+    device: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {list(DATASETS)}")
+        for name, allowed in (
+            ("optimizer", OPTIMIZERS),
+            ("schedule", SCHEDULES),
+            ("unfreeze", UNFREEZE),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"unknown {name} {getattr(self, name)!r}; choose one of {list(allowed)}"
+                )
+        if self.fold not in (0, 1, 2, 3):
+            raise ValueError(f"fold must be 0-3, got {self.fold!r}")
+        for name in ("max_steps", "batch_size", "restart_steps", "log_every"):
+            check_int(name, getattr(self, name), minimum=1)
+        for name in (
+            "num_workers",
+            "warmup_steps",
+            "val_every",
+            "val_episodes",
+            "checkpoint_every",
+        ):
+            check_int(name, getattr(self, name), minimum=0)
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.init_from is None:
+            self.model_config()  # validates the model fields now, not after the data is read
+
+    def model_config(self) -> ClsClipConfig:
+        return ClsClipConfig.from_dict(self.model)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown training config keys {unknown}; known keys: {sorted(known)}")
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: str) -> TrainConfig:
+        """Read a JSON file, or a bundled config by name (``"pascal5i-fold0"`` ...
+        ``"coco20i-fold3"``, see `bundled_configs`)."""
+        if not os.path.isfile(path) and path in bundled_configs():
+            path = str(CONFIG_DIR / f"{path}.json")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                f"training config not found: {path!r}; bundled: {sorted(bundled_configs())}"
+            )
+        return cls.from_dict(read_json(path))
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some fields changed (None values are ignored)."""
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def bundled_configs() -> list[str]:
+    """Names of the ready configs: PASCAL-5i and COCO-20i folds 0-3, as in METHOD.md."""
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
