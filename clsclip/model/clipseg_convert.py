@@ -23,6 +23,9 @@ _TEXT_DEFAULTS = {
     "layer_norm_eps": 1e-5,
 }  # fmt: skip
 _IGNORED = re.compile(r".*position_ids$")
+# Where transformers' (attention, layer_norm1, layer_norm2, fc1, fc2) live in clsclip's layers.
+_OPEN_CLIP_BLOCK = ("attn", "ln_1", "ln_2", "mlp.c_fc", "mlp.c_proj")
+_TORCH_ENCODER_LAYER = ("self_attn", "norm1", "norm2", "linear1", "linear2")
 
 
 def config_from_transformers(
@@ -102,17 +105,22 @@ def state_dict_from_transformers(hf: Mapping[str, torch.Tensor]) -> dict[str, to
         for kind in ("weight", "bias"):
             out[f"{dst}.{kind}"] = take(f"{src}.{kind}")
 
+    def indices(prefix: str) -> list[int]:
+        pattern = re.compile(rf"{re.escape(prefix)}\.(\d+)\.")
+        return sorted({int(m.group(1)) for k in hf if (m := pattern.match(k))})
+
+    def block(src: str, dst: str, names: tuple[str, str, str, str, str]) -> None:
+        """One Transformer layer: attention, the two norms, the two MLP linears."""
+        attn, norm1, norm2, fc1, fc2 = names
+        attention(f"{src}.self_attn", f"{dst}.{attn}")
+        linear(f"{src}.layer_norm1", f"{dst}.{norm1}")
+        linear(f"{src}.layer_norm2", f"{dst}.{norm2}")
+        linear(f"{src}.mlp.fc1", f"{dst}.{fc1}")
+        linear(f"{src}.mlp.fc2", f"{dst}.{fc2}")
+
     def towers(src: str, dst: str) -> None:
-        layers = {
-            int(m.group(1)) for k in hf if (m := re.match(rf"{src}\.encoder\.layers\.(\d+)\.", k))
-        }
-        for i in sorted(layers):
-            s, d = f"{src}.encoder.layers.{i}", f"{dst}.resblocks.{i}"
-            attention(f"{s}.self_attn", f"{d}.attn")
-            linear(f"{s}.layer_norm1", f"{d}.ln_1")
-            linear(f"{s}.layer_norm2", f"{d}.ln_2")
-            linear(f"{s}.mlp.fc1", f"{d}.mlp.c_fc")
-            linear(f"{s}.mlp.fc2", f"{d}.mlp.c_proj")
+        for i in indices(f"{src}.encoder.layers"):
+            block(f"{src}.encoder.layers.{i}", f"{dst}.resblocks.{i}", _OPEN_CLIP_BLOCK)
 
     v, c = "clip.vision_model", "backbone.clip"
     out[f"{c}.visual.class_embedding"] = take(f"{v}.embeddings.class_embedding")
@@ -132,19 +140,10 @@ def state_dict_from_transformers(hf: Mapping[str, torch.Tensor]) -> dict[str, to
 
     linear("decoder.film_mul", "decoder.film_mul")
     linear("decoder.film_add", "decoder.film_add")
-    for i in sorted(
-        {int(m.group(1)) for k in hf if (m := re.match(r"decoder\.reduces\.(\d+)\.", k))}
-    ):
+    for i in indices("decoder.reduces"):
         linear(f"decoder.reduces.{i}", f"decoder.reduces.{i}")
-    for i in sorted(
-        {int(m.group(1)) for k in hf if (m := re.match(r"decoder\.layers\.(\d+)\.", k))}
-    ):
-        s, d = f"decoder.layers.{i}", f"decoder.layers.{i}"
-        attention(f"{s}.self_attn", f"{d}.self_attn")
-        linear(f"{s}.layer_norm1", f"{d}.norm1")
-        linear(f"{s}.layer_norm2", f"{d}.norm2")
-        linear(f"{s}.mlp.fc1", f"{d}.linear1")
-        linear(f"{s}.mlp.fc2", f"{d}.linear2")
+    for i in indices("decoder.layers"):
+        block(f"decoder.layers.{i}", f"decoder.layers.{i}", _TORCH_ENCODER_LAYER)
     head = "decoder.transposed_convolution"
     for key in [k for k in hf if k.startswith(head + ".")]:
         out["decoder.head" + key[len(head) :]] = take(key)

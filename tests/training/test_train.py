@@ -143,15 +143,11 @@ def test_cli_train_and_eval(synth, tmp_path, capsys) -> None:
     )
     assert "model written to" in capsys.readouterr().out
     scores = tmp_path / "scores.json"
+    model = str(tmp_path / "cli" / "last")
+    base = ["eval", "--model", model, "--dataset", "pascal5i", "--fold", "0"]
     status = main(
         [
-            "eval",
-            "--model",
-            str(tmp_path / "cli" / "last"),
-            "--dataset",
-            "pascal5i",
-            "--fold",
-            "0",
+            *base,
             "--data-root",
             str(synth),
             "--episodes",
@@ -174,19 +170,4 @@ def test_cli_train_and_eval(synth, tmp_path, capsys) -> None:
         "yellow disc",
         "red square",
     }
-    assert (
-        main(
-            [
-                "eval",
-                "--model",
-                str(tmp_path / "cli" / "last"),
-                "--dataset",
-                "pascal5i",
-                "--fold",
-                "0",
-                "--data-root",
-                str(tmp_path / "nowhere"),
-            ]
-        )
-        == 2
-    )
+    assert main([*base, "--data-root", str(tmp_path / "nowhere")]) == 2
