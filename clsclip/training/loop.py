@@ -85,8 +85,13 @@ class Trainer:
         if self.context.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             # Unfrozen towers include parameters ClsCLIP never uses (ln_post, proj, logit_scale).
+            # The only buffers are constants (the text causal mask); broadcasting them in place
+            # at each forward would invalidate the text graph built just before it.
             self.network = DistributedDataParallel(
-                model, device_ids=ids, find_unused_parameters=config.unfreeze != "none"
+                model,
+                device_ids=ids,
+                find_unused_parameters=config.unfreeze != "none",
+                broadcast_buffers=False,
             )
         self.step, self.best, self.epoch = 0, -math.inf, 0
         self._text_cache: dict[str, torch.Tensor] = {}
