@@ -13,7 +13,7 @@ from clsclip.model import SegmentationModel
 from clsclip.preprocess import Letterbox, letterbox_image, restore_logits
 from clsclip.proposals.base import Proposals
 from clsclip.proposals.matching import LabelMatcher, TextEncoder
-from clsclip.zoom import CropPrediction, Region, ZoomSettings, crop_region, fuse
+from clsclip.zoom import CropPrediction, FusionMode, Region, ZoomSettings, crop_region, fuse
 
 
 @dataclass
@@ -97,7 +97,12 @@ class ViewPlanner:
         return plan
 
     def run(
-        self, plans: Sequence[_ImagePlan], text: torch.Tensor, *, chunk_size: int, fusion: str
+        self,
+        plans: Sequence[_ImagePlan],
+        text: torch.Tensor,
+        *,
+        chunk_size: int,
+        fusion: FusionMode,
     ) -> list[ImagePrediction]:
         """Run every pair in one batched call and fuse each image's crops into its prediction."""
         device = text.device
@@ -118,7 +123,7 @@ class ViewPlanner:
                 )
                 for crop in plan.crops
             ]
-            probs = fuse(full, crops, fusion) if crops else full  # type: ignore[arg-type]
+            probs = fuse(full, crops, fusion) if crops else full
             out.append(ImagePrediction(plan.image, probs, plan.boxes))
         return out
 

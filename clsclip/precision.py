@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Iterator
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch import nn
@@ -17,7 +17,7 @@ PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "fp16", "int8")
 _AUTOCAST = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def check_precision(precision: object, device: torch.device) -> Precision:
+def check_precision(precision: str, device: torch.device) -> Precision:
     """Validate a precision for a device; `ValueError` says what each device supports.
 
     bf16 and fp16 run under CUDA autocast; on these CPUs (no native bf16) they are several times
@@ -25,6 +25,7 @@ def check_precision(precision: object, device: torch.device) -> Precision:
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {list(PRECISIONS)}")
+    checked = cast(Precision, precision)
     if precision in _AUTOCAST and device.type != "cuda":
         raise ValueError(
             f"precision {precision!r} needs a CUDA device (got {device.type!r}); on the CPU "
@@ -34,7 +35,7 @@ def check_precision(precision: object, device: torch.device) -> Precision:
         raise ValueError(
             f"precision 'int8' is a CPU path (got {device.type!r}); on CUDA use 'bf16'"
         )
-    return precision  # type: ignore[return-value]
+    return checked
 
 
 def quantize_backbone(model: SegmentationModel) -> None:
