@@ -3,11 +3,20 @@
 Inference never imports this package.
 """
 
+from clsclip.datasets.coco import CocoFolder
 from clsclip.datasets.folds import COCO_CLASSES, PASCAL_CLASSES, base_classes, novel_classes
-from clsclip.datasets.voc import IGNORE, FoldDataset, VocFolder, augment, binary_target
+from clsclip.datasets.voc import (
+    IGNORE,
+    FoldDataset,
+    VocFolder,
+    augment,
+    binary_target,
+    open_folder,
+)
 
 __all__ = [
     "COCO_CLASSES",
+    "CocoFolder",
     "IGNORE",
     "PASCAL_CLASSES",
     "FoldDataset",
@@ -16,4 +25,5 @@ __all__ = [
     "base_classes",
     "binary_target",
     "novel_classes",
+    "open_folder",
 ]

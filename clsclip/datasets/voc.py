@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
+from clsclip.datasets.coco import CocoFolder
 from clsclip.datasets.folds import COCO_CLASSES, PASCAL_CLASSES, base_classes, novel_classes
 from clsclip.image_io import load_image
 from clsclip.preprocess import letterbox_image
@@ -97,6 +98,14 @@ class VocFolder:
         return found
 
 
+def open_folder(root: str | os.PathLike[str]) -> VocFolder | CocoFolder:
+    """A VOC-layout root, or a COCO 2014 root (``annotations/instances_*2014.json``) read through
+    pycocotools."""
+    if CocoFolder.is_coco_root(root) and not (Path(root) / "JPEGImages").is_dir():
+        return CocoFolder.open(root)
+    return VocFolder.open(root)
+
+
 def binary_target(mask: np.ndarray, label: int, ignored: list[int]) -> np.ndarray:
     """uint8 ``H x W``: 1 for ``label``, 255 for ignore and for labels in ``ignored``, else 0."""
     target = (mask == label).astype(np.uint8)
@@ -139,7 +148,7 @@ class FoldDataset(torch.utils.data.Dataset):
     pixels of novel classes are ignored (255), so the model never learns them as background.
 
     Args:
-        root: the VOC-layout data root.
+        root: the data root: VOC layout, or COCO 2014 with its instance annotations.
         dataset: ``"pascal5i"`` or ``"coco20i"`` (which fold split applies).
         fold: 0-3.
         split: the id list (``"trainaug"``, ``"train"``, ``"val"``).
@@ -165,7 +174,7 @@ class FoldDataset(torch.utils.data.Dataset):
         seed: int = 0,
         classes: str | None = None,
     ) -> None:
-        self.folder = VocFolder.open(root)
+        self.folder = open_folder(root)
         self.names = self.folder.class_names(dataset)
         self.novel = novel_classes(dataset, fold, len(self.names))
         classes = classes or ("base" if train else "novel")
