@@ -32,13 +32,42 @@ class SegmentationModel(nn.Module):
         """Class conditioning vectors, ``K x embed_dim``."""
         raise NotImplementedError
 
+    def encode_views(self, pixels: torch.Tensor) -> list[torch.Tensor]:
+        """The class-independent work for ``V x 3 x S x S`` views: tensors with V rows each."""
+        raise NotImplementedError
+
+    def decode_rows(
+        self, shared: list[torch.Tensor], text: torch.Tensor, grid: tuple[int, int]
+    ) -> torch.Tensor:
+        """The class-dependent work: rows of `encode_views` outputs and ``P x embed_dim`` class
+        vectors -> logits ``P x h' x w'``."""
+        raise NotImplementedError
+
     def predict_pairs(
         self, pixels: torch.Tensor, text: torch.Tensor, pairs: torch.Tensor, *, chunk_size: int
     ) -> torch.Tensor:
-        """Logits ``P x h' x w'`` for (view, class) ``pairs`` (``P x 2``) of ``V x 3 x S x S``
-        normalised views and ``K x embed_dim`` class vectors; each view's class-independent
-        work runs once."""
-        raise NotImplementedError
+        """Chosen (view, class) pairs, each view's class-independent work run once.
+
+        Args:
+            pixels: ``V x 3 x S x S`` normalised views (whole images and zoomed crops).
+            text: ``K x embed_dim`` class vectors.
+            pairs: ``P x 2`` int64 rows ``(view index, class index)``.
+            chunk_size: views per pass through the shared work, and pairs per pass through
+                the class-dependent one; peak memory grows with it, not with K.
+
+        Returns:
+            Logits ``P x h' x w'`` in the order of ``pairs``.
+        """
+        grid = self.grid_for(pixels.shape[-1])
+        chunks = [self.encode_views(chunk) for chunk in pixels.split(chunk_size)]
+        shared = [torch.cat(parts) for parts in zip(*chunks, strict=True)]
+        pairs = pairs.to(pixels.device)
+        outputs = []
+        for start in range(0, pairs.shape[0], chunk_size):
+            chunk = pairs[start : start + chunk_size]
+            rows = [x[chunk[:, 0]] for x in shared]
+            outputs.append(self.decode_rows(rows, text[chunk[:, 1]], grid))
+        return torch.cat(outputs)
 
     def predict_logits(
         self, pixels: torch.Tensor, text: torch.Tensor, *, chunk_size: int

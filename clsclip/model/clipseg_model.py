@@ -68,20 +68,15 @@ class ClipSegModel(SegmentationModel):
         order = [sorted(self.extract_layers).index(i) for i in self.extract_layers]
         return self.decoder.reduce([activations[i] for i in order])
 
-    def predict_pairs(
-        self, pixels: torch.Tensor, text: torch.Tensor, pairs: torch.Tensor, *, chunk_size: int
+    def encode_views(self, pixels: torch.Tensor) -> list[torch.Tensor]:
+        """`encode_shared`: the reduced activations are the per-view work."""
+        return self.encode_shared(pixels)
+
+    def decode_rows(
+        self, shared: list[torch.Tensor], text: torch.Tensor, grid: tuple[int, int]
     ) -> torch.Tensor:
-        """Logits ``P x S x S`` for (view, class) pairs; see `SegmentationModel.predict_pairs`."""
-        grid = self.grid_for(pixels.shape[-1])
-        chunks = [self.encode_shared(chunk) for chunk in pixels.split(chunk_size)]
-        shared = [torch.cat(parts) for parts in zip(*chunks, strict=True)]
-        pairs = pairs.to(pixels.device)
-        outputs = []
-        for start in range(0, pairs.shape[0], chunk_size):
-            chunk = pairs[start : start + chunk_size]
-            rows = [x[chunk[:, 0]] for x in shared]
-            outputs.append(self.decoder(rows, text[chunk[:, 1]].to(rows[0].dtype), grid))
-        return torch.cat(outputs)
+        """FiLM, decoder layers and head per row: logits ``P x S x S``."""
+        return self.decoder(shared, text.to(shared[0].dtype), grid)
 
     def forward(self, pixels: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """One prompt per image: ``B x 3 x S x S``, ``B x embed_dim`` -> logits ``B x S x S``."""

@@ -125,27 +125,12 @@ class ClsClipModel(SegmentationModel):
         grid = self.grid_for(pixels.shape[-1])
         return self.decode_pairs(self.encode_shared(pixels), text, grid)
 
-    def predict_pairs(
-        self, pixels: torch.Tensor, text: torch.Tensor, pairs: torch.Tensor, *, chunk_size: int
+    def encode_views(self, pixels: torch.Tensor) -> list[torch.Tensor]:
+        """`encode_shared`, as the pipeline's list of per-view tensors."""
+        return [self.encode_shared(pixels)]
+
+    def decode_rows(
+        self, shared: list[torch.Tensor], text: torch.Tensor, grid: tuple[int, int]
     ) -> torch.Tensor:
-        """Chosen (view, class) pairs, each view's class-independent blocks run once.
-
-        Args:
-            pixels: ``V x 3 x S x S`` normalised views (whole images and zoomed crops).
-            text: ``K x embed_dim`` class vectors.
-            pairs: ``P x 2`` int64 rows ``(view index, class index)``.
-            chunk_size: views per pass through the shared blocks, and pairs per pass through
-                the class-dependent ones.
-
-        Returns:
-            Foreground logits ``P x h x w``, in the order of ``pairs``.
-        """
-        grid = self.grid_for(pixels.shape[-1])
-        shared = torch.cat([self.encode_shared(chunk) for chunk in pixels.split(chunk_size)])
-        pairs = pairs.to(shared.device)
-        out = shared.new_empty(pairs.shape[0], *grid)
-        for start in range(0, pairs.shape[0], chunk_size):
-            chunk = pairs[start : start + chunk_size]
-            logits = self.decode_pairs(shared[chunk[:, 0]], text[chunk[:, 1]], grid)
-            out[start : start + chunk_size] = logits[:, 0]
-        return out
+        """`decode_pairs` on rows of `encode_views`: logits ``P x h x w``."""
+        return self.decode_pairs(shared[0], text, grid)[:, 0]
