@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from clsclip.config import ModelConfig, read_json
 
@@ -20,10 +21,11 @@ _PICKLE_NAMES = (PICKLE_WEIGHTS_NAME, "model.pt", "model.pth", "model.ckpt")
 
 @dataclass(frozen=True)
 class ModelFiles:
-    """The files of a saved model."""
+    """The files of a saved model, and the config file's content (read once)."""
 
     config: Path
     weights: Path
+    config_data: dict[str, Any]
 
 
 def resolve_model_files(
@@ -62,7 +64,8 @@ def resolve_model_files(
     if config is None:
         raise FileNotFoundError(f"{text} is not a clsclip model: {CONFIG_NAME} is missing")
     weights = locate(WEIGHTS_NAME)
-    transformers_clipseg = read_json(config).get("model_type") == "clipseg"
+    config_data = read_json(config)
+    transformers_clipseg = config_data.get("model_type") == "clipseg"
     if weights is None and transformers_clipseg:
         weights = locate(PICKLE_WEIGHTS_NAME)
     if weights is None:
@@ -73,7 +76,7 @@ def resolve_model_files(
             else ""
         )
         raise FileNotFoundError(f"{text} has no {WEIGHTS_NAME}{hint}")
-    return ModelFiles(config=config, weights=weights)
+    return ModelFiles(config=config, weights=weights, config_data=config_data)
 
 
 def _looks_like_path(text: str) -> bool:

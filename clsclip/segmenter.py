@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from clsclip.config import AnyConfig, ClipSegConfig, ClsClipConfig, config_from_dict, read_json
+from clsclip.config import AnyConfig, ClipSegConfig, ClsClipConfig, config_from_dict
 from clsclip.hub import (
     CONFIG_NAME,
     WEIGHTS_NAME,
@@ -161,9 +161,10 @@ class Segmenter:
             local_files_only=local_files_only,
             token=token,
         )
-        data = read_json(files.config)
-        config = config_from_dict(data)
-        if data.get("model_type") == "clipseg":  # a transformers checkpoint: convert it
+        config = config_from_dict(files.config_data)
+        if (
+            files.config_data.get("model_type") == "clipseg"
+        ):  # a transformers checkpoint: convert it
             model = build_model(config, load_backbone_weights=False)
             load_transformers_clipseg(model, files.weights)
             logger.info("converted transformers CLIPSeg checkpoint %s", source)
