@@ -147,9 +147,7 @@ def _proposer(args: argparse.Namespace) -> Any:
         except json.JSONDecodeError as e:
             raise ValueError(f"{args.boxes} is not valid JSON: {e}") from e
         proposer = BoxProposer(boxes)
-        unknown = sorted(set(proposer.boxes) - set(args.classes))
-        if unknown:
-            raise ValueError(f"--boxes names classes {unknown} that are not in --classes")
+        proposer.check_classes(args.classes)  # once, before any image
         return proposer
     if args.proposals == "yolo":
         return YoloProposer(args.yolo_model, conf=args.yolo_conf, device=args.device)

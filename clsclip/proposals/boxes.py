@@ -23,12 +23,16 @@ class BoxProposer:
     def __init__(self, boxes: BoxesByClass) -> None:
         self.boxes = check_boxes_by_class(boxes)
 
-    def propose(self, image: Image.Image, class_names: Sequence[str]) -> Proposals:
+    def check_classes(self, class_names: Sequence[str]) -> None:
+        """`ValueError` naming the boxed classes that are not among ``class_names``."""
         unknown = sorted(set(self.boxes) - set(class_names))
         if unknown:
             raise ValueError(
                 f"boxes given for {unknown}, which are not among the classes {list(class_names)}"
             )
+
+    def propose(self, image: Image.Image, class_names: Sequence[str]) -> Proposals:
+        self.check_classes(class_names)
         labels = [name for name, boxes in self.boxes.items() for _ in boxes]
         if not labels:
             return Proposals.empty()
