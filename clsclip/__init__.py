@@ -6,9 +6,16 @@ result = seg.segment("photo.jpg", ["dog", "cat"])
 """
 
 from clsclip.config import ClipSegConfig, ClsClipConfig
-from clsclip.results import SegmentationResult
+from clsclip.results import SegmentationResult, TensorSegmentation
 from clsclip.segmenter import Segmenter
 
 __version__ = "0.1.0"
 
-__all__ = ["ClipSegConfig", "ClsClipConfig", "SegmentationResult", "Segmenter", "__version__"]
+__all__ = [
+    "ClipSegConfig",
+    "ClsClipConfig",
+    "SegmentationResult",
+    "Segmenter",
+    "TensorSegmentation",
+    "__version__",
+]

@@ -1,4 +1,4 @@
-"""One batched pass over images and their zoomed crops: plan views, run the model, fuse."""
+"""Views of a batch of images (whole images and zoomed crops) through the network, in chunks."""
 
 from __future__ import annotations
 
@@ -10,10 +10,17 @@ import torch
 from PIL import Image
 
 from clsclip.model import SegmentationModel
-from clsclip.preprocess import Letterbox, letterbox_image, restore_logits
+from clsclip.postprocess import CropLogits, LowResPrediction
+from clsclip.preprocess import Letterbox, letterbox_image
 from clsclip.proposals.base import Proposals
 from clsclip.proposals.matching import LabelMatcher, TextEncoder
-from clsclip.zoom import CropPrediction, FusionMode, Region, ZoomSettings, crop_region, fuse
+from clsclip.zoom import FusionMode, Region, ZoomSettings, crop_region
+
+
+@dataclass(frozen=True)
+class _View:
+    image: Image.Image
+    region: Region | None  # None: the whole image
 
 
 @dataclass
@@ -21,42 +28,41 @@ class _Crop:
     view: int
     class_index: int
     region: Region
-    box: Letterbox
 
 
 @dataclass
 class _ImagePlan:
     image: Image.Image
     view: int
-    box: Letterbox
     crops: list[_Crop] = field(default_factory=list)
     boxes: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
 class ImagePrediction:
-    """Fused probabilities (float32 ``K x H x W``) and the proposal boxes used per class."""
+    """The network's output for one image, and the proposal boxes used per class."""
 
     image: Image.Image
-    probs: np.ndarray
+    prediction: LowResPrediction
     boxes: dict[str, np.ndarray]
 
 
 class ViewPlanner:
-    """Collects the views (whole images and crops) and the (view, class) pairs of one batch."""
+    """Collects the views (whole images and crops) and the (view, class) pairs of one batch.
+
+    Views are letterboxed only when their chunk runs, so memory is set by ``chunk_size``, not by
+    the number of images or proposal boxes.
+    """
 
     def __init__(self, model: SegmentationModel, image_size: int) -> None:
         self.model = model
         self.image_size = image_size
-        self.views: list[torch.Tensor] = []
+        self.views: list[_View] = []
         self.pairs: list[tuple[int, int]] = []
 
-    def add_view(self, image: Image.Image) -> tuple[int, Letterbox]:
-        pixels, box = letterbox_image(
-            image, self.image_size, self.model.image_mean, self.model.image_std
-        )
-        self.views.append(pixels)
-        return len(self.views) - 1, box
+    def add_view(self, image: Image.Image, region: Region | None = None) -> int:
+        self.views.append(_View(image, region))
+        return len(self.views) - 1
 
     def plan_image(
         self,
@@ -67,8 +73,8 @@ class ViewPlanner:
         settings: ZoomSettings,
         encode: TextEncoder,
     ) -> _ImagePlan:
-        view, box = self.add_view(image)
-        plan = _ImagePlan(image=image, view=view, box=box)
+        view = self.add_view(image)
+        plan = _ImagePlan(image=image, view=view)
         self.pairs += [(view, k) for k in range(len(class_names))]
         if proposals is None or not len(proposals):
             return plan
@@ -79,18 +85,18 @@ class ViewPlanner:
             ]
         else:
             matches = matcher.match(proposals.labels, class_names, encode)
-        crop_views: dict[Region, tuple[int, Letterbox]] = {}
+        crop_views: dict[Region, int] = {}
+        size = (image.height, image.width)
         for k, indices in enumerate(matches):
             used = []
             for i in indices:
-                region = crop_region(proposals.boxes[i], box.original_size, settings)
+                region = crop_region(proposals.boxes[i], size, settings)
                 if region is None:
                     continue
                 if region not in crop_views:  # one view per region, shared by its classes
-                    crop_views[region] = self.add_view(image.crop(region))
-                crop_view, crop_box = crop_views[region]
-                plan.crops.append(_Crop(crop_view, k, region, crop_box))
-                self.pairs.append((crop_view, k))
+                    crop_views[region] = self.add_view(image, region)
+                plan.crops.append(_Crop(crop_views[region], k, region))
+                self.pairs.append((crop_views[region], k))
                 used.append(proposals.boxes[i])
             if used:
                 plan.boxes[class_names[k]] = np.stack(used).astype(np.float32)
@@ -104,36 +110,48 @@ class ViewPlanner:
         chunk_size: int,
         fusion: FusionMode,
     ) -> list[ImagePrediction]:
-        """Run every pair in one batched call and fuse each image's crops into its prediction."""
-        device = text.device
-        pixels = torch.stack(self.views).to(device)
-        pairs = torch.tensor(self.pairs, dtype=torch.long, device=device)
-        logits = self.model.predict_pairs(pixels, text, pairs, chunk_size=chunk_size)
-        row_of = {pair: row for row, pair in enumerate(self.pairs)}
-        num_classes = text.shape[0]
+        """Run every pair, ``chunk_size`` views at a time; the logits stay at low resolution."""
+        logits, boxes = self._logits(text, chunk_size)
         out = []
         for plan in plans:
-            rows = [row_of[(plan.view, k)] for k in range(num_classes)]
-            full = _restore_probs(logits[rows], plan.box, chunk_size)
-            crops = [
-                CropPrediction(
+            full = torch.stack([logits[(plan.view, k)] for k in range(text.shape[0])])
+            crops = tuple(
+                CropLogits(
                     crop.class_index,
                     crop.region,
-                    _restore_probs(logits[[row_of[(crop.view, crop.class_index)]]], crop.box, 1)[0],
+                    boxes[crop.view],
+                    logits[(crop.view, crop.class_index)],
                 )
                 for crop in plan.crops
-            ]
-            probs = fuse(full, crops, fusion) if crops else full
-            out.append(ImagePrediction(plan.image, probs, plan.boxes))
+            )
+            prediction = LowResPrediction(full, boxes[plan.view], crops, fusion)
+            out.append(ImagePrediction(plan.image, prediction, plan.boxes))
         return out
 
+    def _logits(
+        self, text: torch.Tensor, chunk_size: int
+    ) -> tuple[dict[tuple[int, int], torch.Tensor], dict[int, Letterbox]]:
+        """float32 ``h' x w'`` logits per (view, class) pair, and each view's letterbox."""
+        device = text.device
+        by_chunk: dict[int, list[tuple[int, int]]] = {}
+        for view, k in self.pairs:  # the pairs of each chunk of views, in their order
+            by_chunk.setdefault(view // chunk_size, []).append((view, k))
+        logits: dict[tuple[int, int], torch.Tensor] = {}
+        boxes: dict[int, Letterbox] = {}
+        for start in range(0, len(self.views), chunk_size):
+            views = range(start, min(len(self.views), start + chunk_size))
+            pixels = []
+            for v in views:
+                pixels_v, boxes[v] = self._letterbox(self.views[v])
+                pixels.append(pixels_v)
+            pairs = by_chunk.get(start // chunk_size, [])
+            local = torch.tensor([(v - start, k) for v, k in pairs], dtype=torch.long)
+            batch = torch.stack(pixels).to(device)
+            rows = self.model.predict_pairs(batch, text, local.to(device), chunk_size=chunk_size)
+            for pair, row in zip(pairs, rows.float(), strict=True):
+                logits[pair] = row
+        return logits, boxes
 
-def _restore_probs(logits: torch.Tensor, box: Letterbox, chunk_size: int) -> np.ndarray:
-    """``K x h x w`` logits -> float32 ``K x H x W`` probabilities at the box's original size, a
-    chunk of classes at a time so the full-resolution intermediates stay bounded."""
-    height, width = box.original_size
-    probs = np.empty((logits.shape[0], height, width), dtype=np.float32)
-    for start in range(0, logits.shape[0], chunk_size):
-        chunk = restore_logits(logits[start : start + chunk_size], box)
-        probs[start : start + chunk_size] = chunk.sigmoid().cpu().numpy()
-    return probs
+    def _letterbox(self, view: _View) -> tuple[torch.Tensor, Letterbox]:
+        image = view.image if view.region is None else view.image.crop(view.region)
+        return letterbox_image(image, self.image_size, self.model.image_mean, self.model.image_std)

@@ -1,4 +1,4 @@
-"""Letterboxing into the square model input, and mapping predictions back to the original."""
+"""Letterboxing into the square model input (the way back is `clsclip.postprocess`)."""
 
 from __future__ import annotations
 
@@ -62,21 +62,29 @@ def letterbox_image(
     return pixels, box
 
 
-def restore_logits(logits: torch.Tensor, box: Letterbox) -> torch.Tensor:
-    """Map logits on the model grid back to the original image.
+def letterbox_tensor(
+    images: torch.Tensor,
+    input_size: int,
+    mean: tuple[float, float, float],
+    std: tuple[float, float, float],
+) -> tuple[torch.Tensor, Letterbox]:
+    """`letterbox_image` for a batch of same-size image tensors, on their device.
 
     Args:
-        logits: ``K x h x w`` logits on the patch grid of the square input.
-        box: where the image sat in the input.
+        images: ``B x 3 x H x W`` RGB, uint8 (0..255) or floating point (0..1, clipped).
 
     Returns:
-        ``K x H x W`` logits at the original resolution: bilinear upsampling to the input size,
-        the padding cropped away, then bilinear resizing to ``(H, W)`` (align_corners=False).
+        float32 ``B x 3 x input_size x input_size`` and the shared `Letterbox`. The resize is
+        torch's antialiased bicubic, close to PIL's (within a few 1/255 levels) but not equal.
     """
-    size = box.input_size
-    x = F.interpolate(logits[None].float(), size=(size, size), mode="bilinear", align_corners=False)
+    box = Letterbox.fit((images.shape[-2], images.shape[-1]), input_size)
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
     h, w = box.resized_size
-    x = x[:, :, :h, :w]
     if (h, w) != box.original_size:
-        x = F.interpolate(x, size=box.original_size, mode="bilinear", align_corners=False)
-    return x[0]
+        x = F.interpolate(x, size=(h, w), mode="bicubic", antialias=True, align_corners=False)
+    x = x.clamp(0.0, 1.0)
+    mean_t = torch.tensor(mean, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+    pixels = torch.zeros(x.shape[0], 3, input_size, input_size, device=x.device)
+    pixels[:, :, :h, :w] = (x - mean_t) / std_t
+    return pixels, box

@@ -26,9 +26,11 @@ from clsclip.image_io import ImageInput, load_image
 from clsclip.inference import ImagePrediction, ViewPlanner
 from clsclip.inputs import check_class_names, check_int, check_threshold, resolve_device
 from clsclip.model import SegmentationModel, build_model
+from clsclip.postprocess import FullResolution, LowResPrediction, threshold_logit
 from clsclip.precision import Precision, autocast, check_precision, quantize_backbone
+from clsclip.preprocess import letterbox_tensor
 from clsclip.proposals import LabelMatcher, ProposalSource, Proposer, resolve_proposer
-from clsclip.results import SegmentationResult
+from clsclip.results import SegmentationResult, TensorSegmentation
 from clsclip.weights import (
     file_has_backbone,
     load_transformers_clipseg,
@@ -231,8 +233,9 @@ class Segmenter:
                 segmented for that class, and fused back at full resolution.
 
         Returns:
-            A `SegmentationResult` (or a list, for a list of images) whose ``probs`` are float32
-            ``K x H x W`` at each image's original size.
+            A `SegmentationResult` (or a list, for a list of images): each class's low-resolution
+            logits and the geometry back to the image; masks, probabilities and the label map at
+            the image's original size are computed from them when asked for.
         """
         names = check_class_names(class_names)
         threshold = check_threshold(self.config.threshold if threshold is None else threshold)
@@ -255,10 +258,61 @@ class Segmenter:
             for prediction in self._predict(group, names, text, proposer):
                 results.append(
                     SegmentationResult(
-                        names, prediction.probs, threshold, prediction.image, prediction.boxes
+                        names, prediction.prediction, threshold, prediction.image, prediction.boxes
                     )
                 )
         return results[0] if single else results
+
+    def segment_torch(
+        self,
+        images: torch.Tensor,
+        class_names: Sequence[str],
+        *,
+        threshold: float | None = None,
+    ) -> TensorSegmentation:
+        """Segment a batch of same-size image tensors without PIL or numpy (plain ClsCLIP).
+
+        Letterboxing, the network and the post-processing all run on the model's device; only
+        the returned tensors exist at full resolution. For pipelines and servers that already
+        hold decoded images as tensors. (Region proposals need `segment`.)
+
+        Args:
+            images: ``B x 3 x H x W`` RGB, uint8 (0..255) or floating point (0..1), on any
+                device (moved to the model's). Resizing is torch's antialiased bicubic, so the
+                output is close to, not bit-equal with, `segment` on the same pixels.
+            class_names: K distinct, non-empty names.
+            threshold: probability threshold of the label maps; default the config's.
+
+        Returns:
+            A `TensorSegmentation`: int32 ``B x H x W`` label maps and float32
+            ``B x K x h' x w'`` low-resolution logits, on the model's device.
+        """
+        names = check_class_names(class_names)
+        threshold = check_threshold(self.config.threshold if threshold is None else threshold)
+        if not isinstance(images, torch.Tensor):
+            raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
+        if images.ndim != 4 or images.shape[1] != 3 or images.shape[0] == 0:
+            raise ValueError(f"images must be B x 3 x H x W with B >= 1, got {tuple(images.shape)}")
+        if images.shape[2] == 0 or images.shape[3] == 0:
+            raise ValueError(f"images have zero size: {tuple(images.shape)}")
+        if images.dtype != torch.uint8 and not images.is_floating_point():
+            raise TypeError(f"images must be uint8 or floating point, got {images.dtype}")
+        text = self.encode_classes(names)
+        model = self.model
+        logits = []
+        with torch.inference_mode(), autocast(self.precision, self.device):
+            for chunk in images.split(self.chunk_size):
+                pixels, box = letterbox_tensor(
+                    chunk.to(self.device), self.config.image_size, model.image_mean, model.image_std
+                )
+                out = model.predict_logits(pixels, text, chunk_size=self.chunk_size)
+                logits.append(out.float())
+            low_res = torch.cat(logits)
+            cutoff = threshold_logit(threshold)
+            labels = torch.stack(
+                [FullResolution(LowResPrediction(x, box)).label_map(cutoff)[0] for x in low_res]
+            )
+        return TensorSegmentation(names, labels, low_res, box, threshold)
 
     def encode_classes(self, class_names: Sequence[str]) -> torch.Tensor:
         """Text vectors of class names (``K x embed_dim``, unit norm) on the model's device.

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+_BAND_PIXELS = 2**20
+
 
 def palette(num_colors: int) -> np.ndarray:
     """``num_colors x 3`` uint8 RGB colours, distinct and stable for a given index.
@@ -42,13 +44,19 @@ def overlay_label_map(
         raise ValueError(
             f"label map {label_map.shape} does not match the image ({image.height}, {image.width})"
         )
-    base = np.asarray(image.convert("RGB"), dtype=np.float32)
+    rgb = np.asarray(image.convert("RGB"))
     colors = np.concatenate([np.zeros((1, 3), np.uint8), palette(len(class_names))])
-    color_map = colors[label_map].astype(np.float32)
-    blend = np.where(label_map[..., None] > 0, (1 - alpha) * base + alpha * color_map, base)
-    out = Image.fromarray(blend.round().astype(np.uint8), mode="RGB")
+    out_array = rgb.copy()
+    band = max(1, _BAND_PIXELS // max(1, image.width))  # bounded float temporaries
+    for start in range(0, image.height, band):
+        labels = label_map[start : start + band]
+        base = rgb[start : start + band].astype(np.float32)
+        blend = (1 - alpha) * base + alpha * colors[labels].astype(np.float32)
+        out_array[start : start + band] = np.where(labels[..., None] > 0, blend.round(), base)
+    out = Image.fromarray(out_array, mode="RGB")
     if legend:
-        present = sorted(set(np.unique(label_map).tolist()) - {0})
+        counts = np.bincount(label_map.ravel(), minlength=len(class_names) + 1)
+        present = [k for k in range(1, len(counts)) if counts[k]]
         _draw_legend(out, [(class_names[k - 1], tuple(colors[k].tolist())) for k in present])
     return out
 

@@ -1,4 +1,5 @@
-"""ClsCLIP+ zoom-in: crop regions around proposal boxes, and fusion of crop predictions."""
+"""ClsCLIP+ zoom-in: crop regions around proposal boxes, and the zoom settings (fusion itself
+runs on logits, in `clsclip.postprocess`)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
-
-import numpy as np
 
 FusionMode = Literal["max", "crops"]
 FUSION_MODES: tuple[str, ...] = ("max", "crops")
@@ -83,38 +82,3 @@ def _grow(lo: float, hi: float, settings: ZoomSettings, limit: int) -> tuple[flo
         elif hi > limit:
             lo, hi = limit - target, float(limit)
     return lo, hi
-
-
-@dataclass(frozen=True)
-class CropPrediction:
-    """Probabilities of one class inside one crop region (``probs``: ``h x w`` = region size)."""
-
-    class_index: int
-    region: Region
-    probs: np.ndarray
-
-
-def fuse(full: np.ndarray, crops: Sequence[CropPrediction], mode: FusionMode) -> np.ndarray:
-    """Merge crop predictions into the full-image ones.
-
-    Args:
-        full: float32 ``K x H x W`` probabilities of the whole image.
-        crops: predictions pasted at their exact region.
-        mode: see `ZoomSettings.fusion`.
-
-    Returns:
-        float32 ``K x H x W``; outside every crop equal to ``full``.
-    """
-    out = full.copy()
-    if mode == "max":
-        for crop in crops:
-            x0, y0, x1, y1 = crop.region
-            view = out[crop.class_index, y0:y1, x0:x1]
-            np.maximum(view, crop.probs, out=view)
-        return out
-    zoomed = np.full_like(full, np.nan)
-    for crop in crops:
-        x0, y0, x1, y1 = crop.region
-        view = zoomed[crop.class_index, y0:y1, x0:x1]
-        np.fmax(view, crop.probs, out=view)
-    return np.where(np.isnan(zoomed), out, zoomed)

@@ -52,3 +52,19 @@ def test_half_precision_on_cuda_agrees_with_fp32(saved_model, precision) -> None
     assert np.abs(probs - fp32).max() < 0.02
     with pytest.raises(ValueError, match="needs a CUDA device"):
         half.to("cpu")
+
+
+def test_post_processing_runs_on_the_device(saved_model) -> None:
+    """The result's logits stay on the GPU and the full-resolution work runs there, equal to
+    the plain reference on the same logits."""
+    from tests import reference_postprocess as reference
+
+    gpu = Segmenter.from_pretrained(saved_model, device="cuda")
+    image, boxes = random_rgb(641, 479), {"dog": [[0, 0, 60, 40], [430, 600, 479, 641]]}
+    result = gpu.segment(image, ["dog", "cat"], proposals=boxes)
+    assert result.low_res_logits.device.type == "cuda"
+    assert all(c.logits.device.type == "cuda" for c in result.crops)
+    np.testing.assert_allclose(result.probs, reference.probs(result.prediction), atol=1e-5)
+    batch = torch.from_numpy(random_rgb(96, 128)).permute(2, 0, 1)[None].cuda()
+    out = gpu.segment_torch(batch, ["dog", "cat"])
+    assert out.label_maps.device.type == "cuda" and out.label_maps.shape == (1, 96, 128)

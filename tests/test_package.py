@@ -10,6 +10,7 @@ def test_public_api() -> None:
         "ClsClipConfig",
         "SegmentationResult",
         "Segmenter",
+        "TensorSegmentation",
         "__version__",
     ]
     for name in clsclip.__all__:

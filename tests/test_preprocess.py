@@ -3,7 +3,8 @@ import pytest
 import torch
 from PIL import Image
 
-from clsclip.preprocess import Letterbox, letterbox_image, restore_logits
+from clsclip.postprocess import restore_logits
+from clsclip.preprocess import Letterbox, letterbox_image
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
 

@@ -172,3 +172,38 @@ def test_repr(segmenter) -> None:
         repr(segmenter)
         == "Segmenter(model='clsclip', backbone='custom', image_size=64, device='cpu')"
     )
+
+
+def test_segment_torch_matches_segment_without_resizing(segmenter) -> None:
+    images = [random_rgb(64, 64, seed=s) for s in range(3)]  # already the input size
+    batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+    out = segmenter.segment_torch(batch, ["dog", "cat"])
+    assert out.label_maps.shape == (3, 64, 64) and out.label_maps.dtype == torch.int32
+    assert out.low_res_logits.shape == (3, 2, 8, 8)
+    for b, image in enumerate(images):
+        expected = segmenter.segment(image, ["dog", "cat"])
+        torch.testing.assert_close(out.low_res_logits[b], expected.low_res_logits, atol=1e-5, rtol=0)
+        np.testing.assert_array_equal(out.label_maps[b].numpy(), expected.label_map)
+        np.testing.assert_array_equal(out.result(b).label_map, expected.label_map)
+    floats = segmenter.segment_torch(batch.float() / 255, ["dog", "cat"])
+    torch.testing.assert_close(floats.low_res_logits, out.low_res_logits, atol=1e-5, rtol=0)
+
+
+def test_segment_torch_resizes_close_to_pil(segmenter) -> None:
+    image = np.array(
+        Image.fromarray(random_rgb(20, 30, seed=4)).resize((479, 641), Image.Resampling.BILINEAR)
+    )
+    out = segmenter.segment_torch(torch.from_numpy(image).permute(2, 0, 1)[None], ["dog"])
+    expected = segmenter.segment(image, ["dog"])
+    assert out.label_maps.shape == (1, 641, 479)
+    probs = out.result(0).probs
+    assert np.abs(probs - expected.probs).max() < 0.02
+
+
+def test_segment_torch_refuses_bad_batches(segmenter) -> None:
+    with pytest.raises(ValueError, match=r"B x 3 x H x W with B >= 1, got \(3, 8, 8\)"):
+        segmenter.segment_torch(torch.zeros(3, 8, 8), ["dog"])
+    with pytest.raises(TypeError, match="uint8 or floating point, got torch.int64"):
+        segmenter.segment_torch(torch.zeros(1, 3, 8, 8, dtype=torch.long), ["dog"])
+    with pytest.raises(TypeError, match="must be a torch.Tensor"):
+        segmenter.segment_torch(np.zeros((1, 3, 8, 8)), ["dog"])  # type: ignore[arg-type]

@@ -1,7 +1,6 @@
-import numpy as np
 import pytest
 
-from clsclip.zoom import CropPrediction, ZoomSettings, crop_region, fuse
+from clsclip.zoom import ZoomSettings, crop_region
 
 
 @pytest.mark.parametrize(
@@ -35,24 +34,3 @@ def test_zoom_settings_validation() -> None:
         ZoomSettings(margin=-0.1)
     with pytest.raises(ValueError, match="min_size must be >= 1"):
         ZoomSettings(min_size=0)
-
-
-def test_fuse_max_is_union_and_leaves_the_outside_alone() -> None:
-    full = np.full((2, 6, 8), 0.3, np.float32)
-    crop = CropPrediction(1, (2, 1, 5, 4), np.array([[0.9, 0.1, 0.5]] * 3, np.float32))
-    out = fuse(full, [crop], "max")
-    np.testing.assert_array_equal(out[0], full[0])
-    np.testing.assert_array_equal(out[1, 1:4, 2:5], np.float32([[0.9, 0.3, 0.5]] * 3))
-    outside = np.ones((6, 8), bool)
-    outside[1:4, 2:5] = False
-    np.testing.assert_array_equal(out[1][outside], full[1][outside])
-    assert full[1, 1, 2] == np.float32(0.3)  # the input is not modified
-
-
-def test_fuse_crops_replaces_inside_and_takes_max_of_overlaps() -> None:
-    full = np.full((1, 4, 4), 0.8, np.float32)
-    a = CropPrediction(0, (0, 0, 3, 3), np.full((3, 3), 0.2, np.float32))
-    b = CropPrediction(0, (2, 2, 4, 4), np.full((2, 2), 0.4, np.float32))
-    out = fuse(full, [a, b], "crops")[0]
-    assert out[0, 0] == np.float32(0.2) and out[2, 2] == np.float32(0.4)
-    assert out[3, 3] == np.float32(0.4) and out[0, 3] == np.float32(0.8)
