@@ -5,14 +5,19 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger("clsclip.cli")
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+RESERVED_STEMS = ("index",)  # the run's own index.json / index.jsonl
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help='JSON file of boxes per class, {"dog": [[x0, y0, x1, y1], ...]}, in image pixels; '
         "used for every image (zoom-in on given boxes)",
+    )
+    seg.add_argument(
+        "--max-image-pixels",
+        type=int,
+        default=None,
+        help="refuse images with more pixels (default 100 million; 0 for no limit but PIL's)",
     )
     seg.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit)")
     seg.add_argument(
@@ -116,24 +127,68 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def expand_images(paths: Sequence[Path]) -> list[Path]:
-    """Files as given; folders replaced by their image files (sorted, not recursive)."""
+    """Files as given; folders replaced by their regular image files (sorted, not recursive).
+
+    Named pipes, sockets and devices in a folder are skipped: opening one could block forever.
+    """
     out: list[Path] = []
     for path in paths:
         if path.is_dir():
-            out += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            out += sorted(
+                p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+            )
         else:
             out.append(path)
     return out
 
 
 def unique_stems(paths: Sequence[Path]) -> list[str]:
-    """File stems made unique by a numeric suffix (``a``, ``a_2``, ...)."""
-    counts: dict[str, int] = {}
+    """Output stems, one per input, that never collide (compared ignoring case, for
+    case-insensitive file systems) with each other or with the run's own files: ``a``, ``a_2``,
+    and ``a_2_2`` for a later input that is itself called ``a_2``."""
+    taken = {stem.casefold() for stem in RESERVED_STEMS}
     stems = []
     for path in paths:
-        n = counts[path.stem] = counts.get(path.stem, 0) + 1
-        stems.append(path.stem if n == 1 else f"{path.stem}_{n}")
+        base = path.stem or "image"
+        stem, n = base, 1
+        while stem.casefold() in taken:
+            n += 1
+            stem = f"{base}_{n}"
+        taken.add(stem.casefold())
+        stems.append(stem)
     return stems
+
+
+def check_output_folder(folder: Path) -> None:
+    """Create ``folder`` if needed and check that files can be written there; `OSError` that
+    says what is wrong, before any model is loaded or image segmented."""
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"--out {str(folder)!r} exists and is not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise OSError(f"cannot write into --out {str(folder)!r}: {e.strerror or e}") from e
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt while the block runs, so that a terminated run
+    cleans up like one stopped with Ctrl-C."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: signals cannot be handled here
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _proposer(args: argparse.Namespace) -> Any:
@@ -155,8 +210,6 @@ def _proposer(args: argparse.Namespace) -> Any:
 
 
 def _segment(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from clsclip.inputs import check_threshold
     from clsclip.segmenter import Segmenter
 
@@ -165,6 +218,7 @@ def _segment(args: argparse.Namespace) -> int:
         print("clsclip: error: no images found", file=sys.stderr)
         return 2
     try:
+        check_output_folder(args.out)
         segmenter = Segmenter.from_pretrained(
             args.model,
             device=args.device,
@@ -176,28 +230,65 @@ def _segment(args: argparse.Namespace) -> int:
         segmenter.encode_classes(args.classes)  # checks the names once, before any image
         if args.threshold is not None:
             check_threshold(args.threshold)
+        if args.max_image_pixels is not None:
+            segmenter.max_image_pixels = args.max_image_pixels or None
         segmenter.proposer = _proposer(args)
     except (OSError, ValueError, TypeError, ImportError) as e:
         print(f"clsclip: error: {e}", file=sys.stderr)
         return 2
-    failed = 0
-    index = []
-    progress = tqdm(images, desc="segmenting", unit="image")
-    for path, stem in zip(progress, unique_stems(images), strict=True):
-        try:
-            result = segmenter.segment(path, args.classes, threshold=args.threshold)
-        except (OSError, ValueError) as e:
-            failed += 1
-            logger.error("skipped %s: %s", path, e)
-            continue
-        written = result.save(args.out, stem)
-        index.append({"image": str(path), "files": [p.name for p in written]})
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "index.json").write_text(json.dumps(index, indent=2) + "\n", encoding="utf-8")
-    logger.info("wrote results for %d image(s) to %s", len(index), args.out)
+    with terminate_as_interrupt():
+        done, failed, interrupted = _segment_all(segmenter, images, args)
+    if interrupted:
+        print(
+            f"clsclip: interrupted after {done} of {len(images)} image(s); the index lists "
+            "the finished ones",
+            file=sys.stderr,
+        )
+        return 130
     if failed:
         print(f"clsclip: {failed} of {len(images)} image(s) failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _segment_all(
+    segmenter: Any, images: list[Path], args: argparse.Namespace
+) -> tuple[int, int, bool]:
+    """Segment and save each image; ``index.jsonl`` gets a line as each image finishes, and
+    ``index.json`` lists them all at the end, also after an interruption. Returns (finished,
+    failed, interrupted)."""
+    from tqdm import tqdm
+
+    from clsclip.safe_write import write_atomic
+
+    index: list[dict[str, Any]] = []
+    failed, interrupted = 0, False
+    progress = tqdm(images, desc="segmenting", unit="image")
+    try:
+        with open(args.out / "index.jsonl", "a", encoding="utf-8") as lines:
+            for path, stem in zip(progress, unique_stems(images), strict=True):
+                start = time.perf_counter()
+                try:
+                    result = segmenter.segment(path, args.classes, threshold=args.threshold)
+                    written = result.save(args.out, stem)
+                except Exception as e:  # any per-image failure is reported and counted
+                    failed += 1
+                    logger.error("skipped %s: %s: %s", path, type(e).__name__, e)
+                    continue
+                entry = {
+                    "image": str(path),
+                    "files": [p.name for p in written],
+                    "seconds": round(time.perf_counter() - start, 3),
+                }
+                index.append(entry)
+                lines.write(json.dumps(entry) + "\n")
+                lines.flush()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        text = json.dumps(index, indent=2) + "\n"
+        write_atomic(args.out / "index.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    logger.info("wrote results for %d image(s) to %s", len(index), args.out)
+    return len(index), failed, interrupted
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -16,6 +16,8 @@ from typing import Any, ClassVar, TypeVar
 from clsclip.inputs import check_int, check_threshold
 
 FORMAT_VERSION = 1
+MAX_IMAGE_SIZE = 4096
+"""Largest model input side accepted (a 256 x 256 patch grid at 16 px patches)."""
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -69,11 +71,7 @@ class ModelConfig:
             if not self.backbone:
                 raise ValueError("backbone must be an open_clip model name, got ''")
         elif isinstance(self.backbone, Mapping):
-            missing = [k for k in ("embed_dim", "vision_cfg", "text_cfg") if k not in self.backbone]
-            if missing:
-                raise ValueError(
-                    f"backbone dict is not an open_clip model config: missing keys {missing}"
-                )
+            _check_backbone_dict(self.backbone)
         else:
             raise TypeError(
                 "backbone must be an open_clip model name (str) or an open_clip model config "
@@ -87,6 +85,8 @@ class ModelConfig:
                 f"needs pretrained=None (got {self.pretrained!r})"
             )
         check_int("image_size", self.image_size, minimum=1)
+        if self.image_size > MAX_IMAGE_SIZE:
+            raise ValueError(f"image_size must be <= {MAX_IMAGE_SIZE}, got {self.image_size}")
         _check_templates(self.prompt_templates)
         check_threshold(self.threshold)
         for name in ("image_mean", "image_std"):
@@ -126,12 +126,16 @@ class ModelConfig:
             raise ValueError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
         return cls(**data)
 
+    def to_file_dict(self) -> dict[str, Any]:
+        """What `save` writes: ``model_type``, ``format_version`` and the fields."""
+        payload: dict[str, Any] = {"model_type": self.MODEL_TYPE, "format_version": FORMAT_VERSION}
+        payload.update(self.to_dict())
+        return payload
+
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the config as JSON (with ``model_type`` and ``format_version``)."""
-        payload = {"model_type": self.MODEL_TYPE, "format_version": FORMAT_VERSION}
-        payload.update(self.to_dict())
         with open(path, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=2)
+            json.dump(self.to_file_dict(), f, indent=2)
             f.write("\n")
 
     @classmethod
@@ -268,6 +272,8 @@ def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
             data = json.load(f)
         except json.JSONDecodeError as e:
             raise ValueError(f"{os.fspath(path)} is not valid JSON: {e}") from e
+        except RecursionError:
+            raise ValueError(f"{os.fspath(path)} is nested too deeply to be a config") from None
     if not isinstance(data, dict):
         raise ValueError(f"{os.fspath(path)} must hold a JSON object, got {type(data).__name__}")
     return data
@@ -285,6 +291,48 @@ def config_from_dict(data: Mapping[str, Any]) -> AnyConfig:
             "'clipseg' (transformers CLIPSeg checkpoints)"
         )
     return _CONFIG_TYPES[model_type].from_dict(data)
+
+
+_TOWER_INTS = {
+    "vision_cfg": ("layers", "width", "head_width", "patch_size", "image_size"),
+    "text_cfg": ("context_length", "vocab_size", "width", "heads", "layers"),
+}
+
+
+def _check_backbone_dict(backbone: Mapping[str, Any]) -> None:
+    """The parts of an open_clip model config that clsclip reads: present, of the right type and
+    positive, so that a bad value is named here rather than failing deep inside torch."""
+    missing = [k for k in ("embed_dim", "vision_cfg", "text_cfg") if k not in backbone]
+    if missing:
+        raise ValueError(f"backbone dict is not an open_clip model config: missing keys {missing}")
+    check_int("backbone embed_dim", backbone["embed_dim"], minimum=1)
+    for tower, keys in _TOWER_INTS.items():
+        cfg = backbone[tower]
+        if not isinstance(cfg, Mapping):
+            raise TypeError(f"backbone {tower} must be a dict, got {type(cfg).__name__} {cfg!r}")
+        for key in keys:
+            value = cfg.get(key)
+            if key == "image_size" and isinstance(value, (list, tuple)):
+                for side in value:
+                    check_int(f"backbone {tower}.{key} entry", side, minimum=1)
+            elif value is not None:
+                check_int(f"backbone {tower}.{key}", value, minimum=1)
+        ratio = cfg.get("mlp_ratio")
+        if ratio is not None and (
+            isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not ratio > 0
+        ):
+            raise ValueError(f"backbone {tower}.mlp_ratio must be a positive number, got {ratio!r}")
+    vision, text = backbone["vision_cfg"], backbone["text_cfg"]
+    width, head_width = vision.get("width", 768), vision.get("head_width", 64)
+    if width % head_width:
+        raise ValueError(
+            f"backbone vision_cfg.width {width} is not a multiple of head_width {head_width}"
+        )
+    if text.get("width", 512) % text.get("heads", 8):
+        raise ValueError(
+            f"backbone text_cfg.width {text.get('width', 512)} is not a multiple of heads "
+            f"{text.get('heads', 8)}"
+        )
 
 
 def _check_templates(templates: object) -> None:

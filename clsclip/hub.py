@@ -56,6 +56,11 @@ def resolve_model_files(
     elif os.path.isdir(text):
         folder = Path(text)
         locate = _folder_locator(folder)
+    elif os.path.exists(text):
+        raise NotADirectoryError(
+            f"{text!r} is a file, not a model folder; pass the folder that holds {CONFIG_NAME} "
+            f"and {WEIGHTS_NAME}"
+        )
     elif isinstance(source, os.PathLike) or _looks_like_path(text):
         raise FileNotFoundError(f"model folder not found: {text!r}")
     else:

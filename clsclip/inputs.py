@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Iterable
 
 import torch
+
+MAX_NAME_CHARS = 1000
+"""Longest class name accepted, in characters. CLIP reads at most 77 tokens, so a longer name
+cannot be a class name, and open_clip's tokenizer is quadratic in the length of a word."""
 
 
 def check_class_names(class_names: object) -> list[str]:
@@ -28,6 +34,11 @@ def check_class_names(class_names: object) -> list[str]:
         if not isinstance(name, str):
             raise TypeError(
                 f"class names must be str, got {type(name).__name__} {name!r} at position {i}"
+            )
+        if len(name) > MAX_NAME_CHARS:
+            raise ValueError(
+                f"class name at position {i} is {len(name)} characters long ({name[:40]!r}...); "
+                f"names are limited to {MAX_NAME_CHARS} characters (CLIP reads at most 77 tokens)"
             )
         key = " ".join(name.split()).casefold()
         if not key:
@@ -79,7 +90,13 @@ def check_int(name: str, value: object, *, minimum: int = 1) -> int:
 
 
 def check_threshold(value: object) -> float:
-    """Return ``value`` as a float if it is a number in [0, 1], else raise `ValueError`."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+    """Return ``value`` as a float if it is a real number in [0, 1] (Python or numpy scalars),
+    else raise `ValueError`."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(float(value))
+        or not 0 <= float(value) <= 1
+    ):
         raise ValueError(f"threshold must be a number in [0, 1], got {value!r}")
     return float(value)

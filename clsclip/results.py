@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from PIL import Image
 from clsclip.inputs import check_threshold
 from clsclip.postprocess import CropLogits, FullResolution, LowResPrediction, threshold_logit
 from clsclip.preprocess import Letterbox
+from clsclip.safe_write import write_atomic
 from clsclip.visualize import draw_boxes, overlay_label_map, palette
 
 
@@ -214,21 +215,23 @@ class SegmentationResult:
         Masks are ``{stem}_mask{k:02d}_{name}.png`` (k the class index, name made file-safe: runs
         of other characters than letters, digits, ``.`` and ``-`` become ``_``), 0/255 grayscale,
         computed and written one class at a time. The overlay is written only when the result
-        holds its image. Returns the paths written.
+        holds its image. Each file is written under a temporary name and renamed, so an
+        interruption leaves no truncated file under a final name. Returns the paths written.
         """
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = []
         for k, (name, image) in enumerate(self.mask_images().items()):
             path = out / f"{stem}_mask{k:02d}_{_safe(name)}.png"
-            image.save(path)
+            write_atomic(path, _png_writer(image))
             paths.append(path)
         if self.image is not None:
             path = out / f"{stem}_overlay.png"
-            self.overlay().save(path)
+            write_atomic(path, _png_writer(self.overlay()))
             paths.append(path)
         path = out / f"{stem}.json"
-        path.write_text(json.dumps(self.summary(), indent=2) + "\n", encoding="utf-8")
+        text = json.dumps(_json_safe(self.summary()), indent=2, allow_nan=False) + "\n"
+        write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         paths.append(path)
         return paths
 
@@ -306,6 +309,24 @@ class _MaskImages(Mapping[str, Image.Image]):
 
     def __len__(self) -> int:
         return len(self._result.class_names)
+
+
+def _png_writer(image: Image.Image) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        image.save(path, format="PNG")
+
+    return write
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinite floats replaced by None: JSON has no such numbers."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def _safe(name: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ from clsclip.hub import (
     resolve_model_files,
     write_model_card,
 )
-from clsclip.image_io import ImageInput, load_image
+from clsclip.image_io import MAX_IMAGE_PIXELS, ImageInput, load_image
 from clsclip.inference import ImagePrediction, ViewPlanner
 from clsclip.inputs import check_class_names, check_int, check_threshold, resolve_device
 from clsclip.model import SegmentationModel, build_model
@@ -31,7 +32,9 @@ from clsclip.precision import Precision, autocast, check_precision, quantize_bac
 from clsclip.preprocess import letterbox_tensor
 from clsclip.proposals import LabelMatcher, ProposalSource, Proposer, resolve_proposer
 from clsclip.results import SegmentationResult, TensorSegmentation
+from clsclip.safe_write import copy_other_files, remove_stale, replace_folder, temporary_sibling
 from clsclip.weights import (
+    config_digest,
     file_has_backbone,
     load_transformers_clipseg,
     load_weights,
@@ -74,6 +77,10 @@ class Segmenter:
         precision: ``"fp32"`` (default); ``"bf16"`` or ``"fp16"`` (CUDA autocast); ``"int8"``
             (CPU: the backbone's linear layers dynamically quantised; such a segmenter cannot be
             saved or moved to another device). See docs/performance.md for speed and agreement.
+
+    Attributes:
+        max_image_pixels: images with more pixels are refused before decoding (`ValueError`);
+            default 100 million, None for no limit but PIL's own (see docs/limits.md).
     """
 
     def __init__(
@@ -101,6 +108,7 @@ class Segmenter:
         if self.precision == "int8":
             quantize_backbone(self.model)
         self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.max_image_pixels: int | None = MAX_IMAGE_PIXELS
         self._yolo: Proposer | None = None
         self.proposer: Proposer | None = self._resolve(proposals)
         self.zoom = zoom if zoom is not None else ZoomSettings()
@@ -139,6 +147,7 @@ class Segmenter:
         token: str | bool | None = None,
         chunk_size: int = 16,
         precision: Precision = "fp32",
+        verify: bool = True,
     ) -> Segmenter:
         """Load a saved model from a local folder or a Hugging Face Hub repo.
 
@@ -149,6 +158,10 @@ class Segmenter:
             revision, cache_dir, local_files_only, token: passed to huggingface_hub for Hub repos;
                 ``cache_dir`` is also where open_clip caches backbone weights.
             chunk_size, precision: see `Segmenter`.
+            verify: check the CRC-32 of every weight tensor and that ``config.json`` is the one
+                the weights were saved with (models saved by clsclip 0.2 and later carry both).
+                ``False`` accepts a config edited by hand; NaN or infinite weights are refused
+                either way.
 
         Raises:
             FileNotFoundError: no such folder, or a file of the model is missing.
@@ -178,7 +191,9 @@ class Segmenter:
                 "backbone would be random; save the model with include_backbone=True"
             )
         model = build_model(config, load_backbone_weights=not has_backbone, cache_dir=cache_dir)
-        load_weights(model, files.weights)
+        load_weights(
+            model, files.weights, config_hash=config_digest(files.config_data), verify=verify
+        )
         logger.info("loaded clsclip model from %s", source)
         return cls(model, config, device=device, chunk_size=chunk_size, precision=precision)
 
@@ -254,7 +269,10 @@ class Segmenter:
         text = self.encode_classes(names)
         results = []
         for start in range(0, len(images), self.chunk_size):
-            group = [load_image(x) for x in images[start : start + self.chunk_size]]
+            group = [
+                load_image(x, max_pixels=self.max_image_pixels)
+                for x in images[start : start + self.chunk_size]
+            ]
             for prediction in self._predict(group, names, text, proposer):
                 results.append(
                     SegmentationResult(
@@ -383,18 +401,33 @@ class Segmenter:
         folder = Path(save_directory)
         if folder.exists() and not folder.is_dir():
             raise NotADirectoryError(f"{folder} exists and is not a folder")
-        folder.mkdir(parents=True, exist_ok=True)
         if include_backbone is None:
             include_backbone = self.config.pretrained is None or any(
                 p.requires_grad for p in self.model.backbone.parameters()
             )
-        # Write to temporary names, then rename, so a crash never leaves half a model behind.
-        tmp_weights = folder / f".{WEIGHTS_NAME}.tmp"
-        tmp_config = folder / f".{CONFIG_NAME}.tmp"
-        save_weights(self.model, tmp_weights, include_backbone=include_backbone)
-        self.config.save(tmp_config)
-        os.replace(tmp_weights, folder / WEIGHTS_NAME)
-        os.replace(tmp_config, folder / CONFIG_NAME)
+        # The model is written complete into a hidden sibling folder and swapped in, so an
+        # interruption leaves the old model or the new one, never a mix of the two; the config's
+        # hash in the weights' metadata refuses a mixed folder made any other way.
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(folder)
+        tmp = temporary_sibling(folder)
+        tmp.mkdir()
+        try:
+            digest = config_digest(self.config.to_file_dict())
+            save_weights(
+                self.model,
+                tmp / WEIGHTS_NAME,
+                include_backbone=include_backbone,
+                config_hash=digest,
+            )
+            self.config.save(tmp / CONFIG_NAME)
+            if folder.is_dir():
+                stale = {f".{WEIGHTS_NAME}.tmp", f".{CONFIG_NAME}.tmp"}  # clsclip 0.1's
+                copy_other_files(folder, tmp, skip={WEIGHTS_NAME, CONFIG_NAME, *stale})
+            replace_folder(tmp, folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         logger.info("saved clsclip model to %s", folder)
         return folder
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import zlib
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -13,6 +18,20 @@ from clsclip.model import SegmentationModel
 WEIGHTS_NAME = "model.safetensors"
 BACKBONE_PREFIX = "backbone."
 _MAX_LISTED = 20
+CHECKSUMS_KEY = "clsclip_crc32"
+CONFIG_HASH_KEY = "clsclip_config_sha256"
+
+
+def config_digest(config_data: Mapping[str, Any]) -> str:
+    """sha256 of a config file's content (key order and spacing do not matter)."""
+    canonical = json.dumps(config_data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def tensor_checksum(tensor: torch.Tensor) -> str:
+    """CRC-32 of a tensor's bytes (hex): detects bit flips and truncation of the stored data."""
+    data = tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy()
+    return f"{zlib.crc32(data.data):08x}"
 
 
 def trained_state_dict(
@@ -27,15 +46,28 @@ def trained_state_dict(
 
 
 def save_weights(
-    model: SegmentationModel, path: str | os.PathLike[str], *, include_backbone: bool
+    model: SegmentationModel,
+    path: str | os.PathLike[str],
+    *,
+    include_backbone: bool,
+    config_hash: str | None = None,
 ) -> None:
-    """Write the model's weights to a safetensors file (metadata records what it holds)."""
+    """Write the model's weights to a safetensors file.
+
+    The metadata records what it holds, a CRC-32 of every tensor (verified on load), and
+    ``config_hash`` (`config_digest` of the config file saved beside it), so that weights and
+    a config from different saves are never loaded together.
+    """
     contents = "full" if include_backbone else "trained-parts"
-    save_file(
-        trained_state_dict(model, include_backbone=include_backbone),
-        os.fspath(path),
-        metadata={"format": "pt", "clsclip_contents": contents},
-    )
+    state = trained_state_dict(model, include_backbone=include_backbone)
+    metadata = {
+        "format": "pt",
+        "clsclip_contents": contents,
+        CHECKSUMS_KEY: json.dumps({k: tensor_checksum(v) for k, v in sorted(state.items())}),
+    }
+    if config_hash is not None:
+        metadata[CONFIG_HASH_KEY] = config_hash
+    save_file(state, os.fspath(path), metadata=metadata)
     # safetensors creates files readable by their owner only; give them the usual mode.
     umask = os.umask(0)
     os.umask(umask)
@@ -52,19 +84,33 @@ def file_has_backbone(path: str | os.PathLike[str]) -> bool:
     return any(key.startswith(BACKBONE_PREFIX) for key in keys)
 
 
-def load_weights(model: SegmentationModel, path: str | os.PathLike[str]) -> None:
+def load_weights(
+    model: SegmentationModel,
+    path: str | os.PathLike[str],
+    *,
+    config_hash: str | None = None,
+    verify: bool = True,
+) -> None:
     """Load a safetensors file into ``model`` strictly.
 
     A file without ``backbone.*`` keys must match the navigator and decoder exactly (the backbone
     then comes from open_clip); one with them must match the whole model. Any missing or
-    unexpected key, or a shape mismatch, raises a `ValueError` that lists them.
+    unexpected key, or a shape mismatch, raises a `ValueError` that lists them; so does a tensor
+    with NaN or infinite values. With ``verify``, the tensors' stored CRC-32s and the stored
+    config hash (against ``config_hash``, the `config_digest` of the config being used) are
+    checked when the file has them (files saved before clsclip 0.2 have neither).
     """
-    from safetensors.torch import load_file
-
+    name = os.fspath(path)
     try:
-        loaded = load_file(os.fspath(path), device="cpu")
+        with safe_open(name, framework="pt", device="cpu") as f:
+            metadata = f.metadata() or {}
+            loaded = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 - not a dict
     except Exception as e:  # safetensors raises its own SafetensorError for corrupt files
-        raise OSError(f"cannot read weights file {os.fspath(path)!r}: {e}") from e
+        raise OSError(f"cannot read weights file {name!r}: {e}") from e
+    if verify:
+        _check_config_hash(metadata, config_hash, name)
+        _check_checksums(metadata, loaded, name)
+    check_finite(loaded, name)
     has_backbone = any(key.startswith(BACKBONE_PREFIX) for key in loaded)
     expected = model.state_dict()
     if not has_backbone:
@@ -93,6 +139,46 @@ def load_transformers_clipseg(model: SegmentationModel, path: str | os.PathLike[
     state = state_dict_from_transformers(hf)
     _check_keys(model.state_dict(), state, name)
     model.load_state_dict(state, strict=True)
+
+
+def check_finite(tensors: Mapping[str, torch.Tensor], path: str) -> None:
+    """`ValueError` naming the first floating-point tensor with NaN or infinite values."""
+    for key, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ValueError(
+                f"weights in {path!r} are corrupt: tensor {key!r} has {bad} NaN or infinite "
+                f"value(s) of {tensor.numel()}"
+            )
+
+
+def _check_checksums(
+    metadata: Mapping[str, str], loaded: Mapping[str, torch.Tensor], path: str
+) -> None:
+    if CHECKSUMS_KEY not in metadata:
+        return
+    try:
+        stored = json.loads(metadata[CHECKSUMS_KEY])
+    except json.JSONDecodeError as e:
+        raise ValueError(f"weights in {path!r} have unreadable checksums: {e}") from e
+    for key in sorted(set(stored) & set(loaded)):
+        if tensor_checksum(loaded[key]) != stored[key]:
+            raise ValueError(
+                f"weights in {path!r} are corrupt: tensor {key!r} does not match the checksum "
+                "saved with it (a damaged or modified file); download or save it again"
+            )
+
+
+def _check_config_hash(metadata: Mapping[str, str], config_hash: str | None, path: str) -> None:
+    stored = metadata.get(CONFIG_HASH_KEY)
+    if stored is None or config_hash is None or stored == config_hash:
+        return
+    raise ValueError(
+        f"weights in {path!r} were saved with another config.json than the one beside them (an "
+        "interrupted save, or files mixed from two models); load them with the config they "
+        "were saved with, or, if config.json was edited on purpose, pass verify=False and "
+        "save the model again"
+    )
 
 
 def _check_keys(

@@ -70,7 +70,7 @@ def test_exif_orientation_is_applied(tmp_path) -> None:
     [
         (np.zeros((4, 4), np.uint8), ValueError, r"shape H x W x 3 \(RGB\), got \(4, 4\)"),
         (np.zeros((4, 4, 4), np.uint8), ValueError, "drop the alpha channel"),
-        (np.zeros((4, 4, 3), np.float32), ValueError, "dtype uint8 .* got float32"),
+        (np.zeros((4, 4, 3), np.int16), ValueError, "dtype uint8 .* or a float dtype .* got int16"),
         (np.zeros((0, 4, 3), np.uint8), ValueError, "zero size"),
         (Image.new("RGB", (0, 5)), ValueError, r"zero size \(0 x 5 pixels\)"),
         (12, TypeError, "got int"),

@@ -1,8 +1,8 @@
 import json
 
 import numpy as np
-import torch
 import pytest
+import torch
 from PIL import Image
 
 from clsclip import SegmentationResult
@@ -118,15 +118,17 @@ def test_segment_agrees_with_the_reference_path(size, fusion) -> None:
     for threshold in (result.threshold, 0.3):
         lowered = result.with_threshold(threshold)
         ordered = np.sort(expected, axis=0)
-        clear = (ordered[-1] - ordered[-2] > 1e-5) & (
-            np.abs(expected - threshold) > 1e-5
-        ).all(axis=0)
+        clear = (ordered[-1] - ordered[-2] > 1e-5) & (np.abs(expected - threshold) > 1e-5).all(
+            axis=0
+        )
         want = reference.label_map(expected, threshold)
         np.testing.assert_array_equal(lowered.label_map[clear], want[clear])
         np.testing.assert_array_equal(lowered.masks[:, clear], (expected > threshold)[:, clear])
         summary = lowered.summary()
         for k, entry in enumerate(summary["classes"]):
-            assert abs(entry["area_pixels"] - int((expected[k] > threshold).sum())) <= (~clear).sum()
+            assert (
+                abs(entry["area_pixels"] - int((expected[k] > threshold).sum())) <= (~clear).sum()
+            )
             assert abs(entry["max_prob"] - float(expected[k].max())) < 1e-5
 
 

@@ -128,7 +128,7 @@ def test_bad_images(segmenter, tmp_path) -> None:
     with pytest.raises(ValueError, match="shape H x W x 3"):
         segmenter.segment(np.zeros((5, 5), np.uint8), ["dog"])
     with pytest.raises(ValueError, match="dtype uint8"):
-        segmenter.segment(np.zeros((5, 5, 3), np.float64), ["dog"])
+        segmenter.segment(np.zeros((5, 5, 3), np.int32), ["dog"])
     with pytest.raises(TypeError, match="got dict"):
         segmenter.segment({"image": 1}, ["dog"])
     with pytest.raises(ValueError, match="threshold"):
@@ -182,7 +182,9 @@ def test_segment_torch_matches_segment_without_resizing(segmenter) -> None:
     assert out.low_res_logits.shape == (3, 2, 8, 8)
     for b, image in enumerate(images):
         expected = segmenter.segment(image, ["dog", "cat"])
-        torch.testing.assert_close(out.low_res_logits[b], expected.low_res_logits, atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            out.low_res_logits[b], expected.low_res_logits, atol=1e-5, rtol=0
+        )
         np.testing.assert_array_equal(out.label_maps[b].numpy(), expected.label_map)
         np.testing.assert_array_equal(out.result(b).label_map, expected.label_map)
     floats = segmenter.segment_torch(batch.float() / 255, ["dog", "cat"])

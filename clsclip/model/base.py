@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -20,6 +20,36 @@ class SegmentationModel(nn.Module):
     backbone: ClipBackbone
     image_mean: tuple[float, float, float]
     image_std: tuple[float, float, float]
+
+    tokenizer: Callable[..., torch.Tensor]
+    prompt_templates: tuple[str, ...]
+
+    def tokenize_prompts(self, names: Sequence[str]) -> torch.Tensor:
+        """Token ids of every (name, template) prompt, name-major: ``(K * T) x context``.
+
+        Raises `ValueError` naming the class when a prompt does not fit the text encoder's
+        context: the tokenizer would cut it silently, and two names that differ only past the
+        cut would get the same vector.
+        """
+        prompts = [t.format(n) for n in names for t in self.prompt_templates]
+        context = getattr(self.tokenizer, "context_length", None)
+        if not isinstance(context, int):
+            return self.tokenizer(prompts)
+        try:  # one position more than the encoder reads shows whether a prompt was cut
+            ids = self.tokenizer(prompts, context_length=context + 1)
+        except TypeError:
+            return self.tokenizer(prompts)
+        pad = getattr(getattr(self.tokenizer, "tokenizer", None), "pad_token_id", None) or 0
+        cut = torch.nonzero(ids[:, context] != pad)
+        if cut.numel():
+            row = int(cut[0, 0])
+            name = names[row // len(self.prompt_templates)]
+            raise ValueError(
+                f"class name {name[:60]!r}{'...' if len(name) > 60 else ''} is too long: the "
+                f"prompt {self.prompt_templates[row % len(self.prompt_templates)]!r} with it "
+                f"is over the text encoder's {context} tokens; shorten it"
+            )
+        return ids[:, :context]
 
     def grid_for(self, image_size: int) -> tuple[int, int]:
         """Patch grid ``(h, w)`` of a square input of ``image_size`` pixels."""

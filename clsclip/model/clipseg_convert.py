@@ -31,12 +31,28 @@ _TORCH_ENCODER_LAYER = ("self_attn", "norm1", "norm2", "linear1", "linear2")
 def config_from_transformers(
     cls: type[ClipSegConfig], data: Mapping[str, Any], *, image_size: int
 ) -> ClipSegConfig:
-    """A `ClipSegConfig` equivalent to a transformers ``CLIPSegConfig`` dict."""
-    vision = {
-        **_VISION_DEFAULTS,
-        **(data.get("vision_config") or data.get("vision_config_dict") or {}),
-    }
-    text = {**_TEXT_DEFAULTS, **(data.get("text_config") or data.get("text_config_dict") or {})}
+    """A `ClipSegConfig` equivalent to a transformers ``CLIPSegConfig`` dict.
+
+    Raises `TypeError` / `ValueError` naming the field for a malformed dict.
+    """
+    try:
+        return _convert(cls, data, image_size=image_size)
+    except (TypeError, ValueError, KeyError) as e:
+        raise type(e)(f"invalid transformers CLIPSeg config: {e}") from e
+
+
+def _tower(data: Mapping[str, Any], name: str, defaults: dict[str, Any]) -> dict[str, Any]:
+    value = data.get(name) or data.get(f"{name}_dict") or {}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a dict, got {type(value).__name__} {value!r}")
+    return {**defaults, **value}
+
+
+def _convert(
+    cls: type[ClipSegConfig], data: Mapping[str, Any], *, image_size: int
+) -> ClipSegConfig:
+    vision = _tower(data, "vision_config", _VISION_DEFAULTS)
+    text = _tower(data, "text_config", _TEXT_DEFAULTS)
     acts = {vision["hidden_act"], text["hidden_act"]}
     if not acts <= {"quick_gelu", "gelu"} or len(acts) != 1:
         raise ValueError(

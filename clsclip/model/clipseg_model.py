@@ -51,9 +51,8 @@ class ClipSegModel(SegmentationModel):
     def encode_class_names(self, names: Sequence[str]) -> torch.Tensor:
         """CLIP text features (projected, not normalised, as CLIPSeg's FiLM expects),
         averaged over the prompt templates: ``K x embed_dim``."""
-        prompts = [t.format(n) for n in names for t in self.prompt_templates]
         device = self.backbone.visual.proj.device
-        vectors = self.backbone.encode_text(self.tokenizer(prompts).to(device))
+        vectors = self.backbone.encode_text(self.tokenize_prompts(names).to(device))
         return vectors.reshape(len(names), len(self.prompt_templates), -1).mean(dim=1)
 
     def encode_shared(self, pixels: torch.Tensor) -> list[torch.Tensor]:

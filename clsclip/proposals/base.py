@@ -29,12 +29,21 @@ class Proposals:
     labels_are_classes: bool = False
 
     def __post_init__(self) -> None:
-        boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
-        scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
+        with np.errstate(over="ignore"):  # 1e39 becomes inf in float32: refused below
+            boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
+            scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
         if not len(boxes) == len(scores) == len(self.labels):
             raise ValueError(
                 f"proposals need one score and one label per box: {len(boxes)} boxes, "
                 f"{len(scores)} scores, {len(self.labels)} labels"
+            )
+        finite = np.isfinite(boxes).all(axis=1) & np.isfinite(scores)
+        if not finite.all():
+            i = int(np.flatnonzero(~finite)[0])
+            raise ValueError(
+                f"proposal box {i} ({self.labels[i]!r}) is not finite in float32: box "
+                f"{np.asarray(self.boxes).reshape(-1, 4)[i].tolist()}, score "
+                f"{np.asarray(self.scores).reshape(-1)[i]!r}; boxes are x0, y0, x1, y1 in pixels"
             )
         object.__setattr__(self, "boxes", boxes)
         object.__setattr__(self, "scores", scores)

@@ -40,6 +40,9 @@ class BoxProposer:
         return Proposals(boxes, np.ones(len(labels), np.float32), labels, labels_are_classes=True)
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def check_boxes_by_class(boxes: object) -> dict[str, np.ndarray]:
     """Validate ``{class name: [[x0, y0, x1, y1], ...]}``; returns float32 ``N x 4`` arrays.
 
@@ -71,6 +74,8 @@ def check_boxes_by_class(boxes: object) -> dict[str, np.ndarray]:
             ):
                 raise ValueError(f"box {box!r} for {name!r} is not 4 finite numbers x0, y0, x1, y1")
             x0, y0, x1, y1 = (float(v) for v in values)
+            if max(abs(x0), abs(y0), abs(x1), abs(y1)) > _FLOAT32_MAX:
+                raise ValueError(f"box {box!r} for {name!r} does not fit in float32")
             if x1 < x0 or y1 < y0:
                 raise ValueError(f"box {box!r} for {name!r} has x1 < x0 or y1 < y0")
             rows.append((x0, y0, x1, y1))

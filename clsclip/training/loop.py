@@ -259,12 +259,7 @@ class Trainer:
         state = load_checkpoint(self.output)
         if state is None:
             return
-        expected = self._trainable_state()
-        if set(state["model"]) != set(expected):
-            raise ValueError(
-                f"checkpoint in {self.output} does not fit this run (different trainable parts); "
-                "use another output_dir"
-            )
+        self._check_resumable(state)
         self.model.load_state_dict(state["model"], strict=False)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -275,6 +270,38 @@ class Trainer:
             float(state["best"]),
         )
         logger.info("resumed from %s at step %d", self.output, self.step)
+
+    def _check_resumable(self, state: dict[str, Any]) -> None:
+        """A `ValueError` naming what differs when the checkpoint in the output folder belongs
+        to another run: another model config, other trainable tensors or other shapes."""
+        saved_config = state.get("config") or {}
+        here = f"checkpoint {self.output / 'checkpoint.pt'} (step {state.get('step')})"
+        saved_model, model = saved_config.get("model"), self.config.to_dict().get("model")
+        if saved_model is not None and saved_model != model:
+            fields = sorted(
+                k
+                for k in set(saved_model) | set(model or {})
+                if saved_model.get(k) != (model or {}).get(k)
+            )
+            raise ValueError(
+                f"{here} belongs to a run with another model config (differs in {fields}); "
+                "resume with that config, or use another output_dir to start afresh"
+            )
+        expected = self._trainable_state()
+        saved = state["model"]
+        problems = [f"missing {k}" for k in sorted(set(expected) - set(saved))]
+        problems += [f"unexpected {k}" for k in sorted(set(saved) - set(expected))]
+        problems += [
+            f"{k}: checkpoint {tuple(saved[k].shape)} vs model {tuple(v.shape)}"
+            for k, v in sorted(expected.items())
+            if k in saved and tuple(saved[k].shape) != tuple(v.shape)
+        ]
+        if problems:
+            listed = "; ".join(problems[:10]) + (" ..." if len(problems) > 10 else "")
+            raise ValueError(
+                f"{here} does not fit this run's trainable tensors ({listed}); use the run's own "
+                "config, or another output_dir to start afresh"
+            )
 
     def _log(self, record: dict[str, Any]) -> None:
         if not self.context.is_main:

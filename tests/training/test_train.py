@@ -94,6 +94,14 @@ def test_resume_after_a_kill(synth, tmp_path) -> None:
     assert steps == list(range(1, 10))  # the second run went on from step 6
     with pytest.raises(ValueError, match="does not fit this run"):
         train(_config(synth, out, max_steps=12, unfreeze="none"), progress=False)
+    # Another decoder: named before torch could fail on a size mismatch (hostile case 16).
+    other = {**MODEL, "decoder_channels": [16, 16, 8]}
+    with pytest.raises(
+        ValueError,
+        match=r"\(step 9\) belongs to a run with another model config \(differs in "
+        r"\['decoder_channels'\]\)",
+    ):
+        train(_config(synth, out, max_steps=12, model=other), progress=False)
 
 
 def test_torchrun_two_cpu_processes(synth, tmp_path) -> None:
