@@ -5,19 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from clsclip.labelling import FORMATS, IMAGE_SUFFIXES, RunOptions, list_images, unique_stems
+
 logger = logging.getLogger("clsclip.cli")
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-RESERVED_STEMS = ("index",)  # the run's own index.json / index.jsonl
+__all__ = ["IMAGE_SUFFIXES", "build_parser", "expand_images", "main", "unique_stems"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,14 +30,29 @@ def build_parser() -> argparse.ArgumentParser:
 
     seg = commands.add_parser(
         "segment",
-        help="segment images by class names",
-        description="Write one mask PNG per class, a colour overlay PNG and a JSON summary per "
-        "image into --out.",
+        help="segment images by class names (a file, folders, or a whole dataset)",
+        description="Write each image's results into --out in the chosen formats, and one line "
+        "per finished image into manifest.jsonl (--resume skips those). Under torchrun, every "
+        "rank takes its share of the images. See docs/labelling.md.",
     )
-    seg.add_argument("images", nargs="+", type=Path, help="image files or folders of images")
+    seg.add_argument("images", nargs="*", type=Path, help="image files or folders of images")
+    seg.add_argument("--list", type=Path, default=None, help="a text file of image paths")
+    seg.add_argument("--recursive", action="store_true", help="look into subfolders too")
     seg.add_argument("--classes", nargs="+", required=True, help="class names, e.g. dog cat")
     seg.add_argument("--model", required=True, help="a model folder or a Hugging Face Hub repo id")
     seg.add_argument("--out", type=Path, required=True, help="output folder")
+    seg.add_argument(
+        "--format",
+        nargs="+",
+        choices=FORMATS,
+        default=["png"],
+        help="png: masks, overlay, JSON per image; label: one palette PNG label map per image; "
+        "coco: one COCO JSON (RLE) for the run; npz: low-resolution logits (default: png)",
+    )
+    seg.add_argument("--instances", action="store_true", help="coco: one annotation per blob")
+    seg.add_argument("--batch-size", type=int, default=8, help="images per network call")
+    seg.add_argument("--workers", type=int, default=0, help="image decoding processes")
+    seg.add_argument("--resume", action="store_true", help="skip images the manifest lists")
     seg.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: auto)")
     seg.add_argument("--threshold", type=float, default=None, help="mask threshold in [0, 1]")
     seg.add_argument("--chunk-size", type=int, default=16, help="pairs per forward pass")
@@ -127,36 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def expand_images(paths: Sequence[Path]) -> list[Path]:
-    """Files as given; folders replaced by their regular image files (sorted, not recursive).
-
-    Named pipes, sockets and devices in a folder are skipped: opening one could block forever.
-    """
-    out: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            out += sorted(
-                p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-            )
-        else:
-            out.append(path)
-    return out
-
-
-def unique_stems(paths: Sequence[Path]) -> list[str]:
-    """Output stems, one per input, that never collide (compared ignoring case, for
-    case-insensitive file systems) with each other or with the run's own files: ``a``, ``a_2``,
-    and ``a_2_2`` for a later input that is itself called ``a_2``."""
-    taken = {stem.casefold() for stem in RESERVED_STEMS}
-    stems = []
-    for path in paths:
-        base = path.stem or "image"
-        stem, n = base, 1
-        while stem.casefold() in taken:
-            n += 1
-            stem = f"{base}_{n}"
-        taken.add(stem.casefold())
-        stems.append(stem)
-    return stems
+    """Files as given; folders replaced by their regular image files (sorted, not recursive)."""
+    return list_images(paths)
 
 
 def check_output_folder(folder: Path) -> None:
@@ -210,18 +198,24 @@ def _proposer(args: argparse.Namespace) -> Any:
 
 
 def _segment(args: argparse.Namespace) -> int:
-    from clsclip.inputs import check_threshold
+    from clsclip.inputs import check_int, check_threshold
     from clsclip.segmenter import Segmenter
 
-    images = expand_images(args.images)
+    rank, world, local_rank = _torchrun()
+    images = list_images(args.images, recursive=args.recursive, list_file=args.list)
     if not images:
         print("clsclip: error: no images found", file=sys.stderr)
         return 2
     try:
         check_output_folder(args.out)
+        check_int("--batch-size", args.batch_size)
+        check_int("--workers", args.workers, minimum=0)
+        device = args.device
+        if world > 1 and device is None and _cuda():
+            device = f"cuda:{local_rank}"
         segmenter = Segmenter.from_pretrained(
             args.model,
-            device=args.device,
+            device=device,
             revision=args.revision,
             local_files_only=args.local_files_only,
             chunk_size=args.chunk_size,
@@ -236,59 +230,81 @@ def _segment(args: argparse.Namespace) -> int:
     except (OSError, ValueError, TypeError, ImportError) as e:
         print(f"clsclip: error: {e}", file=sys.stderr)
         return 2
-    with terminate_as_interrupt():
-        done, failed, interrupted = _segment_all(segmenter, images, args)
-    if interrupted:
-        print(
-            f"clsclip: interrupted after {done} of {len(images)} image(s); the index lists "
-            "the finished ones",
-            file=sys.stderr,
-        )
+    options = RunOptions(
+        out=args.out,
+        classes=list(args.classes),
+        formats=tuple(dict.fromkeys(args.format)),
+        threshold=args.threshold,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        resume=args.resume,
+        instances=args.instances,
+        rank=rank,
+        world=world,
+    )
+    return _label(segmenter, images, options)
+
+
+def _label(segmenter: Any, images: list[Path], options: RunOptions) -> int:
+    """The run: prepare (rank 0), every rank its share, merge (rank 0); exit status 0, 1 (some
+    images failed) or 130 (interrupted: the manifest lists what was finished)."""
+    from clsclip import labelling
+
+    if options.rank == 0:
+        labelling.prepare(options)
+    _barrier(options.world)
+    indices = labelling.todo(images, options)
+    logger.info("rank %d: %d of %d image(s) to segment", options.rank, len(indices), len(images))
+    try:
+        with terminate_as_interrupt():
+            written, failed = labelling.run(segmenter, images, indices, options, progress=True)
+    except KeyboardInterrupt:
+        print("clsclip: interrupted; --resume goes on from the manifest", file=sys.stderr)
         return 130
+    logger.info("rank %d wrote %d image(s) to %s", options.rank, written, options.out)
+    failed = _sum_over_ranks(failed, options.world)
+    _barrier(options.world)
+    if options.rank == 0:
+        labelling.finish(images, options)
     if failed:
         print(f"clsclip: {failed} of {len(images)} image(s) failed", file=sys.stderr)
     return 1 if failed else 0
 
 
-def _segment_all(
-    segmenter: Any, images: list[Path], args: argparse.Namespace
-) -> tuple[int, int, bool]:
-    """Segment and save each image; ``index.jsonl`` gets a line as each image finishes, and
-    ``index.json`` lists them all at the end, also after an interruption. Returns (finished,
-    failed, interrupted)."""
-    from tqdm import tqdm
+def _cuda() -> bool:
+    import torch
 
-    from clsclip.safe_write import write_atomic
+    return torch.cuda.is_available()
 
-    index: list[dict[str, Any]] = []
-    failed, interrupted = 0, False
-    progress = tqdm(images, desc="segmenting", unit="image")
-    try:
-        with open(args.out / "index.jsonl", "a", encoding="utf-8") as lines:
-            for path, stem in zip(progress, unique_stems(images), strict=True):
-                start = time.perf_counter()
-                try:
-                    result = segmenter.segment(path, args.classes, threshold=args.threshold)
-                    written = result.save(args.out, stem)
-                except Exception as e:  # any per-image failure is reported and counted
-                    failed += 1
-                    logger.error("skipped %s: %s: %s", path, type(e).__name__, e)
-                    continue
-                entry = {
-                    "image": str(path),
-                    "files": [p.name for p in written],
-                    "seconds": round(time.perf_counter() - start, 3),
-                }
-                index.append(entry)
-                lines.write(json.dumps(entry) + "\n")
-                lines.flush()
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        text = json.dumps(index, indent=2) + "\n"
-        write_atomic(args.out / "index.json", lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    logger.info("wrote results for %d image(s) to %s", len(index), args.out)
-    return len(index), failed, interrupted
+
+def _torchrun() -> tuple[int, int, int]:
+    """(rank, world size, local rank); joins the process group when started by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, 0
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if _cuda() else "gloo")
+    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def _sum_over_ranks(value: int, world: int) -> int:
+    if world == 1:
+        return value
+    import torch
+    import torch.distributed as dist
+
+    total = torch.tensor([value], dtype=torch.int64)
+    dist.all_reduce(total)
+    return int(total.item())
 
 
 def _train(args: argparse.Namespace) -> int:

@@ -19,8 +19,9 @@ from clsclip.zoom import FusionMode, Region, ZoomSettings, crop_region
 
 @dataclass(frozen=True)
 class _View:
-    image: Image.Image
+    image: Image.Image | None
     region: Region | None  # None: the whole image
+    prepared: tuple[torch.Tensor, Letterbox] | None = None  # letterboxed already (workers)
 
 
 @dataclass
@@ -32,7 +33,7 @@ class _Crop:
 
 @dataclass
 class _ImagePlan:
-    image: Image.Image
+    image: Image.Image | None
     view: int
     crops: list[_Crop] = field(default_factory=list)
     boxes: dict[str, np.ndarray] = field(default_factory=dict)
@@ -42,7 +43,7 @@ class _ImagePlan:
 class ImagePrediction:
     """The network's output for one image, and the proposal boxes used per class."""
 
-    image: Image.Image
+    image: Image.Image | None
     prediction: LowResPrediction
     boxes: dict[str, np.ndarray]
 
@@ -60,24 +61,34 @@ class ViewPlanner:
         self.views: list[_View] = []
         self.pairs: list[tuple[int, int]] = []
 
-    def add_view(self, image: Image.Image, region: Region | None = None) -> int:
-        self.views.append(_View(image, region))
+    def add_view(
+        self,
+        image: Image.Image | None,
+        region: Region | None = None,
+        prepared: tuple[torch.Tensor, Letterbox] | None = None,
+    ) -> int:
+        self.views.append(_View(image, region, prepared))
         return len(self.views) - 1
 
     def plan_image(
         self,
-        image: Image.Image,
+        image: Image.Image | None,
         class_names: Sequence[str],
         proposals: Proposals | None,
         matcher: LabelMatcher,
         settings: ZoomSettings,
         encode: TextEncoder,
+        prepared: tuple[torch.Tensor, Letterbox] | None = None,
     ) -> _ImagePlan:
-        view = self.add_view(image)
+        """Plan one image: its whole view (``prepared`` when already letterboxed) for every
+        class, and a crop view per region of matching proposals (these need ``image``)."""
+        view = self.add_view(image, None, prepared)
         plan = _ImagePlan(image=image, view=view)
         self.pairs += [(view, k) for k in range(len(class_names))]
         if proposals is None or not len(proposals):
             return plan
+        if image is None:
+            raise ValueError("ClsCLIP+ proposals need the image itself, not only its pixels")
         if proposals.labels_are_classes:
             matches = [
                 [i for i, label in enumerate(proposals.labels) if label == name]
@@ -153,5 +164,8 @@ class ViewPlanner:
         return logits, boxes
 
     def _letterbox(self, view: _View) -> tuple[torch.Tensor, Letterbox]:
+        if view.prepared is not None:
+            return view.prepared
+        assert view.image is not None, "a view is prepared or has its image"
         image = view.image if view.region is None else view.image.crop(view.region)
         return letterbox_image(image, self.image_size, self.model.image_mean, self.model.image_std)

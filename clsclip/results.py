@@ -230,10 +230,43 @@ class SegmentationResult:
             write_atomic(path, _png_writer(self.overlay()))
             paths.append(path)
         path = out / f"{stem}.json"
-        text = json.dumps(_json_safe(self.summary()), indent=2, allow_nan=False) + "\n"
-        write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        write_json(path, self.summary())
         paths.append(path)
         return paths
+
+    def to_coco(self, *, image_id: int = 1, instances: bool = False) -> list[dict[str, Any]]:
+        """COCO annotations (needs ``clsclip[coco]``): per class with a non-empty mask, one
+        annotation with ``segmentation`` as compressed RLE (pycocotools), ``area``, ``bbox``
+        (``x, y, w, h``), ``score`` (mean probability inside) and ``category_id`` k + 1; with
+        ``instances``, one per 8-connected component. `clsclip.exports.coco_categories` gives
+        the matching categories."""
+        from clsclip.exports import coco_annotations
+
+        return coco_annotations(self, image_id=image_id, instances=instances)
+
+    def to_supervision(self) -> Any:
+        """A `supervision.Detections` (needs ``clsclip[supervision]``): one detection per class
+        with a non-empty mask, ``class_id`` k, ``confidence`` the mean probability inside,
+        ``data["class_name"]``."""
+        from clsclip.exports import to_supervision
+
+        return to_supervision(self)
+
+    def save_npz(self, path: str | os.PathLike[str]) -> None:
+        """Write the network output (low-resolution logits, crops, geometry, names, threshold)
+        to a compressed ``.npz``, to re-threshold or post-process later: see `load_npz`."""
+        from clsclip.exports import save_npz
+
+        save_npz(self, path)
+
+    @classmethod
+    def load_npz(
+        cls, path: str | os.PathLike[str], image: Image.Image | None = None
+    ) -> SegmentationResult:
+        """A result from a file written by `save_npz` (logits on the CPU)."""
+        from clsclip.exports import load_npz
+
+        return load_npz(path, image)
 
     def __repr__(self) -> str:
         height, width = self.size
@@ -309,6 +342,12 @@ class _MaskImages(Mapping[str, Image.Image]):
 
     def __len__(self) -> int:
         return len(self._result.class_names)
+
+
+def write_json(path: Path, value: Any, *, indent: int | None = 2) -> None:
+    """Write ``value`` as JSON, atomically; NaN and infinities become null (JSON has none)."""
+    text = json.dumps(_json_safe(value), indent=indent, allow_nan=False) + "\n"
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def _png_writer(image: Image.Image) -> Callable[[Path], None]:

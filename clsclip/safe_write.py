@@ -65,14 +65,23 @@ def replace_folder(new: Path, target: Path) -> None:
 
 def remove_stale(path: Path) -> None:
     """Remove temporaries of ``path`` left by writers that died (their process is gone)."""
-    parent = path.parent
+    _remove_stale(path.parent, f".{path.name}.")
+
+
+def remove_stale_in(folder: Path) -> None:
+    """Remove every temporary in ``folder`` left by a writer that died."""
+    _remove_stale(folder, ".")
+
+
+def _remove_stale(parent: Path, prefix: str) -> None:
     if not parent.is_dir():
         return
-    prefix = f".{path.name}.{_TAG}-tmp-"
+    marker = f".{_TAG}-tmp-"
     for entry in parent.iterdir():
-        if not entry.name.startswith(prefix):
+        name = entry.name
+        if not name.startswith(prefix) or marker not in name:
             continue
-        pid = entry.name[len(prefix) :].split("-", 1)[0]
+        pid = name.rsplit(marker, 1)[1].split("-", 1)[0]
         if pid.isdigit() and not _alive(int(pid)):
             logger.info("removing %s, left by an interrupted write", entry)
             if entry.is_dir() and not entry.is_symlink():

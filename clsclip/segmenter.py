@@ -7,13 +7,14 @@ import os
 import shutil
 import tempfile
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import overload
+from typing import Any, overload
 
 import numpy as np
 import torch
 from PIL import Image
+from torch.utils.data import Dataset
 
 from clsclip.config import AnyConfig, ClipSegConfig, ClsClipConfig, config_from_dict
 from clsclip.hub import (
@@ -26,10 +27,11 @@ from clsclip.hub import (
 from clsclip.image_io import MAX_IMAGE_PIXELS, ImageInput, load_image
 from clsclip.inference import ImagePrediction, ViewPlanner
 from clsclip.inputs import check_class_names, check_int, check_threshold, resolve_device
+from clsclip.loader import ImageListDataset, ImageOutcome, image_loader
 from clsclip.model import SegmentationModel, build_model
 from clsclip.postprocess import FullResolution, LowResPrediction, threshold_logit
 from clsclip.precision import Precision, autocast, check_precision, quantize_backbone
-from clsclip.preprocess import letterbox_tensor
+from clsclip.preprocess import Letterbox, letterbox_tensor
 from clsclip.proposals import LabelMatcher, ProposalSource, Proposer, resolve_proposer
 from clsclip.results import SegmentationResult, TensorSegmentation
 from clsclip.safe_write import copy_other_files, remove_stale, replace_folder, temporary_sibling
@@ -332,6 +334,65 @@ class Segmenter:
             )
         return TensorSegmentation(names, labels, low_res, box, threshold)
 
+    def segment_many(
+        self,
+        images: Sequence[ImageInput] | Dataset[Any],
+        class_names: Sequence[str],
+        *,
+        batch_size: int = 8,
+        workers: int = 0,
+        threshold: float | None = None,
+        proposals: ProposalSource | _UseDefault = _DEFAULT,
+        keep_images: bool = True,
+    ) -> Iterator[ImageOutcome]:
+        """Segment many images, decoded ahead by worker processes and batched through the network.
+
+        Args:
+            images: a sequence of images (paths, PIL images, arrays) or a map-style
+                `torch.utils.data.Dataset` returning them.
+            class_names, threshold, proposals: as in `segment`.
+            batch_size: images per network call (classes are still run in ``chunk_size`` chunks).
+            workers: `DataLoader` worker processes that decode and letterbox (0: in this one).
+            keep_images: keep each decoded image in its result (for `overlay`); without
+                proposals, False saves the memory and the transfer from the workers.
+
+        Yields:
+            One `ImageOutcome` per input, in input order: ``result`` or, for an image that could
+            not be read, ``error``. At most a few batches are in memory at a time.
+        """
+        names = check_class_names(class_names)
+        threshold = check_threshold(self.config.threshold if threshold is None else threshold)
+        check_int("batch_size", batch_size)
+        check_int("workers", workers, minimum=0)
+        proposer = self.proposer if isinstance(proposals, _UseDefault) else self._resolve(proposals)
+        text = self.encode_classes(names)
+        dataset = ImageListDataset(
+            images,
+            input_size=self.config.image_size,
+            mean=self.model.image_mean,
+            std=self.model.image_std,
+            max_pixels=self.max_image_pixels,
+            keep_images=keep_images or proposer is not None,
+        )
+        for batch in image_loader(dataset, batch_size=batch_size, workers=workers):
+            good = [item for item in batch if item.error is None]
+            prepared = [(item.pixels, item.letterbox) for item in good]
+            predictions = self._predict(
+                [item.image for item in good],
+                names,
+                text,
+                proposer,
+                prepared,
+            )
+            by_index = dict(zip((item.index for item in good), predictions, strict=True))
+            for item in batch:
+                if item.error is not None:
+                    yield ImageOutcome(item.index, item.source, None, item.error)
+                    continue
+                p = by_index[item.index]
+                result = SegmentationResult(names, p.prediction, threshold, p.image, p.boxes)
+                yield ImageOutcome(item.index, item.source, result)
+
     def encode_classes(self, class_names: Sequence[str]) -> torch.Tensor:
         """Text vectors of class names (``K x embed_dim``, unit norm) on the model's device.
 
@@ -361,19 +422,24 @@ class Segmenter:
 
     def _predict(
         self,
-        images: list[Image.Image],
+        images: Sequence[Image.Image | None],
         names: list[str],
         text: torch.Tensor,
         proposer: Proposer | None,
+        prepared: Sequence[tuple[torch.Tensor, Letterbox]] | None = None,
     ) -> list[ImagePrediction]:
-        """Whole images and their matching crops, all (view, class) pairs in one batched run."""
+        """Whole images and their matching crops: every (view, class) pair, ``chunk_size`` views
+        per network call (``prepared``: whole views letterboxed already, by loader workers)."""
         planner = ViewPlanner(self.model, self.config.image_size)
         plans = []
-        for image in images:
-            proposals = proposer.propose(image, names) if proposer is not None else None
+        for i, image in enumerate(images):
+            proposals = None
+            if proposer is not None and image is not None:
+                proposals = proposer.propose(image, names)
+            ready = prepared[i] if prepared is not None else None
             plans.append(
                 planner.plan_image(
-                    image, names, proposals, self.matcher, self.zoom, self.encode_classes
+                    image, names, proposals, self.matcher, self.zoom, self.encode_classes, ready
                 )
             )
         with torch.inference_mode(), autocast(self.precision, self.device):

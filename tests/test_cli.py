@@ -37,8 +37,16 @@ def test_segment_writes_masks_overlay_and_summary(saved_model, tmp_path) -> None
     assert Image.open(out / "b_overlay.png").size == (30, 20)
     summary = json.loads((out / "a.json").read_text())
     assert [c["name"] for c in summary["classes"]] == ["dog", "hot dog"]
-    index = json.loads((out / "index.json").read_text())
-    assert [entry["image"] for entry in index] == [str(images / "a.png"), str(images / "b.jpg")]
+    manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [entry["image"] for entry in manifest] == [str(images / "a.png"), str(images / "b.jpg")]
+    assert manifest[0]["status"] == "ok" and manifest[0]["size"] == [37, 53]
+    assert manifest[0]["classes"] == ["dog", "hot dog"]
+    assert sorted(manifest[1]["outputs"]) == [
+        "b.json",
+        "b_mask00_dog.png",
+        "b_mask01_hot_dog.png",
+        "b_overlay.png",
+    ]
 
 
 def test_bad_image_is_reported_and_others_still_written(saved_model, tmp_path, capsys) -> None:

@@ -51,6 +51,10 @@ def _within(seconds: float, call, *args, **kwargs):
     return outcome.get("value")
 
 
+def _manifest(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+
+
 def _png_header(path: Path, width: int, height: int) -> None:
     """A tiny PNG file that declares a huge image (a decompression bomb's header)."""
 
@@ -81,9 +85,7 @@ def test_01_fifo_is_refused_not_waited_on(tmp_path, saved_model) -> None:
     out = tmp_path / "out"
     argv = ["segment", str(tmp_path / "in"), "--classes", "dog", "--model", str(saved_model)]
     assert _within(60, main, [*argv, "--out", str(out)]) == 0  # the pipe in the folder is skipped
-    assert [e["image"] for e in json.loads((out / "index.json").read_text())] == [
-        str(tmp_path / "in" / "good.png")
-    ]
+    assert [e["image"] for e in _manifest(out)] == [str(tmp_path / "in" / "good.png")]
     code = _within(60, main, [*argv[:1], str(fifo), *argv[2:], "--out", str(tmp_path / "o2")])
     assert code == 1  # given by name: reported as a failed image
 
@@ -293,18 +295,19 @@ def test_08_killed_saves_never_mix(tmp_path) -> None:
 
 def test_09_output_names_never_collide(tmp_path, saved_model) -> None:
     paths = []
-    for folder, name in (("d1", "a"), ("d2", "a"), ("d3", "a_2"), ("d4", "index"), ("d5", "A")):
+    for folder, name in (("d1", "a"), ("d2", "a"), ("d3", "a_2"), ("d4", "coco"), ("d5", "A")):
         (tmp_path / folder).mkdir()
         paths.append(tmp_path / folder / f"{name}.png")
         Image.fromarray(random_rgb(12, 16, seed=len(paths))).save(paths[-1])
-    assert unique_stems(paths) == ["a", "a_2", "a_2_2", "index_2", "A_3"]
+    assert unique_stems(paths) == ["a", "a_2", "a_2_2", "coco_2", "A_3"]
     out = tmp_path / "out"
     argv = ["segment", *map(str, paths), "--classes", "dog", "--model", str(saved_model)]
-    assert main([*argv, "--out", str(out)]) == 0
-    index = json.loads((out / "index.json").read_text())
-    assert len(index) == 5 and len({f for e in index for f in e["files"]}) == 5 * 3
-    summaries = {json.loads((out / e["files"][-1]).read_text())["width"] for e in index}
-    assert summaries == {16}
+    assert main([*argv, "--out", str(out), "--format", "png", "coco"]) == 0
+    index = _manifest(out)
+    assert len(index) == 5 and len({f for e in index for f in e["outputs"]}) == 5 * 4
+    summaries = [json.loads((out / f"{e['stem']}.json").read_text()) for e in index]
+    assert [s["width"] for s in summaries] == [16] * 5
+    assert len(json.loads((out / "coco.json").read_text())["images"]) == 5
 
 
 _CLI_RUN = """
@@ -325,18 +328,18 @@ def test_10_sigterm_leaves_only_whole_files(tmp_path, saved_model) -> None:
     script = _CLI_RUN.format(root=str(ROOT), argv=[*argv, "--out", str(out)])
     proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE)
     deadline = time.time() + 120
+    manifest = out / "manifest.jsonl"
     while time.time() < deadline and not (
-        (out / "index.jsonl").exists() and (out / "index.jsonl").read_text().count("\n") >= 3
+        manifest.exists() and manifest.read_text().count("\n") >= 3
     ):
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err.decode()
-    index = json.loads((out / "index.json").read_text())
-    assert 3 <= len(index) < 40
-    assert len((out / "index.jsonl").read_text().splitlines()) == len(index)
-    listed = {f for entry in index for f in entry["files"]}
-    on_disk = {p.name for p in out.iterdir()} - {"index.json", "index.jsonl"}
+    index = _manifest(out)
+    assert 3 <= len(index) < 40 and all(e["status"] == "ok" for e in index)
+    listed = {f for entry in index for f in entry["outputs"]}
+    on_disk = {p.name for p in out.iterdir()} - {"manifest.jsonl"}
     assert on_disk == listed or on_disk - listed <= {
         n for n in on_disk if n.startswith(f"img{len(index):02d}")
     }  # the image in flight may have some whole files, never a temporary
@@ -358,10 +361,14 @@ def test_11_every_per_image_failure_is_counted(tmp_path, saved_model, capsys) ->
     out = tmp_path / "out"
     argv = ["segment", str(images), "--classes", "dog", "--model", str(saved_model)]
     assert main([*argv, "--out", str(out)]) == 1
-    assert [Path(e["image"]).name for e in json.loads((out / "index.json").read_text())] == [
-        "a.png",
-        "d.png",
+    entries = _manifest(out)
+    assert [(Path(e["image"]).name, e["status"]) for e in entries] == [
+        ("a.png", "ok"),
+        ("b.png", "failed"),
+        ("c.png", "failed"),
+        ("d.png", "ok"),
     ]
+    assert "decompression bomb" in entries[1]["error"]
     assert "2 of 4 image(s) failed" in capsys.readouterr().err
 
 
