@@ -222,6 +222,14 @@ class FullResolution:
             out[start:stop] = self.band([class_index], start, stop)[0]
         return out
 
+    def class_mask(self, class_index: int, threshold: float) -> torch.Tensor:
+        """bool ``H x W``: the fused logits of one class above ``threshold`` (a logit), with no
+        full-resolution float map."""
+        out = torch.empty(self.height, self.width, dtype=torch.bool, device=self._logits.device)
+        for start, stop in self.row_bands(1):
+            out[start:stop] = self.band([class_index], start, stop)[0] > threshold
+        return out
+
     def label_map(self, threshold: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One pass over every class: the label map and per-class statistics.
 

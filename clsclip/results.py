@@ -290,8 +290,9 @@ class SegmentationResult:
         return self._label_pass
 
     def _mask_at(self, k: int) -> np.ndarray:
-        logits = self._full().class_logits(k)
-        return (logits > threshold_logit(self.threshold)).cpu().numpy()
+        if len(self.class_names) == 1 and self._label_pass is not None:
+            return self._label_pass[0] == 1  # one class: its mask is the label map
+        return self._full().class_mask(k, threshold_logit(self.threshold)).cpu().numpy()
 
     def _index(self, class_name: str) -> int:
         try:
