@@ -91,7 +91,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_train_parser(commands)
     _add_eval_parser(commands)
+    _add_data_parser(commands)
     return parser
+
+
+def _add_data_parser(commands: Any) -> None:
+    data = commands.add_parser(
+        "data",
+        help="prepare PASCAL-5i / COCO-20i data, or check it against the standard lists",
+        description="voc: VOC2012 + SBD -> SegmentationClassAug and trainaug.txt. coco: COCO 2014 "
+        "-> a VOC-layout folder. check: report images and masks of the standard lists missing "
+        "from a data root. See docs/training.md.",
+    )
+    tasks = data.add_subparsers(dest="task", required=True)
+    voc = tasks.add_parser("voc", help="VOC2012 + SBD -> SegmentationClassAug")
+    voc.add_argument("--voc", type=Path, required=True, help="the VOC2012 folder")
+    voc.add_argument("--sbd", type=Path, required=True, help="SBD's dataset folder (cls/, *.txt)")
+    coco = tasks.add_parser("coco", help="COCO 2014 -> class-index PNGs in the VOC layout")
+    coco.add_argument("--coco", type=Path, required=True, help="the COCO root")
+    coco.add_argument("--out", type=Path, required=True, help="the folder to write")
+    chk = tasks.add_parser("check", help="what the standard lists need that a root lacks")
+    chk.add_argument("--dataset", choices=("pascal5i", "coco20i"), required=True)
+    chk.add_argument("--data-root", type=Path, required=True)
 
 
 def _add_train_parser(commands: Any) -> None:
@@ -113,9 +134,19 @@ def _add_eval_parser(commands: Any) -> None:
     ev = commands.add_parser(
         "eval",
         help="episodic mIoU / FB-IoU on a fold's novel classes",
-        description="The protocol of the paper: seeded episodes, per-class IoU summed over "
-        "episodes, mIoU over the fold's classes, FB-IoU; scored at label resolution.",
+        description="The standard protocol (default): the references' fixed (image, class) "
+        "lists and episodes, scored at the network input. all-pairs: every pair with "
+        "--min-pixels pixels, scored at the label's resolution. See docs/evaluation.md.",
     )
+    ev.add_argument("--protocol", choices=("standard", "all-pairs"), default="standard")
+    ev.add_argument(
+        "--score-at",
+        choices=("input", "original"),
+        default=None,
+        help="input: image and label resized to the model input (the references); original: "
+        "the label's resolution (PFENet). Default: input for standard, original for all-pairs",
+    )
+    ev.add_argument("--min-pixels", type=int, default=16, help="all-pairs: least class pixels")
     ev.add_argument("--model", required=True, help="a model folder or a Hugging Face Hub repo id")
     ev.add_argument("--dataset", choices=("pascal5i", "coco20i"), required=True)
     ev.add_argument("--fold", type=int, required=True, choices=(0, 1, 2, 3))
@@ -136,7 +167,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    commands = {"segment": _segment, "train": _train, "eval": _eval}
+    commands = {"segment": _segment, "train": _train, "eval": _eval, "data": _data}
     if args.command in commands:
         return commands[args.command](args)
     raise AssertionError(f"unhandled command {args.command}")
@@ -336,10 +367,13 @@ def _eval(args: argparse.Namespace) -> int:
             data_root=args.data_root,
             dataset=args.dataset,
             fold=args.fold,
+            protocol=args.protocol,
             split=args.split,
             episodes=args.episodes,
             seed=args.seed,
             proposals=args.proposals,
+            min_pixels=args.min_pixels,
+            score_at=args.score_at,
             classes=args.classes,
         )
     except (OSError, ValueError, TypeError, ImportError) as e:
@@ -352,15 +386,37 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _data(args: argparse.Namespace) -> int:
+    from clsclip.datasets import prepare
+
+    try:
+        if args.task == "voc":
+            print(f"wrote {prepare.prepare_voc(args.voc, args.sbd)}")
+        elif args.task == "coco":
+            print(f"wrote {prepare.prepare_coco(args.coco, args.out)}")
+        else:
+            report = prepare.check(args.dataset, args.data_root)
+            print(report.describe())
+            return 0 if report.ok else 1
+    except (OSError, ValueError, ImportError) as e:
+        print(f"clsclip: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def format_scores(scores: dict[str, Any]) -> str:
     """A table like the paper's: one row per class, then mIoU and FB-IoU, in percent."""
     width = max(10, *(len(name) for name in scores["class_iou"]))
     lines = [
         f"{scores['dataset']} fold {scores['fold']} ({scores['classes']} classes), "
-        f"{scores['episodes']} episodes, proposals: {scores['proposals']}",
-        f"{'class':<{width}}  IoU %",
+        f"{scores['protocol']} protocol, {scores['episodes']} episodes, scored at "
+        f"{scores['score_at']}, proposals: {scores['proposals']}",
+        f"{'class':<{width}}  IoU %  episodes",
     ]
-    lines += [f"{name:<{width}}  {100 * iou:5.1f}" for name, iou in scores["class_iou"].items()]
+    lines += [
+        f"{name:<{width}}  {100 * iou:5.1f}  {scores['class_episodes'][name]:8d}"
+        for name, iou in scores["class_iou"].items()
+    ]
     lines += [f"{'mIoU':<{width}}  {100 * scores['miou']:5.1f}"]
     lines += [f"{'FB-IoU':<{width}}  {100 * scores['fb_iou']:5.1f}"]
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, TypeVar
 from clsclip.inputs import check_int, check_threshold
 
 FORMAT_VERSION = 1
+RESIZE_MODES = ("letterbox", "resize")
 MAX_IMAGE_SIZE = 4096
 """Largest model input side accepted (a 256 x 256 patch grid at 16 px patches)."""
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -42,6 +43,9 @@ class ModelConfig:
         threshold: probability above which a pixel belongs to a class, in [0, 1].
         image_mean, image_std: per-channel RGB normalisation in [0, 1] units; ``None`` takes the
             backbone's (open_clip's preprocessing config), which is CLIP's by default.
+        resize_mode: how an image becomes the square input: ``"letterbox"`` (long side to
+            ``image_size``, aspect ratio kept, padded) or ``"resize"`` (stretched to the square,
+            as the PASCAL-5i / COCO-20i references do). Train and evaluate a model the same way.
     """
 
     MODEL_TYPE: ClassVar[str] = ""
@@ -53,6 +57,7 @@ class ModelConfig:
     threshold: float = 0.5
     image_mean: tuple[float, float, float] | None = None
     image_std: tuple[float, float, float] | None = None
+    resize_mode: str = "letterbox"
 
     def __post_init__(self) -> None:
         # Lists (from JSON or users) become tuples, so that the frozen config compares equal.
@@ -89,6 +94,10 @@ class ModelConfig:
             raise ValueError(f"image_size must be <= {MAX_IMAGE_SIZE}, got {self.image_size}")
         _check_templates(self.prompt_templates)
         check_threshold(self.threshold)
+        if self.resize_mode not in RESIZE_MODES:
+            raise ValueError(
+                f"unknown resize_mode {self.resize_mode!r}; choose one of {list(RESIZE_MODES)}"
+            )
         for name in ("image_mean", "image_std"):
             value = getattr(self, name)
             if value is not None and (

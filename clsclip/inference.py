@@ -55,9 +55,12 @@ class ViewPlanner:
     the number of images or proposal boxes.
     """
 
-    def __init__(self, model: SegmentationModel, image_size: int) -> None:
+    def __init__(
+        self, model: SegmentationModel, image_size: int, resize_mode: str = "letterbox"
+    ) -> None:
         self.model = model
         self.image_size = image_size
+        self.resize_mode = resize_mode
         self.views: list[_View] = []
         self.pairs: list[tuple[int, int]] = []
 
@@ -168,4 +171,7 @@ class ViewPlanner:
             return view.prepared
         assert view.image is not None, "a view is prepared or has its image"
         image = view.image if view.region is None else view.image.crop(view.region)
-        return letterbox_image(image, self.image_size, self.model.image_mean, self.model.image_std)
+        model = self.model
+        return letterbox_image(
+            image, self.image_size, model.image_mean, model.image_std, self.resize_mode
+        )

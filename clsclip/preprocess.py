@@ -28,6 +28,16 @@ class Letterbox:
     input_size: int
 
     @classmethod
+    def for_mode(cls, original_size: tuple[int, int], input_size: int, mode: str) -> Letterbox:
+        """`fit` for ``"letterbox"``; for ``"resize"`` the image fills the whole input."""
+        if mode == "resize":
+            square = (input_size, input_size)
+            return cls(original_size=original_size, resized_size=square, input_size=input_size)
+        if mode != "letterbox":
+            raise ValueError(f"unknown resize mode {mode!r}; choose 'letterbox' or 'resize'")
+        return cls.fit(original_size, input_size)
+
+    @classmethod
     def fit(cls, original_size: tuple[int, int], input_size: int) -> Letterbox:
         height, width = original_size
         scale = input_size / max(height, width)
@@ -43,14 +53,16 @@ def letterbox_image(
     input_size: int,
     mean: tuple[float, float, float],
     std: tuple[float, float, float],
+    mode: str = "letterbox",
 ) -> tuple[torch.Tensor, Letterbox]:
-    """Resize (bicubic, long side to ``input_size``), normalise and zero-pad an RGB image.
+    """Resize (bicubic, long side to ``input_size``), normalise and zero-pad an RGB image; with
+    ``mode="resize"``, stretch it to the square instead (no padding).
 
     Returns:
         A float32 tensor ``3 x input_size x input_size`` (padding is 0, i.e. the mean colour after
         normalisation) and the `Letterbox` that maps predictions back.
     """
-    box = Letterbox.fit((image.height, image.width), input_size)
+    box = Letterbox.for_mode((image.height, image.width), input_size, mode)
     h, w = box.resized_size
     resized = (
         image if (h, w) == box.original_size else image.resize((w, h), Image.Resampling.BICUBIC)
@@ -67,6 +79,7 @@ def letterbox_tensor(
     input_size: int,
     mean: tuple[float, float, float],
     std: tuple[float, float, float],
+    mode: str = "letterbox",
 ) -> tuple[torch.Tensor, Letterbox]:
     """`letterbox_image` for a batch of same-size image tensors, on their device.
 
@@ -77,7 +90,7 @@ def letterbox_tensor(
         float32 ``B x 3 x input_size x input_size`` and the shared `Letterbox`. The resize is
         torch's antialiased bicubic, close to PIL's (within a few 1/255 levels) but not equal.
     """
-    box = Letterbox.fit((images.shape[-2], images.shape[-1]), input_size)
+    box = Letterbox.for_mode((images.shape[-2], images.shape[-1]), input_size, mode)
     x = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
     h, w = box.resized_size
     if (h, w) != box.original_size:

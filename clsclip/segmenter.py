@@ -323,7 +323,11 @@ class Segmenter:
         with torch.inference_mode(), autocast(self.precision, self.device):
             for chunk in images.split(self.chunk_size):
                 pixels, box = letterbox_tensor(
-                    chunk.to(self.device), self.config.image_size, model.image_mean, model.image_std
+                    chunk.to(self.device),
+                    self.config.image_size,
+                    model.image_mean,
+                    model.image_std,
+                    self.config.resize_mode,
                 )
                 out = model.predict_logits(pixels, text, chunk_size=self.chunk_size)
                 logits.append(out.float())
@@ -373,6 +377,7 @@ class Segmenter:
             std=self.model.image_std,
             max_pixels=self.max_image_pixels,
             keep_images=keep_images or proposer is not None,
+            resize_mode=self.config.resize_mode,
         )
         for batch in image_loader(dataset, batch_size=batch_size, workers=workers):
             good = [item for item in batch if item.error is None]
@@ -430,7 +435,7 @@ class Segmenter:
     ) -> list[ImagePrediction]:
         """Whole images and their matching crops: every (view, class) pair, ``chunk_size`` views
         per network call (``prepared``: whole views letterboxed already, by loader workers)."""
-        planner = ViewPlanner(self.model, self.config.image_size)
+        planner = ViewPlanner(self.model, self.config.image_size, self.config.resize_mode)
         plans = []
         for i, image in enumerate(images):
             proposals = None

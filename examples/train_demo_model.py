@@ -53,7 +53,7 @@ def main() -> None:
         seg = Segmenter.from_pretrained(trained, device=args.device)
         for classes in ("base", "novel"):
             scores = evaluate(seg, data_root=data, dataset="pascal5i", fold=0, episodes=200,
-                              classes=classes, progress=False)  # fmt: skip
+                              protocol="all-pairs", classes=classes, progress=False)  # fmt: skip
             logging.info(
                 "%s classes: mIoU %.3f, FB-IoU %.3f", classes, scores["miou"], scores["fb_iou"]
             )

@@ -80,6 +80,7 @@ class CocoFolder:
         return list(COCO_CLASSES)
 
     def image_path(self, image_id: str) -> Path:
+        image_id = _numeric(image_id)
         split = self._split_of(image_id)
         info = self._api(split).loadImgs(int(image_id))[0]
         path = self.root / f"{split}2014" / info["file_name"]
@@ -88,6 +89,7 @@ class CocoFolder:
         return path
 
     def mask(self, image_id: str) -> np.ndarray:
+        image_id = _numeric(image_id)
         split = self._split_of(image_id)
         api = self._api(split)
         labels = self._labels(api)
@@ -124,3 +126,11 @@ class CocoFolder:
         if image_id not in self._image_split:
             raise FileNotFoundError(f"image id {image_id!r} is in no COCO 2014 annotation file")
         return self._image_split[image_id]
+
+
+def _numeric(image_id: str) -> str:
+    """COCO's numeric id of ``"COCO_val2014_000000429717"`` (the standard lists' form), or the
+    id as it is."""
+    if image_id.startswith("COCO_"):
+        return str(int(image_id.rsplit("_", 1)[1]))
+    return image_id

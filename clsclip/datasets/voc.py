@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 IGNORE = 255
 MASK_DIRS = ("SegmentationClassAug", "SegmentationClass")
+NOVEL_PIXELS = ("background", "ignore", "drop-image")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
@@ -153,10 +154,15 @@ class FoldDataset(torch.utils.data.Dataset):
         fold: 0-3.
         split: the id list (``"trainaug"``, ``"train"``, ``"val"``).
         train: base classes with augmentation (True) or novel classes as they are (False).
-        input_size, mean, std: the model input, as in the model's config.
+        input_size, mean, std, resize_mode: the model input, as in the model's config.
         min_pixels: least pixels of a class for an (image, class) pair to count.
         seed: seed of the augmentation.
         classes: ``"base"`` or ``"novel"`` (default: base when training, novel otherwise).
+        pairs: the (image id, label) pairs to use, as they are, instead of every pair of
+            ``split`` with ``min_pixels`` pixels (the standard lists).
+        novel_pixels: in training, what pixels of the fold's novel classes become:
+            ``"background"`` (0, the references), ``"ignore"`` (255: never learnt as
+            background), or ``"drop-image"`` (images holding any novel pixel are left out).
     """
 
     def __init__(
@@ -173,6 +179,9 @@ class FoldDataset(torch.utils.data.Dataset):
         min_pixels: int = 16,
         seed: int = 0,
         classes: str | None = None,
+        resize_mode: str = "letterbox",
+        pairs: list[tuple[str, int]] | None = None,
+        novel_pixels: str = "ignore",
     ) -> None:
         self.folder = open_folder(root)
         self.names = self.folder.class_names(dataset)
@@ -183,14 +192,29 @@ class FoldDataset(torch.utils.data.Dataset):
         self.labels = (
             base_classes(dataset, fold, len(self.names)) if classes == "base" else self.novel
         )
+        if novel_pixels not in NOVEL_PIXELS:
+            raise ValueError(
+                f"unknown novel_pixels {novel_pixels!r}; choose one of {list(NOVEL_PIXELS)}"
+            )
         self.train, self.input_size, self.mean, self.std = train, input_size, mean, std
-        self.seed = seed
+        self.seed, self.resize_mode, self.novel_pixels = seed, resize_mode, novel_pixels
         index = self.folder.index(split)
+        listed = pairs is not None
+        if pairs is None:
+            pairs = [(i, label) for i, counts in index.items() for label in counts]
+        missing = [i for i, _ in pairs if i not in index]
+        if missing:
+            raise FileNotFoundError(
+                f"{len(missing)} image(s) of the list are not in split {split!r} of {root}, "
+                f"e.g. {missing[:3]}; run clsclip data check"
+            )
+        novel = set(self.novel)
         self.samples = [
             (image_id, label)
-            for image_id, counts in index.items()
-            for label, count in counts.items()
-            if label in self.labels and count >= min_pixels
+            for image_id, label in pairs
+            if label in self.labels
+            and (listed or index[image_id].get(label, 0) >= min_pixels)
+            and not (train and novel_pixels == "drop-image" and novel & set(index[image_id]))
         ]
         if not self.samples:
             raise ValueError(f"no (image, class) pairs of fold {fold} in split {split!r} of {root}")
@@ -207,8 +231,9 @@ class FoldDataset(torch.utils.data.Dataset):
         """The original image, its binary target at label resolution, and the class name."""
         image_id, label = self.samples[index]
         image = load_image(self.folder.image_path(image_id))
-        ignored = [n for n in self.novel if n != label] if self.train else []
-        # Training ignores novel-class pixels, so they are never learnt as background.
+        ignored = []
+        if self.train and self.novel_pixels == "ignore":  # never learnt as background
+            ignored = [n for n in self.novel if n != label]
         target = binary_target(self.folder.mask(image_id), label, ignored)
         return image, target, self.names[label - 1]
 
@@ -218,7 +243,7 @@ class FoldDataset(torch.utils.data.Dataset):
         if self.train:
             rng = random.Random(hash((self.seed, self.epoch, index)) & 0xFFFFFFFF)
             image, target_image = augment(image, target_image, rng)
-        pixels, box = letterbox_image(image, self.input_size, self.mean, self.std)
+        pixels, box = letterbox_image(image, self.input_size, self.mean, self.std, self.resize_mode)
         h, w = box.resized_size
         resized = target_image.resize((w, h), Image.Resampling.NEAREST)
         full = np.full((self.input_size, self.input_size), IGNORE, dtype=np.int64)

@@ -19,10 +19,14 @@ class EpisodicIoU:
 
     Args:
         class_ids: the classes evaluated (the fold's novel classes).
+        empty_is_zero: a class with an empty union (no episodes, or nothing predicted nor
+            true) has IoU 0 and counts in the mean, as in HSNet's evaluator; otherwise it is NaN
+            and left out of the mean.
     """
 
-    def __init__(self, class_ids: Iterable[int]) -> None:
+    def __init__(self, class_ids: Iterable[int], *, empty_is_zero: bool = False) -> None:
         self.class_ids = list(class_ids)
+        self.empty_is_zero = empty_is_zero
         self.intersection = {c: 0 for c in self.class_ids}
         self.union = {c: 0 for c in self.class_ids}
         self.fb_intersection = np.zeros(2, dtype=np.int64)
@@ -52,14 +56,15 @@ class EpisodicIoU:
         self.episodes += 1
 
     def class_iou(self) -> dict[int, float]:
-        """IoU per class (classes without episodes are NaN)."""
+        """IoU per class (an empty union: 0 or NaN, see ``empty_is_zero``)."""
+        empty = 0.0 if self.empty_is_zero else float("nan")
         return {
-            c: self.intersection[c] / self.union[c] if self.union[c] else float("nan")
+            c: self.intersection[c] / self.union[c] if self.union[c] else empty
             for c in self.class_ids
         }
 
     def miou(self) -> float:
-        """Mean IoU over the classes that had episodes."""
+        """Mean IoU over the classes (those with a non-empty union unless ``empty_is_zero``)."""
         values = [v for v in self.class_iou().values() if not np.isnan(v)]
         return float(np.mean(values)) if values else float("nan")
 

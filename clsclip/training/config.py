@@ -11,12 +11,14 @@ from typing import Any
 
 from clsclip.config import ClsClipConfig, read_json
 from clsclip.datasets.folds import DATASETS
+from clsclip.datasets.voc import NOVEL_PIXELS
 from clsclip.inputs import check_int
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("poly", "cosine_restarts")
 UNFREEZE = ("none", "visual", "all")
+TRAIN_LISTS = ("standard", "all-pairs")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,14 @@ class TrainConfig:
         init_from: a saved model (folder or Hub id) to start from instead.
         dataset, data_root, fold: the data (VOC layout) and the fold whose base classes train.
         train_split, val_split: id lists for training and for validation on novel classes.
+        train_lists: ``"standard"``: the references' training pairs (PASCAL-5i: the bundled
+            ``trn`` lists of the other three folds; COCO-20i: the fold's ``trn`` list), whose
+            images must be in ``train_split``; ``"all-pairs"``: every base-class pair of
+            ``train_split`` with at least ``min_pixels`` pixels.
+        novel_pixels: what novel-class pixels of training images become: ``"background"`` (the
+            references), ``"ignore"`` (255) or ``"drop-image"`` (such images are left out).
+        val_seed: seed of the validation draw (all-pairs episodes of ``val_split``, never the
+            standard test episodes); None: ``seed + 1``.
         output_dir: checkpoints, logs and the exported models (``best/``, ``last/``).
         max_steps, batch_size, num_workers: the loop.
         optimizer: ``"adamw"`` or ``"sgd"`` (momentum ``momentum``).
@@ -53,6 +63,9 @@ class TrainConfig:
     fold: int = 0
     train_split: str = "trainaug"
     val_split: str = "val"
+    train_lists: str = "all-pairs"
+    novel_pixels: str = "ignore"
+    val_seed: int | None = None
     output_dir: str = "runs/clsclip"
     max_steps: int = 20000
     batch_size: int = 8
@@ -83,6 +96,8 @@ class TrainConfig:
             ("optimizer", OPTIMIZERS),
             ("schedule", SCHEDULES),
             ("unfreeze", UNFREEZE),
+            ("train_lists", TRAIN_LISTS),
+            ("novel_pixels", NOVEL_PIXELS),
         ):
             if getattr(self, name) not in allowed:
                 raise ValueError(
@@ -100,6 +115,8 @@ class TrainConfig:
             "checkpoint_every",
         ):
             check_int(name, getattr(self, name), minimum=0)
+        if self.val_seed is not None:
+            check_int("val_seed", self.val_seed, minimum=0)
         if not self.lr > 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.init_from is None:

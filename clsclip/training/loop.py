@@ -17,6 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from clsclip.datasets import IGNORE, FoldDataset
+from clsclip.datasets.standard import standard_training_pairs
 from clsclip.model import ClsClipModel
 from clsclip.segmenter import Segmenter
 from clsclip.training.checkpoint import load_checkpoint, save_checkpoint
@@ -66,6 +67,9 @@ class Trainer:
             raise TypeError(f"clsclip trains ClsCLIP models, got {type(model).__name__}")
         self.model = model
         set_trainable(model, config.unfreeze)
+        pairs = None
+        if config.train_lists == "standard":
+            pairs = standard_training_pairs(config.dataset, config.fold)
         self.dataset = FoldDataset(
             config.data_root,
             dataset=config.dataset,
@@ -77,6 +81,9 @@ class Trainer:
             std=model.image_std,
             min_pixels=config.min_pixels,
             seed=config.seed,
+            resize_mode=self.segmenter.config.resize_mode,
+            pairs=pairs,
+            novel_pixels=config.novel_pixels,
         )
         params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = self._optimizer(params)
@@ -215,14 +222,18 @@ class Trainer:
         from clsclip.evaluation import evaluate
 
         if self.context.is_main:
+            c = self.config
+            # A held-out draw (all-pairs episodes, another seed), never the test episodes.
             scores = evaluate(
                 self._segmenter(),
-                data_root=self.config.data_root,
-                dataset=self.config.dataset,
-                fold=self.config.fold,
-                split=self.config.val_split,
-                episodes=self.config.val_episodes,
-                seed=self.config.seed,
+                data_root=c.data_root,
+                dataset=c.dataset,
+                fold=c.fold,
+                protocol="all-pairs",
+                split=c.val_split,
+                episodes=c.val_episodes,
+                seed=c.seed + 1 if c.val_seed is None else c.val_seed,
+                min_pixels=c.min_pixels,
                 progress=False,
             )
             self._log(
