@@ -85,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="refuse images with more pixels (default 100 million; 0 for no limit but PIL's)",
     )
+    seg.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="onnxruntime: a folder written by clsclip export (needs clsclip[onnx])",
+    )
     seg.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit)")
     seg.add_argument(
         "--local-files-only", action="store_true", help="never download; use the cache only"
@@ -92,7 +98,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_parser(commands)
     _add_eval_parser(commands)
     _add_data_parser(commands)
+    _add_export_parser(commands)
     return parser
+
+
+def _add_export_parser(commands: Any) -> None:
+    export = commands.add_parser(
+        "export",
+        help="export a model as ONNX graphs for onnxruntime (needs clsclip[onnx])",
+        description="Write text.onnx, views.onnx, decode.onnx and clsclip-onnx.json into --out; "
+        "the vocabulary stays open. See docs/deploy.md.",
+    )
+    export.add_argument("model", help="a model folder or a Hugging Face Hub repo id")
+    export.add_argument("--out", type=Path, required=True, help="the folder to write")
+    export.add_argument("--classes", nargs="+", default=None, help="also store their vectors")
+    export.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
 
 
 def _add_data_parser(commands: Any) -> None:
@@ -167,7 +187,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    commands = {"segment": _segment, "train": _train, "eval": _eval, "data": _data}
+    commands = {
+        "segment": _segment,
+        "train": _train,
+        "eval": _eval,
+        "data": _data,
+        "export": _export,
+    }
     if args.command in commands:
         return commands[args.command](args)
     raise AssertionError(f"unhandled command {args.command}")
@@ -251,6 +277,7 @@ def _segment(args: argparse.Namespace) -> int:
             local_files_only=args.local_files_only,
             chunk_size=args.chunk_size,
             precision=args.precision,
+            backend=args.backend,
         )
         segmenter.encode_classes(args.classes)  # checks the names once, before any image
         if args.threshold is not None:
@@ -383,6 +410,19 @@ def _eval(args: argparse.Namespace) -> int:
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({**scores, "model": args.model}, indent=2) + "\n")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from clsclip.segmenter import Segmenter
+
+    try:
+        segmenter = Segmenter.from_pretrained(args.model, device="cpu")
+        out = segmenter.export_onnx(args.out, classes=args.classes, opset=args.opset)
+    except (OSError, ValueError, TypeError, ImportError, RuntimeError) as e:
+        print(f"clsclip: error: {e}", file=sys.stderr)
+        return 2
+    print(f"exported to {out}")
     return 0
 
 

@@ -29,6 +29,8 @@ from clsclip.inference import ImagePrediction, ViewPlanner
 from clsclip.inputs import check_class_names, check_int, check_threshold, resolve_device
 from clsclip.loader import ImageListDataset, ImageOutcome, image_loader
 from clsclip.model import SegmentationModel, build_model
+from clsclip.model.clipseg_model import ClipSegModel
+from clsclip.model.clsclip_model import ClsClipModel
 from clsclip.postprocess import FullResolution, LowResPrediction, threshold_logit
 from clsclip.precision import Precision, autocast, check_precision, quantize_backbone
 from clsclip.preprocess import Letterbox, letterbox_tensor
@@ -47,6 +49,7 @@ from clsclip.zoom import ZoomSettings
 logger = logging.getLogger(__name__)
 
 _TEXT_CACHE_SIZE = 4096
+BACKENDS = ("torch", "onnxruntime")
 _SINGLE_IMAGE_TYPES = (Image.Image, np.ndarray, str, os.PathLike)
 
 
@@ -150,6 +153,7 @@ class Segmenter:
         chunk_size: int = 16,
         precision: Precision = "fp32",
         verify: bool = True,
+        backend: str = "torch",
     ) -> Segmenter:
         """Load a saved model from a local folder or a Hugging Face Hub repo.
 
@@ -164,12 +168,19 @@ class Segmenter:
                 the weights were saved with (models saved by clsclip 0.2 and later carry both).
                 ``False`` accepts a config edited by hand; NaN or infinite weights are refused
                 either way.
+            backend: ``"torch"``, or ``"onnxruntime"`` for a folder written by `export_onnx`
+                (``clsclip export``): the same pipeline with onnxruntime sessions in place of
+                the torch network, on the CPU (needs ``clsclip[onnx]``).
 
         Raises:
             FileNotFoundError: no such folder, or a file of the model is missing.
             OSError: the Hub cannot provide the model (offline and not cached, unknown repo).
             ValueError: invalid config, or weights that do not match it (listing the keys).
         """
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {list(BACKENDS)}")
+        if backend == "onnxruntime":
+            return cls._from_onnx(source, chunk_size=chunk_size, precision=precision)
         device = resolve_device(device)
         files = resolve_model_files(
             source,
@@ -198,6 +209,44 @@ class Segmenter:
         )
         logger.info("loaded clsclip model from %s", source)
         return cls(model, config, device=device, chunk_size=chunk_size, precision=precision)
+
+    @classmethod
+    def _from_onnx(
+        cls, source: str | os.PathLike[str], *, chunk_size: int, precision: Precision
+    ) -> Segmenter:
+        from clsclip.model.onnx_model import OnnxModel, read_description
+
+        if precision != "fp32":
+            raise ValueError("the onnxruntime backend runs the exported fp32 graphs")
+        folder = Path(source)
+        description = read_description(folder)
+        config = config_from_dict(description["config"])
+        model = OnnxModel(folder, description)
+        logger.info("loaded exported clsclip model from %s (onnxruntime)", source)
+        return cls(model, config, device="cpu", chunk_size=chunk_size)
+
+    def export_onnx(
+        self,
+        out_dir: str | os.PathLike[str],
+        *,
+        classes: Sequence[str] | None = None,
+        opset: int | None = None,
+    ) -> Path:
+        """Export the network as ONNX graphs that keep the vocabulary open (text encoder,
+        class-independent part, class-dependent part) and a JSON describing the pipeline;
+        ``classes`` also stores their vectors. Load with ``from_pretrained(dir,
+        backend="onnxruntime")``. Needs ``clsclip[onnx]``; see docs/deploy.md."""
+        import copy
+
+        from clsclip.export import OPSET, export_onnx
+
+        if self.precision == "int8":
+            raise RuntimeError("export the fp32 model: an int8 (quantised) one cannot be exported")
+        if not isinstance(self.model, (ClsClipModel, ClipSegModel)):
+            raise TypeError(f"cannot export a {type(self.model).__name__}")
+        model = copy.deepcopy(self.model)
+        names = check_class_names(classes) if classes is not None else None
+        return export_onnx(model, self.config, Path(out_dir), classes=names, opset=opset or OPSET)
 
     def to(self, device: str | torch.device) -> Segmenter:
         """Move the model to another device (in place); returns self."""

@@ -1,0 +1,234 @@
+"""ONNX export that keeps the vocabulary open: three graphs and a JSON that describes them.
+
+- ``text.onnx``: token ids ``N x context`` (int64) -> text vectors ``N x embed_dim`` (CLIP's
+  ``encode_text``, not normalised);
+- ``views.onnx``: normalised views ``V x 3 x S x S`` -> the class-independent tensors
+  (ClsCLIP: the tokens after the shared blocks; CLIPSeg: the reduced activations);
+- ``decode.onnx``: rows of those tensors and class vectors ``P x embed_dim`` -> logits
+  ``P x h x w``;
+- ``clsclip-onnx.json``: input size, normalisation, resize mode, threshold, prompt templates,
+  how text vectors are combined, tokenizer settings, opset, clsclip's version, the graphs' input
+  and output names; with ``classes``, ``classes.npz`` holds ready class vectors, so an app needs
+  no text encoder.
+
+Batch dimensions (N, V, P) are dynamic; the input size is fixed at export. Uses torch's exporter
+(the dynamo path, falling back to TorchScript for graphs it cannot capture) and `onnx.checker`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from clsclip.model import SegmentationModel
+from clsclip.model.clsclip_model import ClsClipModel
+from clsclip.model.onnx_model import ONNX_CONFIG
+
+logger = logging.getLogger(__name__)
+
+OPSET = 18
+INSTALL_HINT = 'ONNX export and the onnxruntime backend need: pip install "clsclip[onnx]"'
+
+
+class _Text(nn.Module):
+    def __init__(self, model: SegmentationModel) -> None:
+        super().__init__()
+        self.clip = model.backbone.clip
+
+    def forward(self, token_ids: torch.Tensor) -> torch.Tensor:
+        # The whole context (no data-dependent cut): the same vectors under the causal mask.
+        return self.clip.encode_text(token_ids, normalize=False)
+
+
+class _Views(nn.Module):
+    def __init__(self, model: SegmentationModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(self.model.encode_views(pixels))
+
+
+class _Decode(nn.Module):
+    def __init__(self, model: SegmentationModel, grid: tuple[int, int]) -> None:
+        super().__init__()
+        self.model, self.grid = model, grid
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        *shared, text = inputs
+        return self.model.decode_rows(list(shared), text, self.grid)
+
+
+def export_onnx(
+    model: SegmentationModel,
+    config: Any,
+    out_dir: str | Path,
+    *,
+    classes: Sequence[str] | None = None,
+    opset: int = OPSET,
+) -> Path:
+    """Write the three graphs, the JSON and (with ``classes``) their vectors into ``out_dir``.
+
+    Returns the folder. Raises `ImportError` with the install hint without onnx.
+    """
+    try:
+        import onnx
+    except ImportError as e:
+        raise ImportError(INSTALL_HINT) from e
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = model.float().eval().cpu()
+    size = config.image_size
+    grid = model.grid_for(size)
+    pixels = torch.zeros(2, 3, size, size)
+    with torch.no_grad():
+        shared = model.encode_views(pixels)
+        text = torch.randn(3, model.backbone.embed_dim)
+        rows = [x[torch.tensor([0, 1, 1])] for x in shared]
+    context = _context_length(model)
+    ids = torch.zeros(2, context, dtype=torch.long)
+    ids[:, 0], ids[:, 1] = 49406, 49407
+    shared_names = [f"shared_{i}" for i in range(len(shared))]
+    _export(_Text(model), (ids,), out / "text.onnx", ["token_ids"], ["text"], opset)
+    _export(_Views(model), (pixels,), out / "views.onnx", ["pixels"], shared_names, opset)
+    _export(
+        _Decode(model, grid),
+        (*rows, text),
+        out / "decode.onnx",
+        [*[f"rows_{i}" for i in range(len(shared))], "class_vectors"],
+        ["logits"],
+        opset,
+    )
+    for name in ("text.onnx", "views.onnx", "decode.onnx"):
+        onnx.checker.check_model(str(out / name))
+    _copy_vocabulary(out)
+    description = describe(model, config, context, len(shared), opset)
+    if classes:
+        names = list(classes)
+        with torch.no_grad():
+            vectors = model.encode_class_names(names).float().numpy()
+        np.savez(out / "classes.npz", names=np.asarray(names), vectors=vectors)
+        description["classes_file"] = "classes.npz"
+    (out / ONNX_CONFIG).write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
+    logger.info("exported %s to %s", type(model).__name__, out)
+    return out
+
+
+def describe(
+    model: SegmentationModel, config: Any, context: int, num_shared: int, opset: int
+) -> dict[str, Any]:
+    """Everything the pipeline needs besides the graphs."""
+    from clsclip import __version__
+
+    return {
+        "format": "clsclip-onnx",
+        "format_version": 1,
+        "clsclip_version": __version__,
+        "model_type": config.MODEL_TYPE,
+        "config": config.to_file_dict(),
+        "image_size": config.image_size,
+        "grid": list(model.grid_for(config.image_size)),
+        "image_mean": list(model.image_mean),
+        "image_std": list(model.image_std),
+        "resize_mode": config.resize_mode,
+        "threshold": config.threshold,
+        "prompt_templates": list(config.prompt_templates),
+        # ClsCLIP: unit-normalise each prompt's vector, average over templates, normalise again;
+        # CLIPSeg: average the raw vectors.
+        "text_normalize": isinstance(model, ClsClipModel),
+        "tokenizer": {
+            "type": "clip-bpe",
+            "vocabulary": "bpe_simple_vocab_16e6.txt.gz",
+            "context_length": context,
+            "start_token": 49406,
+            "end_token": 49407,
+            "lowercase": True,
+        },
+        "graphs": {
+            "text": {"file": "text.onnx", "inputs": ["token_ids"], "outputs": ["text"]},
+            "views": {
+                "file": "views.onnx",
+                "inputs": ["pixels"],
+                "outputs": [f"shared_{i}" for i in range(num_shared)],
+            },
+            "decode": {
+                "file": "decode.onnx",
+                "inputs": [*[f"rows_{i}" for i in range(num_shared)], "class_vectors"],
+                "outputs": ["logits"],
+            },
+        },
+        "opset": opset,
+        "logits": "foreground logits on the patch grid of the square input (ClsCLIP) or at the "
+        "input size (CLIPSeg); sigmoid gives probabilities",
+    }
+
+
+def _context_length(model: SegmentationModel) -> int:
+    context = getattr(model.tokenizer, "context_length", None)
+    if not isinstance(context, int):
+        raise ValueError("ONNX export needs a tokenizer with a fixed context_length")
+    return context
+
+
+def _copy_vocabulary(out: Path) -> None:
+    from open_clip import tokenizer
+
+    source = Path(tokenizer.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
+    shutil.copyfile(source, out / "bpe_simple_vocab_16e6.txt.gz")
+
+
+def _export(
+    module: nn.Module,
+    args: tuple[torch.Tensor, ...],
+    path: Path,
+    inputs: list[str],
+    outputs: list[str],
+    opset: int,
+) -> None:
+    """Export one graph with a dynamic first dimension on every input and output."""
+    axes = {name: {0: "batch"} for name in [*inputs, *outputs]}
+    try:
+        batch = torch.export.Dim("batch", min=1)
+        per_input = tuple({0: batch} for _ in args)
+        # `_Decode.forward(*inputs)` takes its tensors as one variadic argument.
+        shapes: Any = (per_input,) if isinstance(module, _Decode) else per_input
+        torch.onnx.export(
+            module,
+            args,
+            str(path),
+            input_names=inputs,
+            output_names=outputs,
+            opset_version=opset,
+            dynamo=True,
+            dynamic_shapes=shapes,
+            external_data=False,
+            verbose=False,
+        )
+    except Exception as e:  # the dynamo exporter cannot capture every graph: TorchScript can
+        logger.info("dynamo export of %s failed (%s); using the TorchScript exporter", path.name, e)
+        with warnings.catch_warnings():
+            # Shape checks in the model are constants of the trace; the batch axis stays dynamic.
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(
+                module,
+                args,
+                str(path),
+                input_names=inputs,
+                output_names=outputs,
+                opset_version=opset,
+                dynamic_axes=axes,
+                dynamo=False,
+            )
+
+
+__all__ = ["ONNX_CONFIG", "OPSET", "describe", "export_onnx"]
