@@ -113,6 +113,7 @@ def _add_export_parser(commands: Any) -> None:
     export.add_argument("--out", type=Path, required=True, help="the folder to write")
     export.add_argument("--classes", nargs="+", default=None, help="also store their vectors")
     export.add_argument("--opset", type=int, default=None, help="ONNX opset (default 18)")
+    export.add_argument("--int8", action="store_true", help="dynamic int8 quantisation")
 
 
 def _add_data_parser(commands: Any) -> None:
@@ -418,7 +419,9 @@ def _export(args: argparse.Namespace) -> int:
 
     try:
         segmenter = Segmenter.from_pretrained(args.model, device="cpu")
-        out = segmenter.export_onnx(args.out, classes=args.classes, opset=args.opset)
+        out = segmenter.export_onnx(
+            args.out, classes=args.classes, opset=args.opset, int8=args.int8
+        )
     except (OSError, ValueError, TypeError, ImportError, RuntimeError) as e:
         print(f"clsclip: error: {e}", file=sys.stderr)
         return 2

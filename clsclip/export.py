@@ -75,8 +75,11 @@ def export_onnx(
     *,
     classes: Sequence[str] | None = None,
     opset: int = OPSET,
+    int8: bool = False,
 ) -> Path:
-    """Write the three graphs, the JSON and (with ``classes``) their vectors into ``out_dir``.
+    """Write the three graphs, the JSON and (with ``classes``) their vectors into ``out_dir``;
+    with ``int8``, the graphs are then quantised by onnxruntime's dynamic quantisation (int8
+    weights of matrix products, activations quantised at run time).
 
     Returns the folder. Raises `ImportError` with the install hint without onnx.
     """
@@ -110,8 +113,11 @@ def export_onnx(
     )
     for name in ("text.onnx", "views.onnx", "decode.onnx"):
         onnx.checker.check_model(str(out / name))
+        if int8:
+            quantize(out / name)
     _copy_vocabulary(out)
     description = describe(model, config, context, len(shared), opset)
+    description["precision"] = "int8" if int8 else "fp32"
     if classes:
         names = list(classes)
         with torch.no_grad():
@@ -170,6 +176,17 @@ def describe(
         "logits": "foreground logits on the patch grid of the square input (ClsCLIP) or at the "
         "input size (CLIPSeg); sigmoid gives probabilities",
     }
+
+
+def quantize(path: Path) -> None:
+    """Replace an ONNX graph by onnxruntime's dynamic int8 quantisation of it."""
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError as e:
+        raise ImportError(INSTALL_HINT) from e
+    tmp = path.with_name(f".{path.name}.int8")
+    quantize_dynamic(str(path), str(tmp), weight_type=QuantType.QInt8)
+    tmp.replace(path)
 
 
 def _context_length(model: SegmentationModel) -> int:

@@ -231,10 +231,12 @@ class Segmenter:
         *,
         classes: Sequence[str] | None = None,
         opset: int | None = None,
+        int8: bool = False,
     ) -> Path:
         """Export the network as ONNX graphs that keep the vocabulary open (text encoder,
         class-independent part, class-dependent part) and a JSON describing the pipeline;
-        ``classes`` also stores their vectors. Load with ``from_pretrained(dir,
+        ``classes`` also stores their vectors; ``int8`` quantises the graphs (onnxruntime's
+        dynamic quantisation). Load with ``from_pretrained(dir,
         backend="onnxruntime")``. Needs ``clsclip[onnx]``; see docs/deploy.md."""
         import copy
 
@@ -246,7 +248,9 @@ class Segmenter:
             raise TypeError(f"cannot export a {type(self.model).__name__}")
         model = copy.deepcopy(self.model)
         names = check_class_names(classes) if classes is not None else None
-        return export_onnx(model, self.config, Path(out_dir), classes=names, opset=opset or OPSET)
+        return export_onnx(
+            model, self.config, Path(out_dir), classes=names, opset=opset or OPSET, int8=int8
+        )
 
     def to(self, device: str | torch.device) -> Segmenter:
         """Move the model to another device (in place); returns self."""

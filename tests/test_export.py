@@ -170,3 +170,16 @@ def test_example_tokenizer_matches_open_clip() -> None:
     theirs = oc.SimpleTokenizer(context_length=77)
     texts = ["a photo of a dog.", "Hot-Dog stand's sign", "tree 2", "café crème", "x_y & 3.5kg"]
     np.testing.assert_array_equal(mine(texts), theirs(texts).numpy())
+
+
+def test_int8_export_is_quantised_and_close(tmp_path) -> None:
+    seg = tiny_segmenter()
+    fp32 = seg.export_onnx(tmp_path / "fp32")
+    int8 = seg.export_onnx(tmp_path / "int8", int8=True)
+    assert json.loads((int8 / "clsclip-onnx.json").read_text())["precision"] == "int8"
+    assert (int8 / "views.onnx").stat().st_size < (fp32 / "views.onnx").stat().st_size
+    quantised = Segmenter.from_pretrained(int8, backend="onnxruntime")
+    image = random_rgb(40, 50)
+    a = seg.segment(image, NAMES).low_res_logits.flatten()
+    b = quantised.segment(image, NAMES).low_res_logits.flatten()
+    assert torch.corrcoef(torch.stack([a, b]))[0, 1] > 0.95
