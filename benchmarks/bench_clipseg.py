@@ -6,6 +6,7 @@ visual blocks once, and only up to the deepest extracted block.
 
     python benchmarks/bench_clipseg.py --device cpu --prompts 1 5 20 --repeats 3
     python benchmarks/bench_clipseg.py --device cuda --prompts 1 5 20 --repeats 10
+    python benchmarks/bench_clipseg.py --config small   # width 512, 6 blocks, reduce dim 48
 
 Prints a table (medians) with the largest logit difference, and writes JSON with --json.
 """
@@ -45,14 +46,25 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--prompts", type=int, nargs="+", default=[1, 5, 20])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--config", choices=("default", "small"), default="default")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     device = torch.device(args.device)
     torch.manual_seed(0)
-    config = CLIPSegConfig(
-        vision_config={"patch_size": 16}, use_complex_transposed_convolution=True
-    )
+    if args.config == "small":  # where the per-prompt decoder weighs most
+        vision = {"patch_size": 16, "hidden_size": 512, "num_hidden_layers": 6,
+                  "num_attention_heads": 8, "intermediate_size": 2048}  # fmt: skip
+        config = CLIPSegConfig(
+            vision_config=vision,
+            extract_layers=[1, 3, 5],
+            reduce_dim=48,
+            use_complex_transposed_convolution=True,
+        )
+    else:
+        config = CLIPSegConfig(
+            vision_config={"patch_size": 16}, use_complex_transposed_convolution=True
+        )
     reference = CLIPSegForImageSegmentation(config).eval()
     with tempfile.TemporaryDirectory() as folder:
         reference.save_pretrained(folder)

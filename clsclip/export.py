@@ -212,40 +212,34 @@ def _export(
     opset: int,
 ) -> None:
     """Export one graph with a dynamic first dimension on every input and output."""
-    axes = {name: {0: "batch"} for name in [*inputs, *outputs]}
+    common: dict[str, Any] = {
+        "input_names": inputs,
+        "output_names": outputs,
+        "opset_version": opset,
+    }
+    batch = torch.export.Dim("batch", min=1)
+    per_input = tuple({0: batch} for _ in args)
+    # `_Decode.forward(*inputs)` takes its tensors as one variadic argument.
+    shapes: Any = (per_input,) if isinstance(module, _Decode) else per_input
     try:
-        batch = torch.export.Dim("batch", min=1)
-        per_input = tuple({0: batch} for _ in args)
-        # `_Decode.forward(*inputs)` takes its tensors as one variadic argument.
-        shapes: Any = (per_input,) if isinstance(module, _Decode) else per_input
         torch.onnx.export(
             module,
             args,
             str(path),
-            input_names=inputs,
-            output_names=outputs,
-            opset_version=opset,
             dynamo=True,
             dynamic_shapes=shapes,
             external_data=False,
             verbose=False,
+            **common,
         )
     except Exception as e:  # the dynamo exporter cannot capture every graph: TorchScript can
         logger.info("dynamo export of %s failed (%s); using the TorchScript exporter", path.name, e)
+        axes = {name: {0: "batch"} for name in [*inputs, *outputs]}
         with warnings.catch_warnings():
             # Shape checks in the model are constants of the trace; the batch axis stays dynamic.
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(
-                module,
-                args,
-                str(path),
-                input_names=inputs,
-                output_names=outputs,
-                opset_version=opset,
-                dynamic_axes=axes,
-                dynamo=False,
-            )
+            torch.onnx.export(module, args, str(path), dynamo=False, dynamic_axes=axes, **common)
 
 
 __all__ = ["ONNX_CONFIG", "OPSET", "describe", "export_onnx"]

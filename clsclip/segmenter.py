@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import tempfile
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -16,12 +15,9 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from clsclip.config import AnyConfig, ClipSegConfig, ClsClipConfig, config_from_dict
+from clsclip.config import AnyConfig, ClipSegConfig, ClsClipConfig
 from clsclip.hub import (
-    CONFIG_NAME,
-    WEIGHTS_NAME,
     push_folder_to_hub,
-    resolve_model_files,
     write_model_card,
 )
 from clsclip.image_io import MAX_IMAGE_PIXELS, ImageInput, load_image
@@ -31,19 +27,12 @@ from clsclip.loader import ImageListDataset, ImageOutcome, image_loader
 from clsclip.model import SegmentationModel, build_model
 from clsclip.model.clipseg_model import ClipSegModel
 from clsclip.model.clsclip_model import ClsClipModel
+from clsclip.model_folder import load_model_folder, load_onnx_folder, save_model_folder
 from clsclip.postprocess import FullResolution, LowResPrediction, threshold_logit
 from clsclip.precision import Precision, autocast, check_precision, quantize_backbone
 from clsclip.preprocess import Letterbox, letterbox_tensor
 from clsclip.proposals import LabelMatcher, ProposalSource, Proposer, resolve_proposer
 from clsclip.results import SegmentationResult, TensorSegmentation
-from clsclip.safe_write import copy_other_files, remove_stale, replace_folder, temporary_sibling
-from clsclip.weights import (
-    config_digest,
-    file_has_backbone,
-    load_transformers_clipseg,
-    load_weights,
-    save_weights,
-)
 from clsclip.zoom import ZoomSettings
 
 logger = logging.getLogger(__name__)
@@ -181,48 +170,24 @@ class Segmenter:
             raise ValueError(f"unknown backend {backend!r}; choose one of {list(BACKENDS)}")
         if backend == "onnxruntime":
             return cls._from_onnx(source, chunk_size=chunk_size, precision=precision)
-        device = resolve_device(device)
-        files = resolve_model_files(
+        resolve_device(device)  # an unusable device fails before anything is read
+        model, config = load_model_folder(
             source,
             revision=revision,
             cache_dir=cache_dir,
             local_files_only=local_files_only,
             token=token,
+            verify=verify,
         )
-        config = config_from_dict(files.config_data)
-        if (
-            files.config_data.get("model_type") == "clipseg"
-        ):  # a transformers checkpoint: convert it
-            model = build_model(config, load_backbone_weights=False)
-            load_transformers_clipseg(model, files.weights)
-            logger.info("converted transformers CLIPSeg checkpoint %s", source)
-            return cls(model, config, device=device, chunk_size=chunk_size, precision=precision)
-        has_backbone = file_has_backbone(files.weights)
-        if not has_backbone and config.pretrained is None:
-            raise ValueError(
-                f"{files.weights} holds no backbone weights and config.pretrained is None, so the "
-                "backbone would be random; save the model with include_backbone=True"
-            )
-        model = build_model(config, load_backbone_weights=not has_backbone, cache_dir=cache_dir)
-        load_weights(
-            model, files.weights, config_hash=config_digest(files.config_data), verify=verify
-        )
-        logger.info("loaded clsclip model from %s", source)
         return cls(model, config, device=device, chunk_size=chunk_size, precision=precision)
 
     @classmethod
     def _from_onnx(
         cls, source: str | os.PathLike[str], *, chunk_size: int, precision: Precision
     ) -> Segmenter:
-        from clsclip.model.onnx_model import OnnxModel, read_description
-
         if precision != "fp32":
             raise ValueError("the onnxruntime backend runs the exported fp32 graphs")
-        folder = Path(source)
-        description = read_description(folder)
-        config = config_from_dict(description["config"])
-        model = OnnxModel(folder, description)
-        logger.info("loaded exported clsclip model from %s (onnxruntime)", source)
+        model, config = load_onnx_folder(source)
         return cls(model, config, device="cpu", chunk_size=chunk_size)
 
     def export_onnx(
@@ -522,38 +487,13 @@ class Segmenter:
                 "an int8 (quantised) segmenter cannot be saved: save the fp32 model, and choose "
                 "precision='int8' when loading it"
             )
-        folder = Path(save_directory)
-        if folder.exists() and not folder.is_dir():
-            raise NotADirectoryError(f"{folder} exists and is not a folder")
         if include_backbone is None:
             include_backbone = self.config.pretrained is None or any(
                 p.requires_grad for p in self.model.backbone.parameters()
             )
-        # The model is written complete into a hidden sibling folder and swapped in, so an
-        # interruption leaves the old model or the new one, never a mix of the two; the config's
-        # hash in the weights' metadata refuses a mixed folder made any other way.
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        remove_stale(folder)
-        tmp = temporary_sibling(folder)
-        tmp.mkdir()
-        try:
-            digest = config_digest(self.config.to_file_dict())
-            save_weights(
-                self.model,
-                tmp / WEIGHTS_NAME,
-                include_backbone=include_backbone,
-                config_hash=digest,
-            )
-            self.config.save(tmp / CONFIG_NAME)
-            if folder.is_dir():
-                stale = {f".{WEIGHTS_NAME}.tmp", f".{CONFIG_NAME}.tmp"}  # clsclip 0.1's
-                copy_other_files(folder, tmp, skip={WEIGHTS_NAME, CONFIG_NAME, *stale})
-            replace_folder(tmp, folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        logger.info("saved clsclip model to %s", folder)
-        return folder
+        return save_model_folder(
+            self.model, self.config, Path(save_directory), include_backbone=include_backbone
+        )
 
     def push_to_hub(
         self,
