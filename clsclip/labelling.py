@@ -132,9 +132,16 @@ def prepare(options: RunOptions) -> None:
 
 
 def todo(images: Sequence[Path], options: RunOptions) -> list[int]:
-    """Indices of this rank's images: those not done (with ``resume``), every world-th."""
+    """Indices of this rank's images: those not done (with ``resume``: listed as ok with every
+    format asked for now), every world-th."""
     done = read_manifests(options.out) if options.resume else {}
-    left = [i for i, p in enumerate(images) if done.get(str(p), {}).get("status") != "ok"]
+    wanted = set(options.formats)
+
+    def finished(path: Path) -> bool:
+        entry = done.get(str(path), {})
+        return entry.get("status") == "ok" and wanted <= set(entry.get("formats", ()))
+
+    left = [i for i, p in enumerate(images) if not finished(p)]
     return left[options.rank :: options.world]
 
 
@@ -178,7 +185,8 @@ def run(
                 failed += 1
             else:
                 height, width = item.result.size
-                entry.update(status="ok", outputs=files, size=[height, width])
+                entry.update(status="ok", formats=list(options.formats), outputs=files)
+                entry.update(size=[height, width])
                 entry.update(classes=options.classes, seconds=round(seconds, 4))
                 written += 1
             manifest.write(json.dumps(entry) + "\n")

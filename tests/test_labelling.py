@@ -279,3 +279,13 @@ def test_two_gloo_ranks_cover_every_image_once_and_resume_with_one(tmp_path, sav
     (out / "manifest.jsonl").write_text("\n".join(lines) + "\n")
     assert main([*argv, "--out", str(out), "--resume"]) == 1
     _same_outputs(out, whole)
+
+
+def test_resume_with_more_formats_redoes_the_images(tmp_path, saved_model) -> None:
+    paths = _images(tmp_path / "in", 3)
+    argv = ["segment", *map(str, paths), "--classes", *CLASSES, "--model", str(saved_model)]
+    out = tmp_path / "out"
+    assert main([*argv, "--out", str(out), "--format", "label"]) == 0
+    assert main([*argv, "--out", str(out), "--format", "label", "coco", "--resume"]) == 0
+    assert len(json.loads((out / "coco.json").read_text())["images"]) == 3
+    assert all(e["formats"] == ["label", "coco"] for e in _manifest(out))
