@@ -131,9 +131,8 @@ class _View:
 
     def __init__(self, grid: tuple[int, int], box: Letterbox, device: torch.device) -> None:
         (height, width), (resized_h, resized_w) = box.original_size, box.resized_size
-        self.identity = grid == (box.input_size, box.input_size) and (
-            box.resized_size == box.original_size
-        )
+        # Logits already at the image's own size (`SegmentationResult.from_probs`): no resizing.
+        self.identity = grid == box.original_size == box.resized_size
         self.rows: torch.Tensor | None = None
         self.cols_t: torch.Tensor | None = None
         if not self.identity:

@@ -88,19 +88,17 @@ class SegmentationResult:
         _, height, width = probs.shape
         if height == 0 or width == 0:
             raise ValueError(f"probs has zero size: {probs.shape}")
-        side = max(height, width)
         values = np.clip(probs.astype(np.float64), 0.0, 1.0)
         with np.errstate(divide="ignore"):
-            logits = np.log(values) - np.log1p(-values)
-        padded = torch.zeros(probs.shape[0], side, side)
-        padded[:, :height, :width] = torch.from_numpy(logits.astype(np.float32))
-        box = Letterbox((height, width), (height, width), side)
-        return cls(class_names, LowResPrediction(padded, box), threshold, image, boxes)
+            logits = torch.from_numpy((np.log(values) - np.log1p(-values)).astype(np.float32))
+        box = Letterbox((height, width), (height, width), max(height, width))
+        return cls(class_names, LowResPrediction(logits, box), threshold, image, boxes)
 
     @property
     def low_res_logits(self) -> torch.Tensor:
         """float32 ``K x h' x w'`` logits of the whole image on the patch grid of the square model
-        input (the letterbox padding included; see `letterbox`), on the model's device."""
+        input (the letterbox padding included; see `letterbox`), on the model's device (for a
+        result made by `from_probs`: the logits at the image's own size)."""
         return self.prediction.logits
 
     @property

@@ -191,3 +191,11 @@ def test_from_probs_keeps_exact_zero_and_one() -> None:
     np.testing.assert_allclose(result.probs, probs, atol=1e-7)
     np.testing.assert_array_equal(result.masks[0], [[False, True], [True, True]])
     assert not SegmentationResult.from_probs(["a"], probs, threshold=1.0).masks.any()
+
+
+def test_from_probs_keeps_the_image_shape_not_a_square() -> None:
+    probs = np.random.default_rng(0).random((2, 3, 500)).astype(np.float32)
+    result = SegmentationResult.from_probs(["a", "b"], probs, threshold=0.3)
+    assert result.low_res_logits.shape == (2, 3, 500)  # a skinny strip stays skinny
+    np.testing.assert_allclose(result.probs, probs, atol=1e-6)
+    np.testing.assert_array_equal(result.masks, probs > 0.3)
