@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from clsclip.datasets import FoldDataset, open_folder
+from clsclip.datasets import FoldDataset, VocFolder, open_folder
 from clsclip.datasets.folds import novel_classes
 from clsclip.datasets.standard import Pair, balanced_episodes, standard_episodes
 from clsclip.datasets.voc import IGNORE
@@ -120,6 +120,7 @@ def evaluate(
             raise ValueError("the standard protocol scores novel classes; use all-pairs for base")
         pairs = standard_episodes(dataset, fold, episodes, seed)
         labels = novel_classes(dataset, fold)
+        _check_listed(folder, sorted({image_id for image_id, _ in pairs}), dataset)
     else:
         data = FoldDataset(
             data_root,
@@ -171,6 +172,27 @@ def evaluate(
         "class_iou": {names[c - 1]: v for c, v in scores.class_iou().items()},
         "class_episodes": {names[c - 1]: counts.get(c, 0) for c in labels},
     }
+
+
+def _check_listed(folder: Any, ids: list[str], dataset: str) -> None:
+    """Before any episode: every listed image and mask is in a VOC-layout root."""
+    if not isinstance(folder, VocFolder):
+        return
+    missing = []
+    for image_id in ids:
+        try:
+            folder.image_path(image_id)
+        except FileNotFoundError:
+            missing.append(image_id)
+            continue
+        if not (folder.mask_dir / f"{image_id}.png").is_file():
+            missing.append(image_id)
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} of the {len(ids)} images of the standard episodes (or their masks) "
+            f"are missing from {folder.root}, e.g. {missing[:3]}; see clsclip data check "
+            f"--dataset {dataset} --data-root {folder.root}"
+        )
 
 
 def _score_episode(

@@ -149,3 +149,9 @@ def test_all_pairs_protocol_and_original_resolution(tmp_path) -> None:
     assert 0 < scores["episodes"] <= len(set(pairs))  # fewer pairs than episodes: each once
     with pytest.raises(ValueError, match="unknown protocol"):
         evaluate(seg, data_root=root, dataset="pascal5i", fold=1, protocol="x", progress=False)
+
+
+def test_missing_listed_images_are_reported_before_any_episode(tmp_path) -> None:
+    root = _voc_root(tmp_path / "voc", _lines("val", 0)[:10])
+    with pytest.raises(FileNotFoundError, match=r"of the \d+ images of the standard episodes"):
+        evaluate(tiny_segmenter(), data_root=root, dataset="pascal5i", fold=0, progress=False)
