@@ -14,11 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from clsclip.labelling import FORMATS, IMAGE_SUFFIXES, RunOptions, list_images, unique_stems
+from clsclip.labelling import FORMATS, RunOptions, list_images
 
 logger = logging.getLogger("clsclip.cli")
-
-__all__ = ["IMAGE_SUFFIXES", "build_parser", "expand_images", "main", "unique_stems"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -198,11 +196,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in commands:
         return commands[args.command](args)
     raise AssertionError(f"unhandled command {args.command}")
-
-
-def expand_images(paths: Sequence[Path]) -> list[Path]:
-    """Files as given; folders replaced by their regular image files (sorted, not recursive)."""
-    return list_images(paths)
 
 
 def check_output_folder(folder: Path) -> None:

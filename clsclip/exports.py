@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from clsclip.postprocess import CropLogits, LowResPrediction
+from clsclip.postprocess import CropLogits, FullResolution, LowResPrediction, threshold_logit
 from clsclip.preprocess import Letterbox
 from clsclip.visualize import palette
 from clsclip.zoom import Region
@@ -60,6 +60,20 @@ def _components(mask: np.ndarray) -> list[np.ndarray]:
     return [labels == i for i in range(1, count + 1)]
 
 
+def _present_classes(
+    result: SegmentationResult,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(k, float32 probabilities, bool mask) of each class whose mask is not empty, one class at
+    a time; the mask thresholds logits exactly as `SegmentationResult.mask` does."""
+    full = FullResolution(result.prediction)
+    cutoff = threshold_logit(result.threshold)
+    for k in range(len(result.class_names)):
+        logits = full.class_logits(k)
+        mask = (logits > cutoff).cpu().numpy()
+        if mask.any():
+            yield k, logits.sigmoid_().cpu().numpy(), mask
+
+
 def coco_annotations(
     result: SegmentationResult, *, image_id: int, instances: bool = False
 ) -> list[dict[str, Any]]:
@@ -70,11 +84,7 @@ def coco_annotations(
     (mean probability inside the mask) and ``iscrowd`` 0; ``id`` is left for the caller.
     """
     out = []
-    for k, name in enumerate(result.class_names):
-        prob = result.prob(name)
-        mask = prob > result.threshold
-        if not mask.any():
-            continue
+    for k, prob, mask in _present_classes(result):
         for part in _components(mask) if instances else [mask]:
             rle = encode_rle(part)
             area, bbox = _rle_stats(rle)
@@ -102,11 +112,7 @@ def to_supervision(result: SegmentationResult) -> Any:
     inside the mask, ``data["class_name"]``)."""
     sv = _require("supervision", "supervision")
     masks, ids, scores, boxes = [], [], [], []
-    for k, name in enumerate(result.class_names):
-        prob = result.prob(name)
-        mask = prob > result.threshold
-        if not mask.any():
-            continue
+    for k, prob, mask in _present_classes(result):
         rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
         boxes.append([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1])
         masks.append(mask)

@@ -131,11 +131,10 @@ class _View:
 
     def __init__(self, grid: tuple[int, int], box: Letterbox, device: torch.device) -> None:
         (height, width), (resized_h, resized_w) = box.original_size, box.resized_size
-        # Logits already at the image's own size (`SegmentationResult.from_probs`): no resizing.
-        self.identity = grid == box.original_size == box.resized_size
         self.rows: torch.Tensor | None = None
         self.cols_t: torch.Tensor | None = None
-        if not self.identity:
+        # Logits already at the image's own size (`SegmentationResult.from_probs`): no resizing.
+        if not grid == box.original_size == box.resized_size:
             rows = axis_weights(grid[0], box.input_size, resized_h, height)
             cols = axis_weights(grid[1], box.input_size, resized_w, width)
             self.rows = rows.to(device, torch.float32)
@@ -216,17 +215,18 @@ class FullResolution:
 
     def class_logits(self, class_index: int) -> torch.Tensor:
         """float32 ``H x W``: the fused logits of one class."""
-        out = torch.empty(self.height, self.width, device=self._logits.device)
-        for start, stop in self.row_bands(1):
-            out[start:stop] = self.band([class_index], start, stop)[0]
-        return out
+        return self._one_class(class_index, torch.float32, None)
 
     def class_mask(self, class_index: int, threshold: float) -> torch.Tensor:
         """bool ``H x W``: the fused logits of one class above ``threshold`` (a logit), with no
         full-resolution float map."""
-        out = torch.empty(self.height, self.width, dtype=torch.bool, device=self._logits.device)
+        return self._one_class(class_index, torch.bool, threshold)
+
+    def _one_class(self, k: int, dtype: torch.dtype, threshold: float | None) -> torch.Tensor:
+        out = torch.empty(self.height, self.width, dtype=dtype, device=self._logits.device)
         for start, stop in self.row_bands(1):
-            out[start:stop] = self.band([class_index], start, stop)[0] > threshold
+            band = self.band([k], start, stop)[0]
+            out[start:stop] = band if threshold is None else band > threshold
         return out
 
     def label_map(self, threshold: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

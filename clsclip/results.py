@@ -165,9 +165,10 @@ class SegmentationResult:
     def masks(self) -> np.ndarray:
         """bool ``K x H x W`` masks of every class. Materialises all K masks at full resolution
         (1 byte per pixel and class): prefer `mask` or `label_map`."""
+        full = self._full()
         out = np.empty((len(self.class_names), *self.size), dtype=bool)
         for k in range(len(self.class_names)):
-            out[k] = self._mask_at(k)
+            out[k] = self._mask_at(k, full)
         return out
 
     def mask_images(self) -> Mapping[str, Image.Image]:
@@ -287,10 +288,11 @@ class SegmentationResult:
             )
         return self._label_pass
 
-    def _mask_at(self, k: int) -> np.ndarray:
+    def _mask_at(self, k: int, full: FullResolution | None = None) -> np.ndarray:
         if len(self.class_names) == 1 and self._label_pass is not None:
             return self._label_pass[0] == 1  # one class: its mask is the label map
-        return self._full().class_mask(k, threshold_logit(self.threshold)).cpu().numpy()
+        full = full if full is not None else self._full()
+        return full.class_mask(k, threshold_logit(self.threshold)).cpu().numpy()
 
     def _index(self, class_name: str) -> int:
         try:

@@ -5,7 +5,8 @@ import sys
 import numpy as np
 from PIL import Image
 
-from clsclip.cli import expand_images, main, unique_stems
+from clsclip.cli import main
+from clsclip.labelling import list_images, unique_stems
 from tests.conftest import random_rgb
 
 
@@ -87,7 +88,7 @@ def test_helpers(tmp_path) -> None:
     assert unique_stems([Path("a/x.png"), Path("b/x.jpg"), Path("y.png")]) == ["x", "x_2", "y"]
     (tmp_path / "b.PNG").write_bytes(b"")
     (tmp_path / "a.jpg").write_bytes(b"")
-    assert expand_images([tmp_path]) == [tmp_path / "a.jpg", tmp_path / "b.PNG"]
+    assert list_images([tmp_path]) == [tmp_path / "a.jpg", tmp_path / "b.PNG"]
 
 
 def test_console_entry_point_help() -> None:
