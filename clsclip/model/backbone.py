@@ -1,4 +1,8 @@
-"""The frozen CLIP backbone: open_clip's ViT image tower run block by block, and its text tower."""
+"""The frozen CLIP backbone: open_clip's ViT image tower run block by block, and its text tower.
+
+Both towers' blocks run through `clsclip.model.fused_block.run_block` (fused attention, a
+cache-sized feed-forward pass), which computes open_clip's function with open_clip's parameters.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from clsclip.model.fused_block import is_plain_block, run_block, run_causal_with_shared_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +47,13 @@ def interpolate_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int]) -> tor
     )
     patch_pos = patch_pos.permute(0, 2, 3, 1).reshape(grid[0] * grid[1], width)
     return torch.cat([cls_pos, patch_pos], dim=0)
+
+
+def _shared_prefix(token_ids: torch.Tensor, eot: torch.Tensor) -> int:
+    """How many leading tokens all rows share, stopping before the first end-of-text token
+    (every pooled token stays outside the prefix)."""
+    same = (token_ids == token_ids[:1]).all(dim=0).int().cumprod(dim=0)
+    return min(int(same.sum()), int(eot.min()))
 
 
 class ClipBackbone(nn.Module):
@@ -135,7 +148,7 @@ class ClipBackbone(nn.Module):
             if before_block is not None:
                 x = before_block(index, x)
             block = self.blocks[index]
-            x = block(x) if batch_first else block(x.transpose(0, 1)).transpose(0, 1)
+            x = run_block(block, x) if batch_first else block(x.transpose(0, 1)).transpose(0, 1)
         return x
 
     def project_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -151,7 +164,9 @@ class ClipBackbone(nn.Module):
         For open_clip's own text tower (causal attention, pooled at the end-of-text token, the
         largest id) the sequences are cut after the last end-of-text token: under a causal mask
         the pooled token never sees the padding, so the result is the same and short prompts
-        cost a fraction of the 77-token context. Other text towers run as open_clip runs them.
+        cost a fraction of the 77-token context. For the same reason tokens shared by every row
+        (the start token and a template's words before the name) run once
+        (`run_causal_with_shared_prefix`). Other text towers run as open_clip runs them.
         """
         clip = self.clip
         if getattr(clip, "text_pool_type", None) != "argmax" or not hasattr(clip, "attn_mask"):
@@ -161,8 +176,22 @@ class ClipBackbone(nn.Module):
         cast_dtype = clip.transformer.get_cast_dtype()
         x = clip.token_embedding(token_ids[:, :length]).to(cast_dtype)
         x = x + clip.positional_embedding[:length].to(cast_dtype)
-        x = clip.transformer(x, attn_mask=clip.attn_mask[:length, :length])
-        x = clip.ln_final(x)[torch.arange(x.shape[0], device=x.device), eot]
+        mask = clip.attn_mask[:length, :length]
+        transformer = clip.transformer
+        rows = torch.arange(x.shape[0], device=x.device)
+        prefix = _shared_prefix(token_ids[:, :length], eot)
+        fused = getattr(transformer, "batch_first", True) and not (
+            transformer.grad_checkpointing and torch.is_grad_enabled()
+        )
+        if fused and prefix > 1 and all(is_plain_block(b) for b in transformer.resblocks):
+            x = run_causal_with_shared_prefix(transformer.resblocks, x, mask, prefix)
+            eot = eot - prefix
+        elif fused:
+            for block in transformer.resblocks:
+                x = run_block(block, x, attn_mask=mask)
+        else:
+            x = transformer(x, attn_mask=mask)
+        x = clip.ln_final(x[rows, eot])
         projection = clip.text_projection
         if projection is None:
             return x

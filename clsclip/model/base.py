@@ -51,6 +51,20 @@ class SegmentationModel(nn.Module):
             )
         return ids[:, :context]
 
+    def encode_prompts(self, names: Sequence[str]) -> torch.Tensor:
+        """Text-tower outputs of every (name, template) prompt: ``K x T x embed_dim``.
+
+        With several names and templates each template runs as one batch, so the words it puts
+        before the name are shared by all of its rows (`ClipBackbone.encode_text`).
+        """
+        encode = self.backbone.encode_text
+        ids = self.tokenize_prompts(names).to(self.backbone.visual.proj.device)
+        templates = len(self.prompt_templates)
+        if templates == 1 or len(names) == 1:
+            return encode(ids).reshape(len(names), templates, -1)
+        ids = ids.reshape(len(names), templates, -1)
+        return torch.stack([encode(ids[:, t]) for t in range(templates)], dim=1)
+
     def grid_for(self, image_size: int) -> tuple[int, int]:
         """Patch grid ``(h, w)`` of a square input of ``image_size`` pixels."""
         patch = self.backbone.patch_size

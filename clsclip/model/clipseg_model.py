@@ -51,9 +51,7 @@ class ClipSegModel(SegmentationModel):
     def encode_class_names(self, names: Sequence[str]) -> torch.Tensor:
         """CLIP text features (projected, not normalised, as CLIPSeg's FiLM expects),
         averaged over the prompt templates: ``K x embed_dim``."""
-        device = self.backbone.visual.proj.device
-        vectors = self.backbone.encode_text(self.tokenize_prompts(names).to(device))
-        return vectors.reshape(len(names), len(self.prompt_templates), -1).mean(dim=1)
+        return self.encode_prompts(names).mean(dim=1)
 
     def encode_shared(self, pixels: torch.Tensor) -> list[torch.Tensor]:
         """Visual blocks up to the deepest extracted one, once per image, reduced by the decoder:

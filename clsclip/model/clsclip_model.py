@@ -68,10 +68,7 @@ class ClsClipModel(SegmentationModel):
         Each name goes through every prompt template; the unit-normalised vectors of its prompts
         are averaged and normalised again (CLIP's prompt ensembling).
         """
-        device = self.backbone.visual.proj.device
-        token_ids = self.tokenize_prompts(names).to(device)
-        vectors = F.normalize(self.backbone.encode_text(token_ids).float(), dim=-1)
-        vectors = vectors.reshape(len(names), len(self.prompt_templates), -1).mean(dim=1)
+        vectors = F.normalize(self.encode_prompts(names).float(), dim=-1).mean(dim=1)
         return F.normalize(vectors, dim=-1)
 
     def encode_shared(self, pixels: torch.Tensor) -> torch.Tensor:

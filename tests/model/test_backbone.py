@@ -78,3 +78,54 @@ def test_rejects_non_vit_towers() -> None:
 
     with pytest.raises(ValueError, match="VisionTransformer"):
         ClipBackbone(NoVisual())
+
+
+def test_template_words_shared_by_every_prompt_run_once(monkeypatch) -> None:
+    from clsclip.model import backbone as backbone_module
+
+    model = tiny_segmenter().model
+    backbone = model.backbone.double()
+    names = ["dog", "red bicycle", "cat", "a b c d e f g"]
+    ids = model.tokenizer([f"a photo of a {n}." for n in names])
+    seen = []
+    real = backbone_module.run_causal_with_shared_prefix
+    monkeypatch.setattr(
+        backbone_module,
+        "run_causal_with_shared_prefix",
+        lambda blocks, x, mask, prefix: (
+            seen.append((x.shape[0], prefix)) or real(blocks, x, mask, prefix)
+        ),
+    )
+    with torch.no_grad():
+        ours = backbone.encode_text(ids)
+        reference = backbone.clip.encode_text(ids)
+    assert seen == [(4, 5)]  # start token + "a photo of a"
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-10)
+
+
+def test_identical_and_single_prompts_keep_the_pooled_token_outside_the_prefix() -> None:
+    model = tiny_segmenter().model
+    backbone = model.backbone
+    for prompts in (["dog"], ["dog", "dog"], ["a", "a photo"]):
+        ids = model.tokenizer(prompts)
+        with torch.no_grad():
+            torch.testing.assert_close(
+                backbone.encode_text(ids), backbone.clip.encode_text(ids), rtol=1e-5, atol=1e-5
+            )
+
+
+def test_several_templates_run_one_batch_each() -> None:
+    model = tiny_segmenter(prompt_templates=("a photo of a {}.", "{} in a sketch", "the {}")).model
+    names = ["dog", "fire hydrant", "cat"]
+    calls = []
+    real = model.backbone.encode_text
+    with torch.no_grad():
+        model.backbone.encode_text = lambda ids: calls.append(len(ids)) or real(ids)
+        vectors = model.encode_prompts(names)
+        del model.backbone.encode_text
+        for i, name in enumerate(names):
+            for t, template in enumerate(model.prompt_templates):
+                expected = model.backbone.clip.encode_text(model.tokenizer([template.format(name)]))
+                torch.testing.assert_close(vectors[i, t], expected[0], rtol=1e-5, atol=1e-5)
+    assert calls == [3, 3, 3]
+    assert vectors.shape == (3, 3, model.backbone.embed_dim)

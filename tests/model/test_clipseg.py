@@ -113,8 +113,8 @@ def test_one_visual_pass_per_image_and_no_deeper_blocks(tmp_path) -> None:
     _hf_model(extract=(0, 2)).save_pretrained(tmp_path)
     seg = Segmenter.from_pretrained(tmp_path, device="cpu")
     rows = {i: 0 for i in range(4)}
-    for i, block in enumerate(seg.model.backbone.blocks):
-        block.register_forward_pre_hook(
+    for i, block in enumerate(seg.model.backbone.blocks):  # ln_1: also on the fused path
+        block.ln_1.register_forward_pre_hook(
             lambda m, args, i=i: rows.__setitem__(i, rows[i] + len(args[0]))
         )
     seg.segment([random_rgb(30, 40), random_rgb(20, 20)], [f"class {k}" for k in range(7)])
@@ -161,3 +161,25 @@ def test_config_conversion() -> None:
     bad["vision_config"]["hidden_act"] = "relu"
     with pytest.raises(ValueError, match="unsupported CLIPSeg activations"):
         ClipSegConfig.from_transformers(bad)
+
+
+@pytest.mark.parametrize("complex_head", [True, False])
+@pytest.mark.parametrize("patch", [8, 16])
+def test_head_as_matrix_products_equals_the_transposed_convolutions(complex_head, patch) -> None:
+    from clsclip.model.clipseg_decoder import ClipSegDecoder
+
+    torch.manual_seed(0)
+    decoder = ClipSegDecoder(
+        width=32, embed_dim=16, num_extracted=1, reduce_dim=12, num_heads=2,
+        intermediate_size=24, conditional_layer=0, patch_size=patch, complex_head=complex_head,
+    ).double()  # fmt: skip
+    patches = torch.randn(3, 12, 5, 7, dtype=torch.float64)
+    ours = decoder._run_head(patches)
+    scale = (patch // 4) ** 2 if complex_head else patch  # as transformers builds the heads
+    assert ours.shape == (3, 1, 5 * scale, 7 * scale)
+    torch.testing.assert_close(ours, decoder.head(patches), rtol=0, atol=1e-12)
+    # Same through a gradient (training uses the same path).
+    patches.requires_grad_(True)
+    (grad,) = torch.autograd.grad(decoder._run_head(patches).sum(), patches)
+    (expected,) = torch.autograd.grad(decoder.head(patches).sum(), patches)
+    torch.testing.assert_close(grad, expected, rtol=0, atol=1e-10)
