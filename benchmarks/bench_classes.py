@@ -18,6 +18,7 @@ import statistics
 import time
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from clsclip import ClsClipConfig
@@ -60,10 +61,15 @@ def _measure(
         alone = _median_time(
             lambda: [model(pixels, text[i : i + 1]) for i in range(num_classes)], device, repeats
         )
-    # Count FLOPs in train mode: PyTorch's fused inference attention kernels are invisible to
-    # the counter (no dropout anywhere, so the arithmetic is the same).
+    # Count FLOPs in train mode with the math attention backend: PyTorch's fused attention
+    # kernels (the inference fast path, flash attention on the CPU) are invisible to the counter
+    # (no dropout anywhere, so the arithmetic is the same).
     model.train()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    with (
+        torch.no_grad(),
+        sdpa_kernel(SDPBackend.MATH),
+        FlopCounterMode(display=False) as counter,
+    ):
         model.predict_logits(pixels, text, chunk_size=chunk_size)
     model.eval()
     return {

@@ -50,7 +50,6 @@ def is_plain_block(block: Any) -> bool:
 FFN_ROWS = 1024
 
 Activation = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-KeyValues = tuple[torch.Tensor, torch.Tensor]
 
 
 def _linear(layer: nn.Linear, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
@@ -122,29 +121,36 @@ def _mlp(block: Any, x: torch.Tensor) -> torch.Tensor:
     return feed_forward(x, mlp.c_fc, activation, mlp.c_proj)
 
 
-def _forward(
-    block: Any,
-    x: torch.Tensor,
-    attn_mask: torch.Tensor | None,
-    past: KeyValues | None = None,
-) -> tuple[torch.Tensor, KeyValues]:
-    """A plain block on ``B x T x W``; with ``past``, the tokens also attend to earlier tokens
-    whose keys and values (``1 x heads x P x head_dim``) are given. Returns the new tokens and
-    their own keys and values."""
+Mixer = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _forward(block: Any, x: torch.Tensor, mix: Mixer) -> torch.Tensor:
+    """A plain block on tokens ``... x W``: ``mix`` turns the packed projection (``... x 3W``,
+    queries, keys and values) into the attention's output (``... x W``)."""
     attention = block.attn
-    batch, tokens, width = x.shape
-    heads = attention.num_heads
     qkv = F.linear(block.ln_1(x), attention.in_proj_weight, attention.in_proj_bias)
-    q, k, v = qkv.view(batch, tokens, 3, heads, width // heads).permute(2, 0, 3, 1, 4)
-    keys, values = k, v
-    if past is not None:
-        keys = torch.cat([past[0].expand(batch, -1, -1, -1), k], dim=2)
-        values = torch.cat([past[1].expand(batch, -1, -1, -1), v], dim=2)
-    mask = attn_mask.to(x.dtype) if attn_mask is not None else None
-    mixed = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
-    mixed = mixed.transpose(1, 2).reshape(batch, tokens, width)
-    x = x + block.ls_1(attention.out_proj(mixed))
-    return x + block.ls_2(_mlp(block, block.ln_2(x))), (k, v)
+    x = x + block.ls_1(attention.out_proj(mix(qkv)))
+    return x + block.ls_2(_mlp(block, block.ln_2(x)))
+
+
+def _split_heads(qkv: torch.Tensor, heads: int) -> torch.Tensor:
+    """``B x T x 3W`` -> ``3 x B x heads x T x head_dim``."""
+    batch, tokens, width3 = qkv.shape
+    return qkv.view(batch, tokens, 3, heads, width3 // (3 * heads)).permute(2, 0, 3, 1, 4)
+
+
+def _merge_heads(mixed: torch.Tensor) -> torch.Tensor:
+    """``B x heads x T x head_dim`` -> ``B x T x W``."""
+    batch, heads, tokens, dim = mixed.shape
+    return mixed.transpose(1, 2).reshape(batch, tokens, heads * dim)
+
+
+def _self_attention(heads: int, mask: torch.Tensor | None) -> Mixer:
+    def mix(qkv: torch.Tensor) -> torch.Tensor:
+        q, k, v = _split_heads(qkv, heads)
+        return _merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+
+    return mix
 
 
 def run_block(
@@ -159,17 +165,20 @@ def run_block(
     """
     if not is_plain_block(block):
         return block(x, attn_mask=attn_mask)
-    return _forward(block, x, attn_mask)[0]
+    mask = attn_mask.to(x.dtype) if attn_mask is not None else None
+    heads = int(getattr(block.attn, "num_heads"))  # noqa: B009 (nn.Module attributes are untyped)
+    return _forward(block, x, _self_attention(heads, mask))
 
 
 def run_causal_with_shared_prefix(
-    blocks: Sequence[nn.Module], x: torch.Tensor, causal_mask: torch.Tensor, prefix: int
+    blocks: Sequence[Any], x: torch.Tensor, causal_mask: torch.Tensor, prefix: int
 ) -> torch.Tensor:
     """Causal blocks over sequences whose first ``prefix`` tokens are the same in every row.
 
     Under a causal mask a token sees only earlier tokens, so the shared prefix has the same
-    activations in every row: it runs once (batch 1), and the rest of each row attends to its
-    keys and values, as a language model's prompt cache does. Prompt templates make this common
+    activations in every row: it is computed once (its rows join the other rows' matrix
+    products), and the rest of each row attends to its keys and values, as a language model's
+    prompt cache does. Prompt templates make this common
     ("a photo of a {}." shares 5 of about 8 tokens), and the text tower's cost falls with it.
 
     Args:
@@ -185,8 +194,22 @@ def run_causal_with_shared_prefix(
         raise ValueError("a shared prefix needs open_clip's plain ResidualAttentionBlock blocks")
     if not 1 <= prefix < x.shape[1]:
         raise ValueError(f"prefix {prefix} must be in [1, {x.shape[1]})")
-    head, rest = x[:1, :prefix], x[:, prefix:]
+    batch, tokens, width = x.shape
+    rest = tokens - prefix
+    mask = causal_mask.to(x.dtype)
+    # Prefix rows and the other rows share every matrix product (one pass over the weights).
+    flat = torch.cat([x[0, :prefix], x[:, prefix:].reshape(-1, width)])
+
     for block in blocks:
-        head, past = _forward(block, head, causal_mask[:prefix, :prefix])
-        rest, _ = _forward(block, rest, causal_mask[prefix:, :], past)
-    return rest
+
+        def mix(qkv: torch.Tensor, heads: int = block.attn.num_heads) -> torch.Tensor:
+            q0, k0, v0 = _split_heads(qkv[None, :prefix], heads)
+            q, k, v = _split_heads(qkv[prefix:].view(batch, rest, -1), heads)
+            head = F.scaled_dot_product_attention(q0, k0, v0, attn_mask=mask[:prefix, :prefix])
+            keys = torch.cat([k0.expand(batch, -1, -1, -1), k], dim=2)
+            values = torch.cat([v0.expand(batch, -1, -1, -1), v], dim=2)
+            others = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask[prefix:])
+            return torch.cat([_merge_heads(head)[0], _merge_heads(others).reshape(-1, width)])
+
+        flat = _forward(block, flat, mix)
+    return flat[prefix:].view(batch, rest, width)
