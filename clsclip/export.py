@@ -212,6 +212,7 @@ def _export(
     opset: int,
 ) -> None:
     """Export one graph with a dynamic first dimension on every input and output."""
+    module.eval()  # the wrappers are new modules (training mode); the model is already in eval
     common: dict[str, Any] = {
         "input_names": inputs,
         "output_names": outputs,
