@@ -81,19 +81,23 @@ def feed_forward(
 ) -> torch.Tensor:
     """``second(activation(first(x)))`` for inference, a block of rows at a time on the CPU.
 
-    With plain ``nn.Linear`` layers the hidden activations and the activation's scratch live in
-    two buffers reused by every block of rows (``addmm`` with ``out=``); other layers (quantised
-    ones) run on all rows at once. Needs no-grad mode: it works in place.
+    On the CPU with plain ``nn.Linear`` layers and no autocast, the hidden activations and the
+    activation's scratch live in two buffers reused by every block of rows (``addmm`` with
+    ``out=``); otherwise (quantised layers, GPUs, autocast) the layers run once on all rows.
+    Needs no-grad mode: it works in place.
     """
     flat = x.reshape(-1, x.shape[-1])
-    if type(first) is not nn.Linear or type(second) is not nn.Linear:
-        # Quantised layers pick their activation scale per call: chunks would change results.
+    plain = type(first) is nn.Linear and type(second) is nn.Linear
+    if not plain or x.device.type != "cpu" or torch.is_autocast_enabled(x.device.type):
+        # Quantised layers pick their activation scale per call: blocks would change results.
+        # Autocast does not apply to `out=` products; on GPUs one call for all rows is best.
         hidden = first(flat)
         scratch = hidden if activation is relu_ else torch.empty_like(hidden)
         out = second(activation(hidden, scratch))
         return out.view(*x.shape[:-1], out.shape[-1])
+    assert isinstance(first, nn.Linear) and isinstance(second, nn.Linear)
     rows = flat.shape[0]
-    step = max(1, min(rows, FFN_ROWS) if x.device.type == "cpu" else rows)
+    step = max(1, min(rows, FFN_ROWS))
     hidden = flat.new_empty(step, first.out_features)
     scratch = flat.new_empty(step, first.out_features) if activation is not relu_ else hidden
     out_width = second.out_features

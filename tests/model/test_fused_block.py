@@ -115,3 +115,14 @@ def test_shared_prefix_equals_the_full_causal_run_and_checks_its_inputs() -> Non
         blocks[1].register_forward_hook(lambda *args: None)
         with pytest.raises(ValueError, match="plain ResidualAttentionBlock"):
             run_causal_with_shared_prefix(blocks, x, mask, 5)
+
+
+def test_feed_forward_keeps_autocast_precision() -> None:
+    torch.manual_seed(0)
+    first, second = nn.Linear(8, 24), nn.Linear(24, 8)
+    x = torch.randn(3, 5, 8)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = feed_forward(x, first, relu_, second)
+        expected = second(torch.relu(first(x)))
+    assert ours.dtype == torch.bfloat16
+    torch.testing.assert_close(ours, expected, rtol=0, atol=0)
