@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clsclip.model.fused_block import feed_forward, relu_
+from clsclip.model.fused_block import feed_forward, packed_attention, relu_
 
 
 class FusedEncoderLayer(nn.TransformerEncoderLayer):
@@ -34,12 +34,8 @@ class FusedEncoderLayer(nn.TransformerEncoderLayer):
         if src_mask is not None or src_key_padding_mask is not None or self.norm_first:
             return super().forward(src, src_mask, src_key_padding_mask, is_causal)
         attention = self.self_attn
-        batch, tokens, width = src.shape
-        heads = attention.num_heads
         qkv = F.linear(src, attention.in_proj_weight, attention.in_proj_bias)
-        q, k, v = qkv.view(batch, tokens, 3, heads, width // heads).permute(2, 0, 3, 1, 4)
-        mixed = F.scaled_dot_product_attention(q, k, v)
-        mixed = mixed.transpose(1, 2).reshape(batch, tokens, width)
+        mixed = packed_attention(qkv, attention.num_heads)
         x = self.norm1(src + attention.out_proj(mixed))
         return self.norm2(x + self._feed_forward(x))
 

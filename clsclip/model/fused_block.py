@@ -149,12 +149,14 @@ def _merge_heads(mixed: torch.Tensor) -> torch.Tensor:
     return mixed.transpose(1, 2).reshape(batch, tokens, heads * dim)
 
 
-def _self_attention(heads: int, mask: torch.Tensor | None) -> Mixer:
-    def mix(qkv: torch.Tensor) -> torch.Tensor:
-        q, k, v = _split_heads(qkv, heads)
-        return _merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
-
-    return mix
+def packed_attention(
+    qkv: torch.Tensor, heads: int, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Multi-head self-attention of a packed projection: ``B x T x 3W`` (queries, keys, values,
+    as ``nn.MultiheadAttention.in_proj_weight`` packs them) -> ``B x T x W``, one fused
+    `scaled_dot_product_attention`; ``mask`` is an additive ``T x T`` float mask or None."""
+    q, k, v = _split_heads(qkv, heads)
+    return _merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
 
 
 def run_block(
@@ -171,7 +173,7 @@ def run_block(
         return block(x, attn_mask=attn_mask)
     mask = attn_mask.to(x.dtype) if attn_mask is not None else None
     heads = int(getattr(block.attn, "num_heads"))  # noqa: B009 (nn.Module attributes are untyped)
-    return _forward(block, x, _self_attention(heads, mask))
+    return _forward(block, x, lambda qkv: packed_attention(qkv, heads, mask))
 
 
 def run_causal_with_shared_prefix(
