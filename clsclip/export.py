@@ -32,10 +32,14 @@ from torch import nn
 from clsclip.model import SegmentationModel
 from clsclip.model.clsclip_model import ClsClipModel
 from clsclip.model.onnx_model import ONNX_CONFIG
+from clsclip.safe_write import write_folder
 
 logger = logging.getLogger(__name__)
 
 OPSET = 18
+GRAPHS = ("text.onnx", "views.onnx", "decode.onnx")
+CLASSES_FILE = "classes.npz"
+VOCABULARY = "bpe_simple_vocab_16e6.txt.gz"
 INSTALL_HINT = 'ONNX export and the onnxruntime backend need: pip install "clsclip[onnx]"'
 
 
@@ -81,15 +85,35 @@ def export_onnx(
     with ``int8``, the graphs are then quantised by onnxruntime's dynamic quantisation (int8
     weights of matrix products, activations quantised at run time).
 
+    The export is written complete into a hidden sibling folder and swapped in, so an
+    interruption leaves the previous export or the new one, never a mix; other files already in
+    ``out_dir`` are kept.
+
     Returns the folder. Raises `ImportError` with the install hint without onnx.
     """
+    out = Path(out_dir)
+    model = model.float().eval().cpu()
+    write_folder(
+        out,
+        lambda tmp: _write_export(model, config, tmp, classes, opset, int8),
+        replaces={*GRAPHS, ONNX_CONFIG, CLASSES_FILE, VOCABULARY},
+    )
+    logger.info("exported %s to %s", type(model).__name__, out)
+    return out
+
+
+def _write_export(
+    model: SegmentationModel,
+    config: Any,
+    out: Path,
+    classes: Sequence[str] | None,
+    opset: int,
+    int8: bool,
+) -> None:
     try:
         import onnx
     except ImportError as e:
         raise ImportError(INSTALL_HINT) from e
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    model = model.float().eval().cpu()
     size = config.image_size
     grid = model.grid_for(size)
     pixels = torch.zeros(2, 3, size, size)
@@ -111,7 +135,7 @@ def export_onnx(
         ["logits"],
         opset,
     )
-    for name in ("text.onnx", "views.onnx", "decode.onnx"):
+    for name in GRAPHS:
         onnx.checker.check_model(str(out / name))
         if int8:
             quantize(out / name)
@@ -122,11 +146,9 @@ def export_onnx(
         names = list(classes)
         with torch.no_grad():
             vectors = model.encode_class_names(names).float().numpy()
-        np.savez(out / "classes.npz", names=np.asarray(names), vectors=vectors)
-        description["classes_file"] = "classes.npz"
+        np.savez(out / CLASSES_FILE, names=np.asarray(names), vectors=vectors)
+        description["classes_file"] = CLASSES_FILE
     (out / ONNX_CONFIG).write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
-    logger.info("exported %s to %s", type(model).__name__, out)
-    return out
 
 
 def describe(
@@ -153,7 +175,7 @@ def describe(
         "text_normalize": isinstance(model, ClsClipModel),
         "tokenizer": {
             "type": "clip-bpe",
-            "vocabulary": "bpe_simple_vocab_16e6.txt.gz",
+            "vocabulary": VOCABULARY,
             "context_length": context,
             "start_token": 49406,
             "end_token": 49407,
@@ -199,8 +221,7 @@ def _context_length(model: SegmentationModel) -> int:
 def _copy_vocabulary(out: Path) -> None:
     from open_clip import tokenizer
 
-    source = Path(tokenizer.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
-    shutil.copyfile(source, out / "bpe_simple_vocab_16e6.txt.gz")
+    shutil.copyfile(Path(tokenizer.__file__).parent / VOCABULARY, out / VOCABULARY)
 
 
 def _export(

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from pathlib import Path
 
 from clsclip.config import AnyConfig, config_from_dict
 from clsclip.hub import CONFIG_NAME, WEIGHTS_NAME, resolve_model_files
 from clsclip.model import SegmentationModel, build_model
-from clsclip.safe_write import copy_other_files, remove_stale, replace_folder, temporary_sibling
+from clsclip.safe_write import write_folder
 from clsclip.weights import (
     config_digest,
     file_has_backbone,
@@ -80,24 +79,15 @@ def save_model_folder(
     in the weights' metadata refuses a mixed folder made any other way. Files already in the
     folder (a README) are kept.
     """
-    if folder.exists() and not folder.is_dir():
-        raise NotADirectoryError(f"{folder} exists and is not a folder")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(folder)
-    tmp = temporary_sibling(folder)
-    tmp.mkdir()
-    try:
-        digest = config_digest(config.to_file_dict())
+    digest = config_digest(config.to_file_dict())
+
+    def write(tmp: Path) -> None:
         save_weights(
             model, tmp / WEIGHTS_NAME, include_backbone=include_backbone, config_hash=digest
         )
         config.save(tmp / CONFIG_NAME)
-        if folder.is_dir():
-            stale = {f".{WEIGHTS_NAME}.tmp", f".{CONFIG_NAME}.tmp"}  # clsclip 0.1's
-            copy_other_files(folder, tmp, skip={WEIGHTS_NAME, CONFIG_NAME, *stale})
-        replace_folder(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    stale = {f".{WEIGHTS_NAME}.tmp", f".{CONFIG_NAME}.tmp"}  # clsclip 0.1's
+    write_folder(folder, write, replaces={WEIGHTS_NAME, CONFIG_NAME, *stale})
     logger.info("saved clsclip model to %s", folder)
     return folder

@@ -43,6 +43,32 @@ def write_atomic(path: Path, write: Callable[[Path], object]) -> None:
         raise
 
 
+def write_folder(folder: Path, write: Callable[[Path], object], *, replaces: set[str]) -> None:
+    """Call ``write(tmp)`` to fill a hidden sibling folder, then put it in place of ``folder``.
+
+    Entries already in ``folder`` whose names are not in ``replaces`` (a README a user put
+    there) are carried over. Readers see the old folder or the complete new one, never a mix;
+    on any exception the temporary folder is removed and ``folder`` is as it was.
+
+    Raises:
+        NotADirectoryError: ``folder`` exists and is not a folder.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"{folder} exists and is not a folder")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(folder)
+    tmp = temporary_sibling(folder)
+    tmp.mkdir()
+    try:
+        write(tmp)
+        if folder.is_dir():
+            copy_other_files(folder, tmp, skip=replaces)
+        replace_folder(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def replace_folder(new: Path, target: Path) -> None:
     """Move the complete folder ``new`` to ``target``, replacing any folder there.
 

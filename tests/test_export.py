@@ -187,3 +187,30 @@ def test_int8_export_is_quantised_and_close(tmp_path) -> None:
     a = seg.segment(image, NAMES).low_res_logits.flatten()
     b = quantised.segment(image, NAMES).low_res_logits.flatten()
     assert torch.corrcoef(torch.stack([a, b]))[0, 1] > 0.95
+
+
+def test_export_replaces_a_previous_export_whole_or_not_at_all(tmp_path, monkeypatch) -> None:
+    import onnx
+
+    seg = tiny_segmenter()
+    out = tmp_path / "e"
+    seg.export_onnx(out, classes=["dog"])
+    (out / "README.md").write_text("mine")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def broken(path):
+        raise RuntimeError("killed while checking " + Path(path).name)
+
+    monkeypatch.setattr(onnx.checker, "check_model", broken)
+    with pytest.raises(RuntimeError, match="killed while checking text.onnx"):
+        seg.export_onnx(out, int8=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e"]  # no temporary left
+    monkeypatch.undo()
+    seg.export_onnx(out)  # without classes: the stale classes.npz goes, the README stays
+    assert not (out / "classes.npz").exists()
+    assert (out / "README.md").read_text() == "mine"
+    assert "classes_file" not in json.loads((out / "clsclip-onnx.json").read_text())
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError, match="is not a folder"):
+        seg.export_onnx(tmp_path / "file")
