@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from clsclip.labelling import FORMATS, RunOptions, list_images
+from clsclip.safe_write import write_atomic
 
 logger = logging.getLogger("clsclip.cli")
 
@@ -403,7 +404,8 @@ def _eval(args: argparse.Namespace) -> int:
     print(format_scores(scores))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({**scores, "model": args.model}, indent=2) + "\n")
+        text = json.dumps({**scores, "model": args.model}, indent=2) + "\n"
+        write_atomic(args.out, lambda tmp: tmp.write_text(text))
     return 0
 
 

@@ -99,7 +99,7 @@ def prepare_coco(coco: Path, out: Path, *, progress: bool = True) -> Path:
     (out / "JPEGImages").mkdir(parents=True, exist_ok=True)
     (out / "SegmentationClassAug").mkdir(exist_ok=True)
     (out / "ImageSets" / "Segmentation").mkdir(parents=True, exist_ok=True)
-    (out / "classes.txt").write_text("\n".join(COCO_CLASSES) + "\n")
+    _write_list(out / "classes.txt", list(COCO_CLASSES))
     for split in ("train", "val"):
         annotations = coco / "annotations" / f"instances_{split}2014.json"
         if not annotations.is_file():
