@@ -61,8 +61,8 @@ def _run_case(height: int, width: int, classes: int, device: str, repeats: int) 
     from PIL import Image
 
     from clsclip import ClsClipConfig, Segmenter
-    from clsclip.image_io import load_image
-    from clsclip.preprocess import letterbox_image
+    from clsclip.pipeline.images import load_image
+    from clsclip.pipeline.letterbox import letterbox_image
 
     torch.manual_seed(0)
     backbone = {

@@ -8,8 +8,7 @@ result = seg.segment("photo.jpg", ["dog", "cat"])
 from clsclip.config import ClipSegConfig, ClsClipConfig
 from clsclip.results import SegmentationResult, TensorSegmentation
 from clsclip.segmenter import Segmenter
-
-__version__ = "0.1.0"
+from clsclip.version import __version__
 
 __all__ = [
     "ClipSegConfig",

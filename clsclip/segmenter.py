@@ -1,12 +1,9 @@
-"""`Segmenter`: the user-facing pipeline from images and class names to masks."""
+"""`Segmenter`: the user-facing pipeline from images and class names to masks (the facade)."""
 
 from __future__ import annotations
 
-import logging
 import os
-import tempfile
-from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, overload
 
@@ -15,30 +12,33 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from clsclip.config import AnyConfig, ClipSegConfig, ClsClipConfig
-from clsclip.hub import (
-    push_folder_to_hub,
-    write_model_card,
+from clsclip.backends import Backend, Precision, TorchBackend, load_backend
+from clsclip.backends.torch_backend import check_config
+from clsclip.checks import (
+    MAX_IMAGE_PIXELS,
+    check_class_names,
+    check_int,
+    check_threshold,
+    resolve_device,
 )
-from clsclip.image_io import MAX_IMAGE_PIXELS, ImageInput, load_image
-from clsclip.inference import ImagePrediction, ViewPlanner
-from clsclip.inputs import check_class_names, check_int, check_threshold, resolve_device
-from clsclip.loader import ImageListDataset, ImageOutcome, image_loader
-from clsclip.model import SegmentationModel, build_model
-from clsclip.model.clipseg_model import ClipSegModel
-from clsclip.model.clsclip_model import ClsClipModel
-from clsclip.model_folder import load_model_folder, load_onnx_folder, save_model_folder
-from clsclip.postprocess import FullResolution, LowResPrediction, threshold_logit
-from clsclip.precision import Precision, autocast, check_precision, quantize_backbone
-from clsclip.preprocess import Letterbox, letterbox_tensor
-from clsclip.proposals import LabelMatcher, ProposalSource, Proposer, resolve_proposer
-from clsclip.results import SegmentationResult, TensorSegmentation
-from clsclip.zoom import ZoomSettings
+from clsclip.config import AnyConfig
+from clsclip.model import SegmentationModel
+from clsclip.pipeline.batches import ImageListDataset, image_loader
+from clsclip.pipeline.images import ImageInput, load_image
+from clsclip.pipeline.predict import (
+    Request,
+    Settings,
+    check_image_tensors,
+    predict_images,
+    result_of,
+    segment_tensors,
+    stream_outcomes,
+)
+from clsclip.pipeline.text_cache import TextCache
+from clsclip.proposals import LabelMatcher, ProposalSource, Proposer, ZoomSettings, resolve_proposer
+from clsclip.results import ImageOutcome, SegmentationResult, TensorSegmentation
+from clsclip.storage.hub import push_model
 
-logger = logging.getLogger(__name__)
-
-_TEXT_CACHE_SIZE = 4096
-BACKENDS = ("torch", "onnxruntime")
 _SINGLE_IMAGE_TYPES = (Image.Image, np.ndarray, str, os.PathLike)
 
 
@@ -51,14 +51,15 @@ _DEFAULT = _UseDefault()
 
 
 class Segmenter:
-    """Zero-shot semantic segmentation with a ClsCLIP model.
+    """Zero-shot semantic segmentation with a ClsCLIP (or CLIPSeg) model.
 
     Build one with `Segmenter.from_pretrained` (a saved model) or `Segmenter.from_config` (a
     fresh, untrained model), then call `segment`.
 
     Args:
-        model: the network, as built by `clsclip.model.build_model`.
-        config: the config it was built from.
+        model: the network, as built by `clsclip.model.build_model` (or a ready
+            `clsclip.backends.Backend`, such as an onnxruntime export).
+        config: the config it was built from (ignored for a backend, which has its own).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or a `torch.device`; None picks
             CUDA when available.
         chunk_size: (view, class) pairs per pass through the class-dependent blocks, and views
@@ -74,13 +75,16 @@ class Segmenter:
 
     Attributes:
         max_image_pixels: images with more pixels are refused before decoding (`ValueError`);
-            default 100 million, None for no limit but PIL's own (see docs/limits.md).
+            default 100 million, None for no limit but PIL's (see docs/limits.md).
+
+    Thread safety: `segment`, `segment_torch` and `segment_many` may be called from several
+    threads at once; the class-vector cache and the default YOLO detector are shared safely.
     """
 
     def __init__(
         self,
-        model: SegmentationModel,
-        config: AnyConfig,
+        model: SegmentationModel | Backend,
+        config: AnyConfig | None = None,
         *,
         device: str | torch.device | None = None,
         chunk_size: int = 16,
@@ -89,20 +93,22 @@ class Segmenter:
         matcher: LabelMatcher | None = None,
         precision: Precision = "fp32",
     ) -> None:
-        if not isinstance(model, SegmentationModel):
+        if isinstance(model, SegmentationModel):
+            check_config(config)
+            assert config is not None
+            backend: Backend = TorchBackend(
+                model, config, device=resolve_device(device), precision=precision
+            )
+        elif isinstance(model, Backend):
+            backend = model
+        else:
             raise TypeError(
                 f"model must be a clsclip SegmentationModel, got {type(model).__name__}"
             )
-        _check_config(config)
-        self.config = config
+        self.backend = backend
         self.chunk_size = check_int("chunk_size", chunk_size)
-        self.device = resolve_device(device)
-        self.model = model.to(self.device).eval()
-        self.precision = check_precision(precision, self.device)
-        if self.precision == "int8":
-            quantize_backbone(self.model)
-        self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self.max_image_pixels: int | None = MAX_IMAGE_PIXELS
+        self._text = TextCache(self.backend.encode_class_names)
         self._yolo: Proposer | None = None
         self.proposer: Proposer | None = self._resolve(proposals)
         self.zoom = zoom if zoom is not None else ZoomSettings()
@@ -124,10 +130,10 @@ class Segmenter:
     ) -> Segmenter:
         """A fresh model: the backbone from open_clip (``config.pretrained``), the projection and
         decoder randomly initialised. Train it before expecting useful masks."""
-        _check_config(config)
-        device = resolve_device(device)
-        model = build_model(config, cache_dir=cache_dir)
-        return cls(model, config, device=device, chunk_size=chunk_size, precision=precision)
+        backend = TorchBackend.from_config(
+            config, device=resolve_device(device), cache_dir=cache_dir, precision=precision
+        )
+        return cls(backend, chunk_size=chunk_size)
 
     @classmethod
     def from_pretrained(
@@ -149,81 +155,65 @@ class Segmenter:
         Args:
             source: a folder holding ``config.json`` and ``model.safetensors``, or a Hub repo id
                 (``"org/name"``, optionally prefixed ``"hf-hub:"``).
-            device: where to run; None picks CUDA when available.
+            device: where to run; None picks CUDA when available (the CPU for onnxruntime).
             revision, cache_dir, local_files_only, token: passed to huggingface_hub for Hub repos;
                 ``cache_dir`` is also where open_clip caches backbone weights.
             chunk_size, precision: see `Segmenter`.
             verify: check the CRC-32 of every weight tensor and that ``config.json`` is the one
-                the weights were saved with (models saved by clsclip 0.2 and later carry both).
+                the weights were saved with (models saved with checksums carry both).
                 ``False`` accepts a config edited by hand; NaN or infinite weights are refused
                 either way.
             backend: ``"torch"``, or ``"onnxruntime"`` for a folder written by `export_onnx`
                 (``clsclip export``): the same pipeline with onnxruntime sessions in place of
-                the torch network, on the CPU (needs ``clsclip[onnx]``).
+                the torch network (needs ``clsclip[onnx]``; CUDA needs onnxruntime-gpu).
 
         Raises:
             FileNotFoundError: no such folder, or a file of the model is missing.
             OSError: the Hub cannot provide the model (offline and not cached, unknown repo).
             ValueError: invalid config, or weights that do not match it (listing the keys).
         """
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; choose one of {list(BACKENDS)}")
-        if backend == "onnxruntime":
-            return cls._from_onnx(source, chunk_size=chunk_size, precision=precision)
-        resolve_device(device)  # an unusable device fails before anything is read
-        model, config = load_model_folder(
+        network = load_backend(
             source,
+            backend=backend,
+            device=None if device is None else resolve_device(device),
             revision=revision,
             cache_dir=cache_dir,
             local_files_only=local_files_only,
             token=token,
+            precision=precision,
             verify=verify,
         )
-        return cls(model, config, device=device, chunk_size=chunk_size, precision=precision)
+        return cls(network, chunk_size=chunk_size)
 
-    @classmethod
-    def _from_onnx(
-        cls, source: str | os.PathLike[str], *, chunk_size: int, precision: Precision
-    ) -> Segmenter:
-        if precision != "fp32":
-            raise ValueError("the onnxruntime backend runs the exported fp32 graphs")
-        model, config = load_onnx_folder(source)
-        return cls(model, config, device="cpu", chunk_size=chunk_size)
+    @property
+    def config(self) -> AnyConfig:
+        """The model's config."""
+        return self.backend.config
 
-    def export_onnx(
-        self,
-        out_dir: str | os.PathLike[str],
-        *,
-        classes: Sequence[str] | None = None,
-        opset: int | None = None,
-        int8: bool = False,
-    ) -> Path:
-        """Export the network as ONNX graphs that keep the vocabulary open (text encoder,
-        class-independent part, class-dependent part) and a JSON describing the pipeline;
-        ``classes`` also stores their vectors; ``int8`` quantises the graphs (onnxruntime's
-        dynamic quantisation). Load with ``from_pretrained(dir,
-        backend="onnxruntime")``. Needs ``clsclip[onnx]``; see docs/deploy.md."""
-        import copy
+    @property
+    def device(self) -> torch.device:
+        """Where the network runs and results' logits live."""
+        return self.backend.device
 
-        from clsclip.export import OPSET, export_onnx
+    @property
+    def precision(self) -> str:
+        """The precision the network runs at."""
+        return self.backend.precision
 
-        if self.precision == "int8":
-            raise RuntimeError("export the fp32 model: an int8 (quantised) one cannot be exported")
-        if not isinstance(self.model, (ClsClipModel, ClipSegModel)):
-            raise TypeError(f"cannot export a {type(self.model).__name__}")
-        model = copy.deepcopy(self.model)
-        names = check_class_names(classes) if classes is not None else None
-        return export_onnx(
-            model, self.config, Path(out_dir), classes=names, opset=opset or OPSET, int8=int8
-        )
+    @property
+    def model(self) -> SegmentationModel:
+        """The torch network (`RuntimeError` for a segmenter that runs ONNX graphs)."""
+        model = getattr(self.backend, "model", None)
+        if not isinstance(model, SegmentationModel):
+            raise RuntimeError(
+                f"this segmenter runs the {self.backend.name} backend, which has no torch model"
+            )
+        return model
 
     def to(self, device: str | torch.device) -> Segmenter:
-        """Move the model to another device (in place); returns self."""
-        target = resolve_device(device)
-        check_precision(self.precision, target)
-        self.device = target
-        self.model.to(self.device)
-        self._text_cache.clear()
+        """Move the network to another device (in place); returns self."""
+        self.backend.to(device)
+        self._text.clear()
         return self
 
     @overload
@@ -272,33 +262,21 @@ class Segmenter:
             logits and the geometry back to the image; masks, probabilities and the label map at
             the image's original size are computed from them when asked for.
         """
-        names = check_class_names(class_names)
-        threshold = check_threshold(self.config.threshold if threshold is None else threshold)
         single = isinstance(image, _SINGLE_IMAGE_TYPES)
-        images: list[ImageInput]
-        if isinstance(image, (list, tuple)):
-            images = list(image)
-        elif single:
-            images = [image]
-        else:
+        if not single and not isinstance(image, (list, tuple)):
             raise TypeError(
                 "image must be a PIL image, an H x W x 3 uint8 array, a file path, or a list of "
                 f"these; got {type(image).__name__}"
             )
-        proposer = self.proposer if isinstance(proposals, _UseDefault) else self._resolve(proposals)
-        text = self.encode_classes(names)
-        results = []
+        images: list[Any] = [image] if single else list(image)  # type: ignore[arg-type]
+        request = self._prepare(class_names, threshold, proposals)
+        settings, results = self._settings(), []
         for start in range(0, len(images), self.chunk_size):
             group = [
                 load_image(x, max_pixels=self.max_image_pixels)
                 for x in images[start : start + self.chunk_size]
             ]
-            for prediction in self._predict(group, names, text, proposer):
-                results.append(
-                    SegmentationResult(
-                        names, prediction.prediction, threshold, prediction.image, prediction.boxes
-                    )
-                )
+            results += [result_of(request, p) for p in predict_images(settings, group, request)]
         return results[0] if single else results
 
     def segment_torch(
@@ -325,40 +303,13 @@ class Segmenter:
             A `TensorSegmentation`: int32 ``B x H x W`` label maps and float32
             ``B x K x h' x w'`` low-resolution logits, on the model's device.
         """
-        names = check_class_names(class_names)
-        threshold = check_threshold(self.config.threshold if threshold is None else threshold)
-        if not isinstance(images, torch.Tensor):
-            raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
-        if images.ndim != 4 or images.shape[1] != 3 or images.shape[0] == 0:
-            raise ValueError(f"images must be B x 3 x H x W with B >= 1, got {tuple(images.shape)}")
-        if images.shape[2] == 0 or images.shape[3] == 0:
-            raise ValueError(f"images have zero size: {tuple(images.shape)}")
-        if images.dtype != torch.uint8 and not images.is_floating_point():
-            raise TypeError(f"images must be uint8 or floating point, got {images.dtype}")
-        text = self.encode_classes(names)
-        model = self.model
-        logits = []
-        with torch.inference_mode(), autocast(self.precision, self.device):
-            for chunk in images.split(self.chunk_size):
-                pixels, box = letterbox_tensor(
-                    chunk.to(self.device),
-                    self.config.image_size,
-                    model.image_mean,
-                    model.image_std,
-                    self.config.resize_mode,
-                )
-                out = model.predict_logits(pixels, text, chunk_size=self.chunk_size)
-                logits.append(out.float())
-            low_res = torch.cat(logits)
-            cutoff = threshold_logit(threshold)
-            labels = torch.stack(
-                [FullResolution(LowResPrediction(x, box)).label_map(cutoff)[0] for x in low_res]
-            )
-        return TensorSegmentation(names, labels, low_res, box, threshold)
+        images = check_image_tensors(images)
+        request = self._prepare(class_names, threshold, None)
+        return segment_tensors(self._settings(), images, request)
 
     def segment_many(
         self,
-        images: Sequence[ImageInput] | Dataset[Any],
+        images: Sequence[ImageInput] | Dataset[Any] | Iterable[ImageInput],
         class_names: Sequence[str],
         *,
         batch_size: int = 8,
@@ -369,71 +320,67 @@ class Segmenter:
     ) -> Iterator[ImageOutcome]:
         """Segment many images, decoded ahead by worker processes and batched through the network.
 
+        Arguments are checked when this is called, before anything is read.
+
         Args:
-            images: a sequence of images (paths, PIL images, arrays) or a map-style
-                `torch.utils.data.Dataset` returning them.
+            images: a sequence of images (paths, PIL images, arrays), a map-style
+                `torch.utils.data.Dataset` returning them, or any iterable of them (a generator:
+                streamed, never listed first).
             class_names, threshold, proposals: as in `segment`.
             batch_size: images per network call (classes are still run in ``chunk_size`` chunks).
             workers: `DataLoader` worker processes that decode and letterbox (0: in this one).
             keep_images: keep each decoded image in its result (for `overlay`); without
                 proposals, False saves the memory and the transfer from the workers.
 
-        Yields:
-            One `ImageOutcome` per input, in input order: ``result`` or, for an image that could
-            not be read, ``error``. At most a few batches are in memory at a time.
+        Returns:
+            An iterator of one `ImageOutcome` per input, in input order: ``result`` or, for an
+            image that could not be read, ``error``. At most a few batches are in memory.
         """
-        names = check_class_names(class_names)
-        threshold = check_threshold(self.config.threshold if threshold is None else threshold)
         check_int("batch_size", batch_size)
         check_int("workers", workers, minimum=0)
-        proposer = self.proposer if isinstance(proposals, _UseDefault) else self._resolve(proposals)
-        text = self.encode_classes(names)
+        request = self._prepare(class_names, threshold, proposals)
         dataset = ImageListDataset(
             images,
             input_size=self.config.image_size,
-            mean=self.model.image_mean,
-            std=self.model.image_std,
+            mean=self.backend.image_mean,
+            std=self.backend.image_std,
             max_pixels=self.max_image_pixels,
-            keep_images=keep_images or proposer is not None,
+            keep_images=keep_images or request.proposer is not None,
             resize_mode=self.config.resize_mode,
         )
-        for batch in image_loader(dataset, batch_size=batch_size, workers=workers):
-            good = [item for item in batch if item.error is None]
-            prepared = [(item.pixels, item.letterbox) for item in good]
-            predictions = self._predict(
-                [item.image for item in good],
-                names,
-                text,
-                proposer,
-                prepared,
-            )
-            by_index = dict(zip((item.index for item in good), predictions, strict=True))
-            for item in batch:
-                if item.error is not None:
-                    yield ImageOutcome(item.index, item.source, None, item.error)
-                    continue
-                p = by_index[item.index]
-                result = SegmentationResult(names, p.prediction, threshold, p.image, p.boxes)
-                yield ImageOutcome(item.index, item.source, result)
+        loader = image_loader(dataset, batch_size=batch_size, workers=workers)
+        return stream_outcomes(self._settings(), loader, request)
 
     def encode_classes(self, class_names: Sequence[str]) -> torch.Tensor:
-        """Text vectors of class names (``K x embed_dim``, unit norm) on the model's device.
+        """Class vectors of names (float32 ``K x embed_dim``) on the model's device, as the
+        network reads them: unit norm for ClsCLIP; CLIPSeg's raw (unnormalised) text features.
 
-        Cached per name, so repeated calls with the same classes skip the text encoder.
+        Cached per name (bounded, shared by threads), so repeated calls skip the text encoder.
         """
+        return self._text.get(check_class_names(class_names))
+
+    def _prepare(
+        self,
+        class_names: Sequence[str],
+        threshold: float | None,
+        proposals: ProposalSource | _UseDefault,
+    ) -> Request:
         names = check_class_names(class_names)
-        keys = [name.strip() for name in names]
-        missing = [key for key in dict.fromkeys(keys) if key not in self._text_cache]
-        if missing:
-            with torch.inference_mode():
-                vectors = self.model.encode_class_names(missing)
-            for key, vector in zip(missing, vectors, strict=False):
-                self._text_cache[key] = vector
-        for key in keys:
-            self._text_cache.move_to_end(key)
-        while len(self._text_cache) > _TEXT_CACHE_SIZE:
-            self._text_cache.popitem(last=False)
-        return torch.stack([self._text_cache[key] for key in keys])
+        cutoff = check_threshold(self.config.threshold if threshold is None else threshold)
+        proposer = self.proposer if isinstance(proposals, _UseDefault) else self._resolve(proposals)
+        return Request(names, cutoff, proposer, self.encode_classes(names))
+
+    def _settings(self) -> Settings:
+        config = self.config
+        return Settings(
+            self.backend,
+            config.image_size,
+            config.resize_mode,
+            self.matcher,
+            self.zoom,
+            self.encode_classes,
+            self.chunk_size,
+        )
 
     def _resolve(self, proposals: ProposalSource) -> Proposer | None:
         """`resolve_proposer`, with the default YOLO detector loaded once per segmenter."""
@@ -443,57 +390,31 @@ class Segmenter:
             return self._yolo
         return resolve_proposer(proposals)
 
-    def _predict(
+    def export_onnx(
         self,
-        images: Sequence[Image.Image | None],
-        names: list[str],
-        text: torch.Tensor,
-        proposer: Proposer | None,
-        prepared: Sequence[tuple[torch.Tensor, Letterbox]] | None = None,
-    ) -> list[ImagePrediction]:
-        """Whole images and their matching crops: every (view, class) pair, ``chunk_size`` views
-        per network call (``prepared``: whole views letterboxed already, by loader workers)."""
-        planner = ViewPlanner(self.model, self.config.image_size, self.config.resize_mode)
-        plans = []
-        for i, image in enumerate(images):
-            proposals = None
-            if proposer is not None and image is not None:
-                proposals = proposer.propose(image, names)
-            ready = prepared[i] if prepared is not None else None
-            plans.append(
-                planner.plan_image(
-                    image, names, proposals, self.matcher, self.zoom, self.encode_classes, ready
-                )
-            )
-        with torch.inference_mode(), autocast(self.precision, self.device):
-            return planner.run(plans, text, chunk_size=self.chunk_size, fusion=self.zoom.fusion)
+        out_dir: str | os.PathLike[str],
+        *,
+        classes: Sequence[str] | None = None,
+        opset: int | None = None,
+        int8: bool = False,
+    ) -> Path:
+        """Export the network as ONNX graphs that keep the vocabulary open (text encoder,
+        class-independent part, class-dependent part) and a JSON describing the pipeline;
+        ``classes`` also stores their vectors; ``int8`` quantises the graphs (onnxruntime's
+        dynamic quantisation). Load with ``from_pretrained(dir, backend="onnxruntime")``.
+        Needs ``clsclip[onnx]``; see docs/deploy.md."""
+        names = check_class_names(classes) if classes is not None else None
+        return self.backend.export_onnx(out_dir, classes=names, opset=opset, int8=int8)
 
     def save_pretrained(
         self, save_directory: str | os.PathLike[str], *, include_backbone: bool | None = None
     ) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` into a folder (created if needed).
-
-        Args:
-            save_directory: the folder.
-            include_backbone: store the backbone weights too. None (default) stores them when
-                open_clip cannot rebuild them: ``config.pretrained`` is None or the backbone has
-                trainable parameters (fine-tuned).
-
-        Returns:
-            The folder's path.
-        """
-        if self.precision == "int8":
-            raise RuntimeError(
-                "an int8 (quantised) segmenter cannot be saved: save the fp32 model, and choose "
-                "precision='int8' when loading it"
-            )
-        if include_backbone is None:
-            include_backbone = self.config.pretrained is None or any(
-                p.requires_grad for p in self.model.backbone.parameters()
-            )
-        return save_model_folder(
-            self.model, self.config, Path(save_directory), include_backbone=include_backbone
-        )
+        """Write the model into a folder (created if needed; returned) that `from_pretrained`
+        reads: ``config.json`` and ``model.safetensors`` (torch), or a copy of the export
+        (onnxruntime). ``include_backbone``: store the backbone weights too; None (default)
+        stores them when open_clip cannot rebuild them (no ``config.pretrained``, or a
+        fine-tuned backbone)."""
+        return self.backend.save_pretrained(save_directory, include_backbone=include_backbone)
 
     def push_to_hub(
         self,
@@ -504,32 +425,22 @@ class Segmenter:
         revision: str | None = None,
         commit_message: str = "Upload clsclip model",
     ) -> str:
-        """Save the model and upload it to a Hugging Face Hub repo (created if needed).
-
-        Returns the URL of the commit.
-        """
-        with tempfile.TemporaryDirectory() as tmp:
-            self.save_pretrained(tmp)
-            write_model_card(Path(tmp), repo_id, self.config)
-            return push_folder_to_hub(
-                tmp,
-                repo_id,
-                private=private,
-                token=token,
-                revision=revision,
-                commit_message=commit_message,
-            )
+        """Save the model with a model card and upload it to a Hugging Face Hub repo (created if
+        needed); returns the URL of the commit."""
+        return push_model(
+            self.save_pretrained,
+            self.config,
+            repo_id,
+            private=private,
+            token=token,
+            revision=revision,
+            commit_message=commit_message,
+        )
 
     def __repr__(self) -> str:
         backbone = self.config.backbone if isinstance(self.config.backbone, str) else "custom"
         return (
             f"Segmenter(model={self.config.MODEL_TYPE!r}, backbone={backbone!r}, "
-            f"image_size={self.config.image_size}, device={str(self.device)!r})"
-        )
-
-
-def _check_config(config: object) -> None:
-    if not isinstance(config, (ClsClipConfig, ClipSegConfig)):
-        raise TypeError(
-            f"config must be a ClsClipConfig or ClipSegConfig, got {type(config).__name__}"
+            f"image_size={self.config.image_size}, backend={self.backend.name!r}, "
+            f"device={str(self.device)!r}, precision={self.precision!r})"
         )

@@ -8,8 +8,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from clsclip.postprocess import LowResPrediction
-from clsclip.preprocess import Letterbox
+from clsclip.geometry import Letterbox
+from clsclip.results.restore import FullResolution, LowResPrediction
+
+
+def restore_all(logits: torch.Tensor, box: Letterbox) -> torch.Tensor:
+    """The implementation's way back for all K classes at once: float32 K x H x W (the code under
+    test, through `FullResolution`, one class at a time)."""
+    full = FullResolution(LowResPrediction(logits.float(), box))
+    return torch.stack([full.class_logits(k) for k in range(logits.shape[0])])
 
 
 def restore(logits: torch.Tensor, box: Letterbox) -> torch.Tensor:

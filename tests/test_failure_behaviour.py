@@ -25,8 +25,8 @@ from PIL import Image
 from clsclip import ClipSegConfig, ClsClipConfig, Segmenter
 from clsclip.cli import main
 from clsclip.config import config_from_dict
-from clsclip.image_io import load_image
 from clsclip.labelling import unique_stems
+from clsclip.pipeline.images import load_image
 from clsclip.proposals.base import Proposals
 from tests.conftest import TINY_BACKBONE, random_rgb, tiny_config, tiny_segmenter
 

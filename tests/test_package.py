@@ -29,3 +29,22 @@ def test_import_is_light_and_offline() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_no_module_imports_the_package_root() -> None:
+    """Inside the package, modules import what they use from its module, never `clsclip`
+    itself (which imports the facade and with it almost everything)."""
+    import grimp
+
+    graph = grimp.build_graph("clsclip")
+    assert graph.find_modules_that_directly_import("clsclip") == set()
+
+
+def test_architecture_diagram_is_current() -> None:
+    """docs/architecture.md's folder diagram is the one the code's imports give."""
+    import runpy
+    from pathlib import Path
+
+    tool = Path(__file__).resolve().parents[1] / "docs" / "tools" / "architecture_graph.py"
+    module = runpy.run_path(str(tool))
+    assert module["main"](["--check"]) == 0, "run: python docs/tools/architecture_graph.py"

@@ -170,7 +170,8 @@ def test_named_backbone_offline_fails_fast_and_clearly() -> None:
 def test_repr(segmenter) -> None:
     assert (
         repr(segmenter)
-        == "Segmenter(model='clsclip', backbone='custom', image_size=64, device='cpu')"
+        == "Segmenter(model='clsclip', backbone='custom', image_size=64, backend='torch', "
+        "device='cpu', precision='fp32')"
     )
 
 

@@ -4,9 +4,15 @@ Inference never imports this package.
 """
 
 from clsclip.datasets.coco import CocoFolder
-from clsclip.datasets.folds import COCO_CLASSES, PASCAL_CLASSES, base_classes, novel_classes
-from clsclip.datasets.voc import (
+from clsclip.datasets.folds import (
+    COCO_CLASSES,
     IGNORE,
+    PASCAL_CLASSES,
+    base_classes,
+    check_fold,
+    novel_classes,
+)
+from clsclip.datasets.voc import (
     FoldDataset,
     VocFolder,
     augment,
@@ -23,6 +29,7 @@ __all__ = [
     "VocFolder",
     "augment",
     "base_classes",
+    "check_fold",
     "binary_target",
     "novel_classes",
     "open_folder",

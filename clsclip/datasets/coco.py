@@ -10,17 +10,29 @@ from typing import Any
 import numpy as np
 
 from clsclip.datasets.folds import COCO_CLASSES
-
-INSTALL_HINT = 'reading COCO annotations needs pycocotools: pip install "clsclip[train]"'
-IGNORE = 255
+from clsclip.optional import require
 
 
-def _coco_api(annotation_file: Path) -> Any:
-    try:
-        from pycocotools.coco import COCO
-    except ImportError as e:
-        raise ImportError(INSTALL_HINT) from e
-    return COCO(str(annotation_file))
+def coco_api(annotation_file: Path) -> Any:
+    """pycocotools' ``COCO`` index of an instance annotation file."""
+    coco = require("pycocotools.coco", "train", purpose="reading COCO annotations")
+    return coco.COCO(str(annotation_file))
+
+
+def category_labels(api: Any) -> dict[int, int]:
+    """COCO category id -> class label k + 1, for the k-th category in id order."""
+    return {cat: k + 1 for k, cat in enumerate(sorted(api.getCatIds()))}
+
+
+def render_class_mask(api: Any, image_id: int, labels: dict[int, int]) -> np.ndarray:
+    """uint8 ``H x W`` class-index mask of one image: 0 background, the class label of every
+    instance annotation painted in file order, crowd regions included (the standard COCO-20i
+    protocol has no ignore value: a crowd of people is people)."""
+    info = api.loadImgs(int(image_id))[0]
+    mask = np.zeros((info["height"], info["width"]), dtype=np.uint8)
+    for annotation in api.loadAnns(api.getAnnIds(imgIds=int(image_id), iscrowd=None)):
+        mask[api.annToMask(annotation).astype(bool)] = labels[annotation["category_id"]]
+    return mask
 
 
 @dataclass
@@ -29,8 +41,9 @@ class CocoFolder:
     ``annotations/instances_{train2014,val2014}.json``.
 
     Splits are ``"train"`` and ``"val"``. Class-index masks are rendered from the instance
-    polygons / RLEs: label k + 1 for the k-th category in id order (COCO's 80 classes, as
-    `COCO_CLASSES`), 255 where an annotation is a crowd region. Same interface as `VocFolder`.
+    polygons / RLEs by `render_class_mask`, exactly as ``clsclip data coco`` writes them: label
+    k + 1 for the k-th category in id order (COCO's 80 classes, as `COCO_CLASSES`), crowd
+    regions with their class. Same interface as `VocFolder`.
     """
 
     root: Path
@@ -63,11 +76,8 @@ class CocoFolder:
             path = self.root / "annotations" / f"instances_{split}2014.json"
             if not path.is_file():
                 raise FileNotFoundError(f"no annotation file {path}")
-            self._apis[split] = _coco_api(path)
+            self._apis[split] = coco_api(path)
         return self._apis[split]
-
-    def _labels(self, api: Any) -> dict[int, int]:
-        return {cat: k + 1 for k, cat in enumerate(sorted(api.getCatIds()))}
 
     def ids(self, split: str) -> list[str]:
         api = self._api(split)
@@ -92,27 +102,16 @@ class CocoFolder:
         image_id = _numeric(image_id)
         split = self._split_of(image_id)
         api = self._api(split)
-        labels = self._labels(api)
-        info = api.loadImgs(int(image_id))[0]
-        mask = np.zeros((info["height"], info["width"]), dtype=np.uint8)
-        crowd = np.zeros_like(mask, dtype=bool)
-        for ann in api.loadAnns(api.getAnnIds(imgIds=int(image_id), iscrowd=None)):
-            region = api.annToMask(ann).astype(bool)
-            if ann.get("iscrowd", 0):
-                crowd |= region
-            else:
-                mask[region] = labels[ann["category_id"]]
-        mask[crowd] = IGNORE
-        return mask
+        return render_class_mask(api, int(image_id), category_labels(api))
 
     def index(self, split: str) -> dict[str, dict[int, int]]:
-        """Pixel counts per label from the annotations' areas (no rendering)."""
+        """Pixel counts per label from the annotations' areas, crowds included (no rendering)."""
         api = self._api(split)
-        labels = self._labels(api)
+        labels = category_labels(api)
         found: dict[str, dict[int, int]] = {}
         for image_id in self.ids(split):
             counts: dict[int, int] = {}
-            for ann in api.loadAnns(api.getAnnIds(imgIds=int(image_id), iscrowd=False)):
+            for ann in api.loadAnns(api.getAnnIds(imgIds=int(image_id), iscrowd=None)):
                 label = labels[ann["category_id"]]
                 counts[label] = counts.get(label, 0) + int(ann["area"])
             found[image_id] = counts

@@ -22,6 +22,18 @@ COCO_CLASSES: tuple[str, ...] = (
 )  # fmt: skip
 
 DATASETS = ("pascal5i", "coco20i")
+FOLDS = (0, 1, 2, 3)
+IGNORE = 255
+"""The label value of pixels that are not scored (PASCAL's object boundaries)."""
+
+
+def check_fold(dataset: str, fold: object) -> int:
+    """``fold`` if ``dataset`` is known and ``fold`` is 0-3, else `ValueError` naming both."""
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {list(DATASETS)}")
+    if isinstance(fold, bool) or not isinstance(fold, int) or fold not in FOLDS:
+        raise ValueError(f"fold must be 0, 1, 2 or 3, got {fold!r}")
+    return fold
 
 
 def novel_classes(dataset: str, fold: int, num_classes: int | None = None) -> list[int]:
@@ -31,10 +43,7 @@ def novel_classes(dataset: str, fold: int, num_classes: int | None = None) -> li
     classes i+1, i+5, i+9, ... (20 classes). ``num_classes`` overrides the class count (for
     datasets laid out like these with another number of classes; it must be a multiple of 4).
     """
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of {list(DATASETS)}")
-    if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < 4:
-        raise ValueError(f"fold must be 0, 1, 2 or 3, got {fold!r}")
+    check_fold(dataset, fold)
     total = num_classes or (len(PASCAL_CLASSES) if dataset == "pascal5i" else len(COCO_CLASSES))
     if total % 4:
         raise ValueError(f"{total} classes do not split into 4 folds")

@@ -17,14 +17,16 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image
 
+from clsclip.datasets.coco import category_labels, coco_api, render_class_mask
 from clsclip.datasets.folds import COCO_CLASSES
 from clsclip.datasets.standard import coco_image_id, standard_pairs
-from clsclip.safe_write import write_atomic
+from clsclip.optional import require
+from clsclip.storage.files import write_atomic
 
 _T = TypeVar("_T")
 
@@ -48,11 +50,8 @@ def _ids(path: Path) -> list[str]:
 
 def read_sbd_mask(path: Path) -> np.ndarray:
     """The class mask (uint8 ``H x W``) of an SBD ``cls/{id}.mat`` file (``GTcls.Segmentation``)."""
-    try:
-        from scipy.io import loadmat
-    except ImportError as e:
-        raise ImportError('reading SBD .mat files needs scipy: pip install "clsclip[train]"') from e
-    data = loadmat(str(path), squeeze_me=True, struct_as_record=False)
+    scipy_io = require("scipy.io", "train", purpose="reading SBD .mat files")
+    data = scipy_io.loadmat(str(path), squeeze_me=True, struct_as_record=False)
     if "GTcls" not in data:
         raise ValueError(f"{path} is not an SBD class file: no GTcls")
     return np.asarray(data["GTcls"].Segmentation, dtype=np.uint8)
@@ -94,8 +93,6 @@ def _write_list(path: Path, ids: list[str]) -> None:
 def prepare_coco(coco: Path, out: Path, *, progress: bool = True) -> Path:
     """Render COCO 2014 (``{train,val}2014/``, ``annotations/instances_{train,val}2014.json``)
     into a VOC-layout folder ``out``. Returns ``out``."""
-    from clsclip.datasets.coco import _coco_api
-
     (out / "JPEGImages").mkdir(parents=True, exist_ok=True)
     (out / "SegmentationClassAug").mkdir(exist_ok=True)
     (out / "ImageSets" / "Segmentation").mkdir(parents=True, exist_ok=True)
@@ -104,8 +101,8 @@ def prepare_coco(coco: Path, out: Path, *, progress: bool = True) -> Path:
         annotations = coco / "annotations" / f"instances_{split}2014.json"
         if not annotations.is_file():
             continue
-        api = _coco_api(annotations)
-        labels = {cat: k + 1 for k, cat in enumerate(sorted(api.getCatIds()))}
+        api = coco_api(annotations)
+        labels = category_labels(api)
         ids = sorted(api.getImgIds())
         stems = []
         for image_id in _progress(ids, len(ids), f"COCO {split}2014", progress):
@@ -117,16 +114,9 @@ def prepare_coco(coco: Path, out: Path, *, progress: bool = True) -> Path:
                 os.symlink((coco / f"{split}2014" / info["file_name"]).resolve(), link)
             target = out / "SegmentationClassAug" / f"{stem}.png"
             if not target.is_file():
-                _save_png(_render(api, info, labels), target)
+                _save_png(render_class_mask(api, image_id, labels), target)
         _write_list(out / "ImageSets" / "Segmentation" / f"{split}.txt", stems)
     return out
-
-
-def _render(api: Any, info: dict[str, Any], labels: dict[int, int]) -> np.ndarray:
-    mask = np.zeros((info["height"], info["width"]), dtype=np.uint8)
-    for annotation in api.loadAnns(api.getAnnIds(imgIds=info["id"], iscrowd=None)):
-        mask[api.annToMask(annotation).astype(bool)] = labels[annotation["category_id"]]
-    return mask
 
 
 @dataclass(frozen=True)

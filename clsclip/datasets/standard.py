@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from clsclip.datasets.folds import DATASETS, novel_classes
+from clsclip.datasets.folds import check_fold, novel_classes
 
 Pair = tuple[str, int]
 """An (image id, 1-based class label) pair."""
@@ -54,7 +54,7 @@ def standard_pairs(dataset: str, fold: int, split: str) -> list[Pair]:
     PASCAL ids are VOC ids (``2007_000033``); COCO ids are file stems
     (``COCO_val2014_000000429717``), class by class in the list's order.
     """
-    _check(dataset, fold)
+    check_fold(dataset, fold)
     if split not in ("val", "trn"):
         raise ValueError(f"standard split must be 'val' or 'trn', got {split!r}")
     if dataset == "pascal5i":
@@ -76,7 +76,7 @@ def standard_pairs(dataset: str, fold: int, split: str) -> list[Pair]:
 def standard_training_pairs(dataset: str, fold: int) -> list[Pair]:
     """The pairs a fold-``fold`` model trains on in the references: PASCAL, the ``trn`` lists of
     the other three folds; COCO, the fold's own ``trn`` list (its base classes)."""
-    _check(dataset, fold)
+    check_fold(dataset, fold)
     if dataset == "coco20i":
         return standard_pairs(dataset, fold, "trn")
     return [p for other in range(4) if other != fold for p in standard_pairs(dataset, other, "trn")]
@@ -90,7 +90,7 @@ def standard_episodes(dataset: str, fold: int, episodes: int = 1000, seed: int =
     its list, from numpy's legacy ``RandomState(seed)`` (HSNet's ``fix_randseed(0)`` and its
     zero-shot loader: nothing else is drawn in between).
     """
-    _check(dataset, fold)
+    check_fold(dataset, fold)
     if dataset == "pascal5i":
         pairs = standard_pairs(dataset, fold, "val")
         return [pairs[i % len(pairs)] for i in range(episodes)]
@@ -125,10 +125,3 @@ def balanced_episodes(pairs: list[Pair], episodes: int, seed: int) -> list[Pair]
             left[label] = [by_class[label][i] for i in rng.permutation(len(by_class[label]))]
         out.append(left[label].pop())
     return out
-
-
-def _check(dataset: str, fold: int) -> None:
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of {list(DATASETS)}")
-    if isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < 4:
-        raise ValueError(f"fold must be 0, 1, 2 or 3, got {fold!r}")

@@ -14,16 +14,20 @@ import torch
 from PIL import Image, ImageFilter
 
 from clsclip.datasets.coco import CocoFolder
-from clsclip.datasets.folds import COCO_CLASSES, PASCAL_CLASSES, base_classes, novel_classes
-from clsclip.image_io import load_image
-from clsclip.preprocess import letterbox_image
+from clsclip.datasets.folds import (
+    COCO_CLASSES,
+    IGNORE,
+    PASCAL_CLASSES,
+    base_classes,
+    novel_classes,
+)
+from clsclip.pipeline.images import IMAGE_SUFFIXES, load_image
+from clsclip.pipeline.letterbox import letterbox_image
 
 logger = logging.getLogger(__name__)
 
-IGNORE = 255
 MASK_DIRS = ("SegmentationClassAug", "SegmentationClass")
 NOVEL_PIXELS = ("background", "ignore", "drop-image")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,11 @@ import numpy as np
 from PIL import Image
 
 from clsclip.datasets import FoldDataset, VocFolder, open_folder
-from clsclip.datasets.folds import novel_classes
+from clsclip.datasets.folds import IGNORE, novel_classes
 from clsclip.datasets.standard import Pair, balanced_episodes, standard_episodes
-from clsclip.datasets.voc import IGNORE
 from clsclip.evaluation.boxes import component_boxes
 from clsclip.evaluation.metrics import EpisodicIoU
-from clsclip.image_io import load_image
+from clsclip.pipeline.images import load_image
 from clsclip.segmenter import Segmenter
 
 logger = logging.getLogger(__name__)
@@ -33,15 +32,6 @@ logger = logging.getLogger(__name__)
 PROPOSAL_MODES = ("none", "yolo", "gt")
 PROTOCOLS = ("standard", "all-pairs")
 SCORE_AT = ("input", "original")
-
-
-def sample_episodes(num_pairs: int, episodes: int, seed: int) -> list[int]:
-    """Indices of pairs for ``episodes`` episodes: each pair once when there are no more pairs
-    than episodes, else a seeded draw without replacement."""
-    if num_pairs <= episodes:
-        return list(range(num_pairs))
-    rng = np.random.default_rng(seed)
-    return [int(i) for i in rng.choice(num_pairs, size=episodes, replace=False)]
 
 
 def resize_nearest(label: np.ndarray, size: int) -> np.ndarray:
@@ -215,4 +205,4 @@ def _score_episode(
     return result.mask(name), target
 
 
-__all__ = ["PROTOCOLS", "Pair", "evaluate", "sample_episodes"]
+__all__ = ["PROTOCOLS", "Pair", "evaluate"]

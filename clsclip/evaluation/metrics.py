@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-IGNORE = 255
+from clsclip.datasets.folds import IGNORE
 
 
 class EpisodicIoU:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from clsclip.model.backbone import ClipBackbone
+from clsclip.model.prompts import tokenize_prompts
 
 
 class SegmentationModel(nn.Module):
@@ -25,31 +26,8 @@ class SegmentationModel(nn.Module):
     prompt_templates: tuple[str, ...]
 
     def tokenize_prompts(self, names: Sequence[str]) -> torch.Tensor:
-        """Token ids of every (name, template) prompt, name-major: ``(K * T) x context``.
-
-        Raises `ValueError` naming the class when a prompt does not fit the text encoder's
-        context: the tokenizer would cut it silently, and two names that differ only past the
-        cut would get the same vector.
-        """
-        prompts = [t.format(n) for n in names for t in self.prompt_templates]
-        context = getattr(self.tokenizer, "context_length", None)
-        if not isinstance(context, int):
-            return self.tokenizer(prompts)
-        try:  # one position more than the encoder reads shows whether a prompt was cut
-            ids = self.tokenizer(prompts, context_length=context + 1)
-        except TypeError:
-            return self.tokenizer(prompts)
-        pad = getattr(getattr(self.tokenizer, "tokenizer", None), "pad_token_id", None) or 0
-        cut = torch.nonzero(ids[:, context] != pad)
-        if cut.numel():
-            row = int(cut[0, 0])
-            name = names[row // len(self.prompt_templates)]
-            raise ValueError(
-                f"class name {name[:60]!r}{'...' if len(name) > 60 else ''} is too long: the "
-                f"prompt {self.prompt_templates[row % len(self.prompt_templates)]!r} with it "
-                f"is over the text encoder's {context} tokens; shorten it"
-            )
-        return ids[:, :context]
+        """Token ids of every (name, template) prompt (see `clsclip.model.prompts`)."""
+        return tokenize_prompts(self.tokenizer, self.prompt_templates, names)
 
     def encode_prompts(self, names: Sequence[str]) -> torch.Tensor:
         """Text-tower outputs of every (name, template) prompt: ``K x T x embed_dim``.
@@ -90,37 +68,65 @@ class SegmentationModel(nn.Module):
     def predict_pairs(
         self, pixels: torch.Tensor, text: torch.Tensor, pairs: torch.Tensor, *, chunk_size: int
     ) -> torch.Tensor:
-        """Chosen (view, class) pairs, each view's class-independent work run once.
-
-        Args:
-            pixels: ``V x 3 x S x S`` normalised views (whole images and zoomed crops).
-            text: ``K x embed_dim`` class vectors.
-            pairs: ``P x 2`` int64 rows ``(view index, class index)``.
-            chunk_size: views per pass through the shared work, and pairs per pass through
-                the class-dependent one; peak memory grows with it, not with K.
-
-        Returns:
-            Logits ``P x h' x w'`` in the order of ``pairs``.
-        """
+        """Chosen (view, class) pairs, each view's class-independent work run once (see
+        `run_pairs`): logits ``P x h' x w'`` in the order of ``pairs``."""
         grid = self.grid_for(pixels.shape[-1])
-        chunks = [self.encode_views(chunk) for chunk in pixels.split(chunk_size)]
-        shared = [torch.cat(parts) for parts in zip(*chunks, strict=True)]
-        pairs = pairs.to(pixels.device)
-        outputs = []
-        for start in range(0, pairs.shape[0], chunk_size):
-            chunk = pairs[start : start + chunk_size]
-            rows = [x[chunk[:, 0]] for x in shared]
-            outputs.append(self.decode_rows(rows, text[chunk[:, 1]], grid))
-        return torch.cat(outputs)
+        return run_pairs(
+            self.encode_views, self.decode_rows, pixels, text, pairs, grid, chunk_size=chunk_size
+        )
 
     def predict_logits(
         self, pixels: torch.Tensor, text: torch.Tensor, *, chunk_size: int
     ) -> torch.Tensor:
         """Every class for every image: ``B x 3 x S x S``, ``K x E`` -> ``B x K x h' x w'``."""
-        num_images, num_classes = pixels.shape[0], text.shape[0]
-        pairs = torch.cartesian_prod(
-            torch.arange(num_images, device=pixels.device),
-            torch.arange(num_classes, device=pixels.device),
-        ).reshape(-1, 2)
+        pairs = all_pairs(pixels.shape[0], text.shape[0], pixels.device)
         logits = self.predict_pairs(pixels, text, pairs, chunk_size=chunk_size)
-        return logits.reshape(num_images, num_classes, *logits.shape[-2:])
+        return logits.reshape(pixels.shape[0], text.shape[0], *logits.shape[-2:])
+
+
+EncodeViews = Callable[[torch.Tensor], list[torch.Tensor]]
+DecodeRows = Callable[[list[torch.Tensor], torch.Tensor, tuple[int, int]], torch.Tensor]
+
+
+def run_pairs(
+    encode_views: EncodeViews,
+    decode_rows: DecodeRows,
+    pixels: torch.Tensor,
+    text: torch.Tensor,
+    pairs: torch.Tensor,
+    grid: tuple[int, int],
+    *,
+    chunk_size: int,
+) -> torch.Tensor:
+    """The one chunked loop over (view, class) pairs, for torch modules and ONNX graphs alike.
+
+    Args:
+        encode_views: the class-independent work of a chunk of views (tensors with V rows).
+        decode_rows: the class-dependent work of rows of those tensors and their class vectors.
+        pixels: ``V x 3 x S x S`` normalised views (whole images and zoomed crops).
+        text: ``K x embed_dim`` class vectors.
+        pairs: ``P x 2`` int64 rows ``(view index, class index)``.
+        grid: the patch grid of the input.
+        chunk_size: views per pass through the shared work, and pairs per pass through the
+            class-dependent one; peak memory grows with it, not with K.
+
+    Returns:
+        Logits ``P x h' x w'`` in the order of ``pairs``.
+    """
+    chunks = [encode_views(chunk) for chunk in pixels.split(chunk_size)]
+    shared = [torch.cat(parts) for parts in zip(*chunks, strict=True)]
+    pairs = pairs.to(shared[0].device)
+    text = text.to(shared[0].device)
+    outputs = []
+    for start in range(0, pairs.shape[0], chunk_size):
+        chunk = pairs[start : start + chunk_size]
+        rows = [x[chunk[:, 0]] for x in shared]
+        outputs.append(decode_rows(rows, text[chunk[:, 1]], grid))
+    return torch.cat(outputs)
+
+
+def all_pairs(num_views: int, num_classes: int, device: torch.device) -> torch.Tensor:
+    """``(V * K) x 2`` rows ``(view, class)``, view-major: every class of every view."""
+    return torch.cartesian_prod(
+        torch.arange(num_views, device=device), torch.arange(num_classes, device=device)
+    ).reshape(-1, 2)

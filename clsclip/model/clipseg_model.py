@@ -9,6 +9,7 @@ import torch
 from clsclip.model.backbone import ClipBackbone
 from clsclip.model.base import SegmentationModel
 from clsclip.model.clipseg_decoder import ClipSegDecoder
+from clsclip.model.prompts import combine_prompts
 
 Tokenizer = Callable[[list[str]], torch.Tensor]
 
@@ -51,7 +52,7 @@ class ClipSegModel(SegmentationModel):
     def encode_class_names(self, names: Sequence[str]) -> torch.Tensor:
         """CLIP text features (projected, not normalised, as CLIPSeg's FiLM expects),
         averaged over the prompt templates: ``K x embed_dim``."""
-        return self.encode_prompts(names).mean(dim=1)
+        return combine_prompts(self.encode_prompts(names), normalize=False)
 
     def encode_shared(self, pixels: torch.Tensor) -> list[torch.Tensor]:
         """Visual blocks up to the deepest extracted one, once per image, reduced by the decoder:

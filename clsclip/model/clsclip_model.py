@@ -11,6 +11,7 @@ from clsclip.model.backbone import ClipBackbone
 from clsclip.model.base import SegmentationModel
 from clsclip.model.decoder import SegmentationDecoder
 from clsclip.model.navigation import TextNavigator, replace_cls
+from clsclip.model.prompts import combine_prompts
 
 Tokenizer = Callable[[list[str]], torch.Tensor]
 
@@ -68,8 +69,7 @@ class ClsClipModel(SegmentationModel):
         Each name goes through every prompt template; the unit-normalised vectors of its prompts
         are averaged and normalised again (CLIP's prompt ensembling).
         """
-        vectors = F.normalize(self.encode_prompts(names).float(), dim=-1).mean(dim=1)
-        return F.normalize(vectors, dim=-1)
+        return combine_prompts(self.encode_prompts(names), normalize=True)
 
     def encode_shared(self, pixels: torch.Tensor) -> torch.Tensor:
         """The class-independent part: ``B x 3 x S x S`` -> tokens ``B x (1 + h*w) x width``."""

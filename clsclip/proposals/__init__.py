@@ -1,6 +1,7 @@
-"""Region proposals for ClsCLIP+: who proposes boxes, and which boxes serve which class.
+"""Region proposals for ClsCLIP+: who proposes boxes, which boxes serve which class, and the
+crops they become (`ZoomSettings`, `crop_region`).
 
-from clsclip.proposals import BoxProposer, YoloProposer, LabelMatcher
+from clsclip.proposals import BoxProposer, YoloProposer, LabelMatcher, ZoomSettings
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from clsclip.proposals.base import Proposals, Proposer
 from clsclip.proposals.boxes import BoxesByClass, BoxProposer
 from clsclip.proposals.matching import DEFAULT_SYNONYMS, LabelMatcher, normalize_label
 from clsclip.proposals.yolo import YoloProposer
+from clsclip.proposals.zoom import FusionMode, ZoomSettings, crop_region
 
 ProposalSource = str | Proposer | BoxesByClass | None
 """``None`` / ``"none"`` (no zoom-in), ``"yolo"`` (the default ultralytics detector), a
@@ -21,11 +23,14 @@ __all__ = [
     "DEFAULT_SYNONYMS",
     "BoxProposer",
     "BoxesByClass",
+    "FusionMode",
     "LabelMatcher",
     "ProposalSource",
     "Proposals",
     "Proposer",
     "YoloProposer",
+    "ZoomSettings",
+    "crop_region",
     "normalize_label",
     "resolve_proposer",
 ]

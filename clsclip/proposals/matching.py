@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
+import torch.nn.functional as F
 
 # PASCAL VOC and COCO spell some classes differently; plus common everyday names.
 DEFAULT_SYNONYMS: tuple[tuple[str, ...], ...] = (
@@ -26,7 +27,8 @@ DEFAULT_SYNONYMS: tuple[tuple[str, ...], ...] = (
 )
 
 TextEncoder = Callable[[list[str]], torch.Tensor]
-"""Maps names to ``N x E`` unit vectors (for example `Segmenter.encode_classes`)."""
+"""Maps names to ``N x E`` vectors of CLIP's text space, of any norm (for example
+`Segmenter.encode_classes`); the matcher compares their directions."""
 
 
 def normalize_label(name: str) -> str:
@@ -89,8 +91,9 @@ class LabelMatcher:
             # One vector per label as CLIP reads it (case and spacing do not matter).
             keys = [" ".join(label.split()).casefold() for label in labels]
             distinct = list(dict.fromkeys(keys))
-            label_vectors = encode(distinct)
-            class_vectors = encode([class_names[k] for k in unmatched])
+            # Cosine similarity: the encoder's vectors need not be unit (CLIPSeg's are not).
+            label_vectors = F.normalize(encode(distinct).float(), dim=-1)
+            class_vectors = F.normalize(encode([class_names[k] for k in unmatched]).float(), dim=-1)
             similar = (class_vectors @ label_vectors.T) >= self.clip_threshold
             for row, k in enumerate(unmatched):
                 accepted = {distinct[j] for j in similar[row].nonzero().flatten().tolist()}

@@ -4,26 +4,22 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from clsclip.optional import require
 from clsclip.proposals.base import Proposals
 
 logger = logging.getLogger(__name__)
 
-INSTALL_HINT = 'YOLO proposals need ultralytics (AGPL-3.0): pip install "clsclip[yolo]"'
-
 
 def import_ultralytics() -> Any:
     """Import ultralytics, or raise `ImportError` with the install command."""
-    try:
-        import ultralytics
-    except ImportError as e:
-        raise ImportError(INSTALL_HINT) from e
-    return ultralytics
+    return require("ultralytics", "yolo", purpose="YOLO proposals (ultralytics, AGPL-3.0)")
 
 
 class YoloProposer:
@@ -73,28 +69,34 @@ class YoloProposer:
             "YOLOE",
         )
         self._vocabulary: list[str] | None = None
+        # One detector serves every thread: its vocabulary (set_classes) and ultralytics'
+        # predictor state belong to one call at a time.
+        self._lock = threading.Lock()
 
     def propose(self, image: Image.Image, class_names: Sequence[str]) -> Proposals:
-        """Detect boxes in an RGB image; boxes in its pixels, exclusive end."""
-        if self.open_vocabulary and self._vocabulary != list(class_names):
-            self.model.set_classes(list(class_names))
-            self._vocabulary = list(class_names)
-        # ultralytics reads numpy arrays as BGR (OpenCV order); a PIL image is read as RGB.
-        results = self.model.predict(
-            image.convert("RGB"),
-            conf=self.conf,
-            iou=self.iou,
-            imgsz=self.imgsz,
-            device=self.device,
-            max_det=self.max_det,
-            verbose=False,
-        )
-        result = results[0]
-        if result.boxes is None or len(result.boxes) == 0:
-            return Proposals.empty()
-        boxes = result.boxes.xyxy.detach().cpu().numpy().astype(np.float32)
-        scores = result.boxes.conf.detach().cpu().numpy().astype(np.float32)
-        classes = result.boxes.cls.detach().cpu().numpy().astype(int)
-        labels = [str(result.names[int(c)]) for c in classes]
+        """Detect boxes in an RGB image; boxes in its pixels, exclusive end. Safe to call from
+        several threads (calls take turns on the one detector)."""
+        rgb = image.convert("RGB")
+        with self._lock:
+            if self.open_vocabulary and self._vocabulary != list(class_names):
+                self.model.set_classes(list(class_names))
+                self._vocabulary = list(class_names)
+            # ultralytics reads numpy arrays as BGR (OpenCV order); a PIL image is read as RGB.
+            results = self.model.predict(
+                rgb,
+                conf=self.conf,
+                iou=self.iou,
+                imgsz=self.imgsz,
+                device=self.device,
+                max_det=self.max_det,
+                verbose=False,
+            )
+            result = results[0]
+            if result.boxes is None or len(result.boxes) == 0:
+                return Proposals.empty()
+            boxes = result.boxes.xyxy.detach().cpu().numpy().astype(np.float32)
+            scores = result.boxes.conf.detach().cpu().numpy().astype(np.float32)
+            classes = result.boxes.cls.detach().cpu().numpy().astype(int)
+            labels = [str(result.names[int(c)]) for c in classes]
         logger.debug("detector proposed %d boxes", len(labels))
         return Proposals(boxes, scores, labels)

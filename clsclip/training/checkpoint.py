@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from clsclip.storage.files import write_atomic
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -16,9 +17,7 @@ def save_checkpoint(folder: Path, state: dict[str, Any]) -> Path:
     leaves the previous checkpoint intact."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / CHECKPOINT_NAME
-    tmp = folder / f".{CHECKPOINT_NAME}.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: torch.save(state, tmp))
     return path
 
 

@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clsclip.checks import check_int
 from clsclip.config import ClsClipConfig, read_json
-from clsclip.datasets.folds import DATASETS
+from clsclip.datasets.folds import DATASETS, check_fold
 from clsclip.datasets.voc import NOVEL_PIXELS
-from clsclip.inputs import check_int
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 OPTIMIZERS = ("adamw", "sgd")
@@ -103,8 +103,7 @@ class TrainConfig:
                 raise ValueError(
                     f"unknown {name} {getattr(self, name)!r}; choose one of {list(allowed)}"
                 )
-        if self.fold not in (0, 1, 2, 3):
-            raise ValueError(f"fold must be 0-3, got {self.fold!r}")
+        check_fold(self.dataset, self.fold)
         for name in ("max_steps", "batch_size", "restart_steps", "log_every"):
             check_int(name, getattr(self, name), minimum=1)
         for name in (

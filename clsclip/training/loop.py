@@ -18,13 +18,14 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from clsclip.datasets import IGNORE, FoldDataset
 from clsclip.datasets.standard import standard_training_pairs
+from clsclip.distributed import DistributedContext
 from clsclip.model import ClsClipModel
+from clsclip.pipeline.text_cache import TextCache
 from clsclip.segmenter import Segmenter
+from clsclip.storage.weights import BACKBONE_PREFIX
 from clsclip.training.checkpoint import load_checkpoint, save_checkpoint
 from clsclip.training.config import TrainConfig
-from clsclip.training.distributed import DistributedContext
 from clsclip.training.schedule import lr_factor
-from clsclip.weights import BACKBONE_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class Trainer:
                 broadcast_buffers=False,
             )
         self.step, self.best, self.epoch = 0, -math.inf, 0
-        self._text_cache: dict[str, torch.Tensor] = {}
+        self._text_cache = TextCache(self._encode_frozen)
 
     def _optimizer(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
         c = self.config
@@ -146,17 +147,14 @@ class Trainer:
             yield from loader
             self.epoch += 1
 
+    def _encode_frozen(self, names: list[str]) -> torch.Tensor:
+        with torch.no_grad():
+            return self.model.encode_class_names(names)
+
     def _text(self, names: list[str]) -> torch.Tensor:
         if self.config.unfreeze == "all":  # the text tower trains: no cache, gradients flow
             return self.model.encode_class_names(names)
-        missing = [n for n in dict.fromkeys(names) if n not in self._text_cache]
-        if missing:
-            with torch.no_grad():
-                for name, vector in zip(
-                    missing, self.model.encode_class_names(missing), strict=True
-                ):
-                    self._text_cache[name] = vector
-        return torch.stack([self._text_cache[n] for n in names])
+        return self._text_cache.get(names)
 
     def _train_step(self, batch: dict[str, Any]) -> float:
         pixels = batch["pixels"].to(self.device, non_blocking=True)

@@ -69,9 +69,9 @@ def test_masks_from_instances(coco_root) -> None:
     mask = folder.mask("7")
     assert mask.shape == (30, 40) and mask.dtype == np.uint8
     assert (mask[7:13, 12:28] == 3).all()  # inside the car polygon: label 3
-    assert (mask[20:30, 0:10] == 255).all()  # the crowd region is ignored
+    assert (mask[20:30, 0:10] == 1).all()  # a crowd region is its class (person)
     assert (mask[0:4, 32:40] == 0).all()
-    assert folder.index("val") == {"7": {3: 200}, "9": {3: 36}}
+    assert folder.index("val") == {"7": {3: 200, 1: 100}, "9": {3: 36}}
     assert folder.image_path("9").name == "b.jpg"
 
 
@@ -90,7 +90,19 @@ def test_fold_dataset_over_coco(coco_root) -> None:
     assert data.samples == [("7", 3), ("9", 3)]
     image, target, name = data.load(0)
     assert name == "car" and target.shape == (30, 40) and image.size == (40, 30)
-    assert set(np.unique(target)) == {0, 1, 255}
+    assert set(np.unique(target)) == {0, 1}  # COCO has no ignore value, crowds included
+
+
+def test_raw_and_prepared_coco_give_the_same_masks(coco_root, tmp_path) -> None:
+    """One rendering for both layouts: a raw COCO root and `clsclip data coco`'s VOC layout
+    give every image the same class-index mask, crowd region included."""
+    from clsclip.datasets.prepare import prepare_coco
+
+    prepared = prepare_coco(coco_root, tmp_path / "prepared", progress=False)
+    raw, voc = open_folder(coco_root), open_folder(prepared)
+    for image_id, stem in (("7", "COCO_val2014_000000000007"), ("9", "COCO_val2014_000000000009")):
+        np.testing.assert_array_equal(raw.mask(image_id), voc.mask(stem))
+    assert (voc.mask("COCO_val2014_000000000007")[20:30, 0:10] == 1).all()
 
 
 def test_coco_errors(tmp_path, coco_root) -> None:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from clsclip.evaluation import EpisodicIoU, component_boxes, sample_episodes
+from clsclip.evaluation import EpisodicIoU, component_boxes
 
 
 def test_hand_computed_case() -> None:
@@ -80,10 +80,3 @@ def test_component_boxes_match_flood_fill() -> None:
         mask = rng.random((int(rng.integers(1, 25)), int(rng.integers(1, 25)))) < 0.3
         assert sorted(component_boxes(mask)) == sorted(_flood_boxes(mask))
     assert component_boxes(np.zeros((3, 3), bool)) == []
-
-
-def test_episodes_are_seeded() -> None:
-    assert sample_episodes(50, 10, seed=3) == sample_episodes(50, 10, seed=3)
-    assert sample_episodes(50, 10, seed=3) != sample_episodes(50, 10, seed=4)
-    assert len(set(sample_episodes(50, 50, seed=0))) == 50  # no repeats while pairs suffice
-    assert sample_episodes(5, 12, seed=0) == [0, 1, 2, 3, 4]  # fewer pairs: each scored once

@@ -1,0 +1,215 @@
+"""What every model config shares: the backbone, the input, prompts, threshold, JSON I/O."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from clsclip.checks import check_int, check_threshold
+from clsclip.geometry import RESIZE_MODES
+
+FORMAT_VERSION = 1
+MAX_IMAGE_SIZE = 4096
+"""Largest model input side accepted (a 256 x 256 patch grid at 16 px patches)."""
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+_Config = TypeVar("_Config", bound="ModelConfig")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Fields and JSON handling shared by every model config.
+
+    Attributes:
+        backbone: an open_clip model name (``"ViT-B-16-quickgelu"``; see
+            ``open_clip.list_models()``) or a dict that is an open_clip model config
+            (``{"embed_dim": ..., "vision_cfg": {...}, "text_cfg": {...}}``) for custom
+            backbones. Only open_clip's own ViT image tower is supported (not timm towers).
+        pretrained: an open_clip pretrained tag for a named backbone (``"openai"``), or ``None``
+            for random backbone weights (or weights stored with the model).
+        image_size: side in pixels of the square model input; a multiple of the patch size. The
+            position embedding is interpolated to the input's grid, so any size works.
+        prompt_templates: format strings with one ``{}`` for the class name; the text vectors of
+            all templates are averaged.
+        threshold: probability above which a pixel belongs to a class, in [0, 1].
+        image_mean, image_std: per-channel RGB normalisation in [0, 1] units; ``None`` takes the
+            backbone's (open_clip's preprocessing config), which is CLIP's by default.
+        resize_mode: how an image becomes the square input: ``"letterbox"`` (long side to
+            ``image_size``, aspect ratio kept, padded) or ``"resize"`` (stretched to the square,
+            as the PASCAL-5i / COCO-20i references do). Train and evaluate a model the same way.
+    """
+
+    MODEL_TYPE: ClassVar[str] = ""
+
+    backbone: str | dict[str, Any] = "ViT-B-16-quickgelu"
+    pretrained: str | None = "openai"
+    image_size: int = 352
+    prompt_templates: tuple[str, ...] = ("a photo of a {}.",)
+    threshold: float = 0.5
+    image_mean: tuple[float, float, float] | None = None
+    image_std: tuple[float, float, float] | None = None
+    resize_mode: str = "letterbox"
+
+    def __post_init__(self) -> None:
+        # Lists (from JSON or users) become tuples, so that the frozen config compares equal.
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, list):
+                object.__setattr__(self, f.name, tuple(value))
+        self._validate_common()
+        self._validate()
+
+    def _validate(self) -> None:
+        """Checks of the fields a subclass adds."""
+
+    def _validate_common(self) -> None:
+        if isinstance(self.backbone, str):
+            if not self.backbone:
+                raise ValueError("backbone must be an open_clip model name, got ''")
+        elif isinstance(self.backbone, Mapping):
+            _check_backbone_dict(self.backbone)
+        else:
+            raise TypeError(
+                "backbone must be an open_clip model name (str) or an open_clip model config "
+                f"(dict), got {type(self.backbone).__name__}"
+            )
+        if self.pretrained is not None and not isinstance(self.pretrained, str):
+            raise TypeError(f"pretrained must be a str or None, got {self.pretrained!r}")
+        if isinstance(self.backbone, Mapping) and self.pretrained is not None:
+            raise ValueError(
+                "pretrained tags apply to named open_clip backbones only; a custom backbone dict "
+                f"needs pretrained=None (got {self.pretrained!r})"
+            )
+        check_int("image_size", self.image_size, minimum=1)
+        if self.image_size > MAX_IMAGE_SIZE:
+            raise ValueError(f"image_size must be <= {MAX_IMAGE_SIZE}, got {self.image_size}")
+        _check_templates(self.prompt_templates)
+        check_threshold(self.threshold)
+        if self.resize_mode not in RESIZE_MODES:
+            raise ValueError(
+                f"unknown resize_mode {self.resize_mode!r}; choose one of {list(RESIZE_MODES)}"
+            )
+        for name in ("image_mean", "image_std"):
+            value = getattr(self, name)
+            if value is not None and (
+                len(value) != 3 or not all(isinstance(v, (int, float)) for v in value)
+            ):
+                raise ValueError(f"{name} must be None or 3 numbers (R, G, B), got {value!r}")
+        if self.image_std is not None and any(v <= 0 for v in self.image_std):
+            raise ValueError(f"image_std must be positive, got {self.image_std!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of the fields (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls: type[_Config], data: Mapping[str, Any]) -> _Config:
+        """Build a config from a dict; unknown keys raise a `ValueError` that names them.
+
+        The file keys ``model_type`` and ``format_version`` are accepted and checked.
+        """
+        if not isinstance(data, Mapping):
+            raise TypeError(f"config must be a mapping, got {type(data).__name__}")
+        data = dict(data)
+        model_type = data.pop("model_type", cls.MODEL_TYPE)
+        if model_type != cls.MODEL_TYPE:
+            raise ValueError(f"config model_type is {model_type!r}, expected {cls.MODEL_TYPE!r}")
+        version = data.pop("format_version", FORMAT_VERSION)
+        if version != FORMAT_VERSION:
+            raise ValueError(
+                f"config format_version {version!r} is not supported by this clsclip "
+                f"(supported: {FORMAT_VERSION}); upgrade clsclip"
+            )
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown config keys {unknown}; known keys: {sorted(known)}")
+        return cls(**data)
+
+    def to_file_dict(self) -> dict[str, Any]:
+        """What `save` writes: ``model_type``, ``format_version`` and the fields."""
+        payload: dict[str, Any] = {"model_type": self.MODEL_TYPE, "format_version": FORMAT_VERSION}
+        payload.update(self.to_dict())
+        return payload
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the config as JSON (with ``model_type`` and ``format_version``)."""
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(self.to_file_dict(), f, indent=2)
+            f.write("\n")
+
+    @classmethod
+    def load(cls: type[_Config], path: str | os.PathLike[str]) -> _Config:
+        """Read a config written by `save`; raises `ValueError` for invalid JSON or keys."""
+        return cls.from_dict(read_json(path))
+
+
+def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a JSON object; `ValueError` naming the file when it is not valid JSON."""
+    with open(path, encoding="utf-8") as f:
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{os.fspath(path)} is not valid JSON: {e}") from e
+        except RecursionError:
+            raise ValueError(f"{os.fspath(path)} is nested too deeply to be a config") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{os.fspath(path)} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+_TOWER_INTS = {
+    "vision_cfg": ("layers", "width", "head_width", "patch_size", "image_size"),
+    "text_cfg": ("context_length", "vocab_size", "width", "heads", "layers"),
+}
+
+
+def _check_backbone_dict(backbone: Mapping[str, Any]) -> None:
+    """The parts of an open_clip model config that clsclip reads: present, of the right type and
+    positive, so that a bad value is named here rather than failing deep inside torch."""
+    missing = [k for k in ("embed_dim", "vision_cfg", "text_cfg") if k not in backbone]
+    if missing:
+        raise ValueError(f"backbone dict is not an open_clip model config: missing keys {missing}")
+    check_int("backbone embed_dim", backbone["embed_dim"], minimum=1)
+    for tower, keys in _TOWER_INTS.items():
+        cfg = backbone[tower]
+        if not isinstance(cfg, Mapping):
+            raise TypeError(f"backbone {tower} must be a dict, got {type(cfg).__name__} {cfg!r}")
+        for key in keys:
+            value = cfg.get(key)
+            if key == "image_size" and isinstance(value, (list, tuple)):
+                for side in value:
+                    check_int(f"backbone {tower}.{key} entry", side, minimum=1)
+            elif value is not None:
+                check_int(f"backbone {tower}.{key}", value, minimum=1)
+        ratio = cfg.get("mlp_ratio")
+        if ratio is not None and (
+            isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not ratio > 0
+        ):
+            raise ValueError(f"backbone {tower}.mlp_ratio must be a positive number, got {ratio!r}")
+    vision, text = backbone["vision_cfg"], backbone["text_cfg"]
+    width, head_width = vision.get("width", 768), vision.get("head_width", 64)
+    if width % head_width:
+        raise ValueError(
+            f"backbone vision_cfg.width {width} is not a multiple of head_width {head_width}"
+        )
+    if text.get("width", 512) % text.get("heads", 8):
+        raise ValueError(
+            f"backbone text_cfg.width {text.get('width', 512)} is not a multiple of heads "
+            f"{text.get('heads', 8)}"
+        )
+
+
+def _check_templates(templates: object) -> None:
+    if not isinstance(templates, tuple) or not templates:
+        raise ValueError(f"prompt_templates must be a non-empty tuple of str, got {templates!r}")
+    for template in templates:
+        if not isinstance(template, str) or template.count("{}") != 1:
+            raise ValueError(
+                f"each prompt template must be a str with exactly one '{{}}', got {template!r}"
+            )

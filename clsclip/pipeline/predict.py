@@ -1,0 +1,144 @@
+"""One request through the pipeline: images (PIL, tensors or a loader's batches) and checked
+class names in, results out. The `Segmenter` facade checks arguments and calls these."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from PIL import Image
+
+from clsclip.backends import Backend
+from clsclip.pipeline.batches import LoadedImage
+from clsclip.pipeline.letterbox import letterbox_tensor
+from clsclip.pipeline.views import ImagePrediction, ViewPlanner
+from clsclip.proposals import LabelMatcher, Proposer, ZoomSettings
+from clsclip.proposals.matching import TextEncoder
+from clsclip.results import (
+    FullResolution,
+    ImageOutcome,
+    LowResPrediction,
+    SegmentationResult,
+    TensorSegmentation,
+    threshold_logit,
+)
+
+
+@dataclass(frozen=True)
+class Request:
+    """What every entry point checks and prepares before any image is read.
+
+    Attributes:
+        names: the K checked class names.
+        threshold: the probability threshold in [0, 1].
+        proposer: ClsCLIP+ region proposals, or None.
+        text: float32 ``K x embed_dim`` class vectors on the backend's device.
+    """
+
+    names: list[str]
+    threshold: float
+    proposer: Proposer | None
+    text: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How images become views: the backend, its input, the ClsCLIP+ settings, the chunks."""
+
+    backend: Backend
+    image_size: int
+    resize_mode: str
+    matcher: LabelMatcher
+    zoom: ZoomSettings
+    encode: TextEncoder
+    chunk_size: int
+
+
+def predict_images(
+    settings: Settings,
+    images: Sequence[Image.Image | None],
+    request: Request,
+    prepared: Sequence[Any] | None = None,
+) -> list[ImagePrediction]:
+    """Whole images and their matching crops: every (view, class) pair, ``chunk_size`` views
+    per network call (``prepared``: whole views letterboxed already, by loader workers)."""
+    planner = ViewPlanner(settings.backend, settings.image_size, settings.resize_mode)
+    for i, image in enumerate(images):
+        found = None
+        if request.proposer is not None and image is not None:
+            found = request.proposer.propose(image, request.names)
+        ready = prepared[i] if prepared is not None else None
+        planner.plan_image(
+            image, request.names, found, settings.matcher, settings.zoom, settings.encode, ready
+        )
+    with settings.backend.inference():
+        return planner.run(
+            request.text, chunk_size=settings.chunk_size, fusion=settings.zoom.fusion
+        )
+
+
+def result_of(request: Request, prediction: ImagePrediction) -> SegmentationResult:
+    """The user's result of one image's prediction."""
+    return SegmentationResult(
+        request.names, prediction.prediction, request.threshold, prediction.image, prediction.boxes
+    )
+
+
+def stream_outcomes(
+    settings: Settings, batches: Iterable[list[LoadedImage]], request: Request
+) -> Iterator[ImageOutcome]:
+    """One `ImageOutcome` per loaded image, in input order, a batch through the network at a
+    time; images that failed to load pass through as errors."""
+    for batch in batches:
+        good = [item for item in batch if item.error is None]
+        prepared = [(item.pixels, item.letterbox) for item in good]
+        predictions = predict_images(settings, [item.image for item in good], request, prepared)
+        by_index = dict(zip((item.index for item in good), predictions, strict=True))
+        for item in batch:
+            if item.error is not None:
+                yield ImageOutcome(item.index, item.source, None, item.error)
+            else:
+                yield ImageOutcome(
+                    item.index, item.source, result_of(request, by_index[item.index])
+                )
+
+
+def check_image_tensors(images: object) -> torch.Tensor:
+    """``images`` if it is a ``B x 3 x H x W`` uint8 or floating tensor with B, H, W >= 1."""
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"images must be a torch.Tensor, got {type(images).__name__}")
+    if images.ndim != 4 or images.shape[1] != 3 or images.shape[0] == 0:
+        raise ValueError(f"images must be B x 3 x H x W with B >= 1, got {tuple(images.shape)}")
+    if images.shape[2] == 0 or images.shape[3] == 0:
+        raise ValueError(f"images have zero size: {tuple(images.shape)}")
+    if images.dtype != torch.uint8 and not images.is_floating_point():
+        raise TypeError(f"images must be uint8 or floating point, got {images.dtype}")
+    return images
+
+
+def segment_tensors(
+    settings: Settings, images: torch.Tensor, request: Request
+) -> TensorSegmentation:
+    """Same-size image tensors through letterbox, network and label maps, all in torch on the
+    backend's device (plain ClsCLIP: no proposals)."""
+    backend = settings.backend
+    logits = []
+    with backend.inference():
+        for chunk in images.split(settings.chunk_size):
+            pixels, box = letterbox_tensor(
+                chunk.to(backend.device),
+                settings.image_size,
+                backend.image_mean,
+                backend.image_std,
+                settings.resize_mode,
+            )
+            out = backend.predict_logits(pixels, request.text, chunk_size=settings.chunk_size)
+            logits.append(out.float().to(backend.device))
+        low_res = torch.cat(logits)
+        cutoff = threshold_logit(request.threshold)
+        labels = torch.stack(
+            [FullResolution(LowResPrediction(x, box)).label_map(cutoff)[0] for x in low_res]
+        )
+    return TensorSegmentation(request.names, labels, low_res, box, request.threshold)

@@ -1,0 +1,174 @@
+"""Views of a batch of images (whole images and zoomed crops) through the network, in chunks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+from clsclip.backends import Backend
+from clsclip.geometry import Letterbox, Region
+from clsclip.pipeline.letterbox import letterbox_image
+from clsclip.proposals.base import Proposals
+from clsclip.proposals.matching import LabelMatcher, TextEncoder
+from clsclip.proposals.zoom import FusionMode, ZoomSettings, crop_region
+from clsclip.results.restore import CropLogits, LowResPrediction
+
+
+@dataclass(frozen=True)
+class _View:
+    image: Image.Image | None
+    region: Region | None  # None: the whole image
+    prepared: tuple[torch.Tensor, Letterbox] | None = None  # letterboxed already (workers)
+
+
+@dataclass
+class _Crop:
+    view: int
+    class_index: int
+    region: Region
+
+
+@dataclass
+class _ImagePlan:
+    image: Image.Image | None
+    view: int
+    crops: list[_Crop] = field(default_factory=list)
+    boxes: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class ImagePrediction:
+    """The network's output for one image, and the proposal boxes used per class."""
+
+    image: Image.Image | None
+    prediction: LowResPrediction
+    boxes: dict[str, np.ndarray]
+
+
+class ViewPlanner:
+    """Collects the views (whole images and crops) and the (view, class) pairs of one batch.
+
+    Views are letterboxed only when their chunk runs, so memory is set by ``chunk_size``, not by
+    the number of images or proposal boxes.
+    """
+
+    def __init__(self, backend: Backend, image_size: int, resize_mode: str = "letterbox") -> None:
+        self.backend = backend
+        self.image_size = image_size
+        self.resize_mode = resize_mode
+        self.views: list[_View] = []
+        self.pairs: list[tuple[int, int]] = []
+        self.plans: list[_ImagePlan] = []
+
+    def add_view(
+        self,
+        image: Image.Image | None,
+        region: Region | None = None,
+        prepared: tuple[torch.Tensor, Letterbox] | None = None,
+    ) -> int:
+        self.views.append(_View(image, region, prepared))
+        return len(self.views) - 1
+
+    def plan_image(
+        self,
+        image: Image.Image | None,
+        class_names: Sequence[str],
+        proposals: Proposals | None,
+        matcher: LabelMatcher,
+        settings: ZoomSettings,
+        encode: TextEncoder,
+        prepared: tuple[torch.Tensor, Letterbox] | None = None,
+    ) -> _ImagePlan:
+        """Plan one image: its whole view (``prepared`` when already letterboxed) for every
+        class, and a crop view per region of matching proposals (these need ``image``)."""
+        view = self.add_view(image, None, prepared)
+        plan = _ImagePlan(image=image, view=view)
+        self.plans.append(plan)
+        self.pairs += [(view, k) for k in range(len(class_names))]
+        if proposals is None or not len(proposals):
+            return plan
+        if image is None:
+            raise ValueError("ClsCLIP+ proposals need the image itself, not only its pixels")
+        if proposals.labels_are_classes:
+            matches = [
+                [i for i, label in enumerate(proposals.labels) if label == name]
+                for name in class_names
+            ]
+        else:
+            matches = matcher.match(proposals.labels, class_names, encode)
+        crop_views: dict[Region, int] = {}
+        size = (image.height, image.width)
+        for k, indices in enumerate(matches):
+            used = []
+            for i in indices:
+                region = crop_region(proposals.boxes[i], size, settings)
+                if region is None:
+                    continue
+                if region not in crop_views:  # one view per region, shared by its classes
+                    crop_views[region] = self.add_view(image, region)
+                plan.crops.append(_Crop(crop_views[region], k, region))
+                self.pairs.append((crop_views[region], k))
+                used.append(proposals.boxes[i])
+            if used:
+                plan.boxes[class_names[k]] = np.stack(used).astype(np.float32)
+        return plan
+
+    def run(
+        self, text: torch.Tensor, *, chunk_size: int, fusion: FusionMode
+    ) -> list[ImagePrediction]:
+        """Run every pair of the planned images, ``chunk_size`` views at a time; one prediction
+        per image, in planning order. The logits stay at low resolution."""
+        logits, boxes = self._logits(text, chunk_size)
+        out = []
+        for plan in self.plans:
+            full = torch.stack([logits[(plan.view, k)] for k in range(text.shape[0])])
+            crops = tuple(
+                CropLogits(
+                    crop.class_index,
+                    crop.region,
+                    boxes[crop.view],
+                    logits[(crop.view, crop.class_index)],
+                )
+                for crop in plan.crops
+            )
+            prediction = LowResPrediction(full, boxes[plan.view], crops, fusion)
+            out.append(ImagePrediction(plan.image, prediction, plan.boxes))
+        return out
+
+    def _logits(
+        self, text: torch.Tensor, chunk_size: int
+    ) -> tuple[dict[tuple[int, int], torch.Tensor], dict[int, Letterbox]]:
+        """float32 ``h' x w'`` logits per (view, class) pair, and each view's letterbox."""
+        device = text.device
+        by_chunk: dict[int, list[tuple[int, int]]] = {}
+        for view, k in self.pairs:  # the pairs of each chunk of views, in their order
+            by_chunk.setdefault(view // chunk_size, []).append((view, k))
+        logits: dict[tuple[int, int], torch.Tensor] = {}
+        boxes: dict[int, Letterbox] = {}
+        for start in range(0, len(self.views), chunk_size):
+            views = range(start, min(len(self.views), start + chunk_size))
+            pixels = []
+            for v in views:
+                pixels_v, boxes[v] = self._letterbox(self.views[v])
+                pixels.append(pixels_v)
+            pairs = by_chunk.get(start // chunk_size, [])
+            local = torch.tensor([(v - start, k) for v, k in pairs], dtype=torch.long)
+            batch = torch.stack(pixels).to(device)
+            rows = self.backend.predict_pairs(batch, text, local.to(device), chunk_size=chunk_size)
+            for pair, row in zip(pairs, rows.float(), strict=True):
+                logits[pair] = row
+        return logits, boxes
+
+    def _letterbox(self, view: _View) -> tuple[torch.Tensor, Letterbox]:
+        if view.prepared is not None:
+            return view.prepared
+        assert view.image is not None, "a view is prepared or has its image"
+        image = view.image if view.region is None else view.image.crop(view.region)
+        backend = self.backend
+        return letterbox_image(
+            image, self.image_size, backend.image_mean, backend.image_std, self.resize_mode
+        )

@@ -1,0 +1,120 @@
+"""Results in the formats other tools read: COCO RLE, supervision, label PNGs.
+
+pycocotools (the reference COCO RLE codec), scipy (connected components) and supervision are
+optional extras, imported when used, with an install hint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from clsclip.optional import require
+from clsclip.results.drawing import palette
+from clsclip.results.restore import FullResolution, LowResPrediction, threshold_logit
+
+
+def encode_rle(mask: np.ndarray) -> dict[str, Any]:
+    """COCO compressed RLE of a bool ``H x W`` mask (``counts`` as a str, JSON-ready)."""
+    mask_utils = require("pycocotools.mask", "coco", purpose="COCO RLE")
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+
+
+def _rle_stats(rle: dict[str, Any]) -> tuple[int, list[float]]:
+    mask_utils = require("pycocotools.mask", "coco", purpose="COCO RLE")
+    coded = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
+    area = int(mask_utils.area(coded))
+    bbox = [float(v) for v in mask_utils.toBbox(coded)]
+    return area, bbox
+
+
+def _components(mask: np.ndarray) -> list[np.ndarray]:
+    ndimage = require("scipy.ndimage", "coco", purpose="COCO instances")
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))  # 8-connected
+    return [labels == i for i in range(1, count + 1)]
+
+
+def present_classes(
+    prediction: LowResPrediction, threshold: float
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(k, float32 probabilities, bool mask) of each class whose mask is not empty, one class at
+    a time; the mask thresholds logits exactly as `SegmentationResult.mask` does."""
+    full = FullResolution(prediction)
+    cutoff = threshold_logit(threshold)
+    for k in range(prediction.num_classes):
+        logits = full.class_logits(k)
+        mask = (logits > cutoff).cpu().numpy()
+        if mask.any():
+            yield k, logits.sigmoid_().cpu().numpy(), mask
+
+
+def coco_annotations(
+    prediction: LowResPrediction, threshold: float, *, image_id: int, instances: bool = False
+) -> list[dict[str, Any]]:
+    """COCO annotations of one image's network output at a probability threshold: per class
+    with a non-empty mask, one annotation (or, with ``instances``, one per 8-connected
+    component), category id k + 1 for class k.
+
+    Each has ``segmentation`` (compressed RLE), ``area``, ``bbox`` (``x, y, w, h``), ``score``
+    (mean probability inside the mask) and ``iscrowd`` 0; ``id`` is left for the caller.
+    """
+    out = []
+    for k, prob, mask in present_classes(prediction, threshold):
+        for part in _components(mask) if instances else [mask]:
+            rle = encode_rle(part)
+            area, bbox = _rle_stats(rle)
+            out.append(
+                {
+                    "image_id": image_id,
+                    "category_id": k + 1,
+                    "segmentation": rle,
+                    "area": area,
+                    "bbox": bbox,
+                    "score": float(prob[part].mean()),
+                    "iscrowd": 0,
+                }
+            )
+    return out
+
+
+def coco_categories(class_names: Sequence[str]) -> list[dict[str, Any]]:
+    return [{"id": k + 1, "name": name, "supercategory": ""} for k, name in enumerate(class_names)]
+
+
+def to_supervision(
+    prediction: LowResPrediction, class_names: Sequence[str], threshold: float
+) -> Any:
+    """A `supervision.Detections`: one detection per class with a non-empty mask (``mask``
+    bool ``N x H x W``, ``xyxy`` its box, ``class_id`` k, ``confidence`` the mean probability
+    inside the mask, ``data["class_name"]``)."""
+    sv = require("supervision", "supervision", purpose="to_supervision")
+    masks, ids, scores, boxes = [], [], [], []
+    for k, prob, mask in present_classes(prediction, threshold):
+        rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+        boxes.append([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1])
+        masks.append(mask)
+        ids.append(k)
+        scores.append(float(prob[mask].mean()))
+    height, width = prediction.letterbox.original_size
+    return sv.Detections(
+        xyxy=np.asarray(boxes, np.float32).reshape(-1, 4),
+        mask=np.stack(masks) if masks else np.zeros((0, height, width), bool),
+        class_id=np.asarray(ids, int),
+        confidence=np.asarray(scores, np.float32),
+        data={"class_name": np.asarray([class_names[k] for k in ids], dtype=str)},
+    )
+
+
+def label_image(label_map: np.ndarray, num_classes: int) -> Image.Image:
+    """A label map as a PNG-ready image: 8-bit palette (0 black, k + 1 in class k's overlay
+    colour) for up to 255 classes, 16-bit grayscale beyond."""
+    if num_classes <= 255:
+        image = Image.fromarray(label_map.astype(np.uint8), mode="P")
+        colors = np.concatenate([np.zeros((1, 3), np.uint8), palette(num_classes)])
+        image.putpalette(colors.reshape(-1).tolist())
+        return image
+    return Image.fromarray(label_map.astype(np.uint16))

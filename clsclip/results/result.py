@@ -1,0 +1,381 @@
+"""The result of segmenting one image: compact network output, full resolution on demand."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+import torch
+from PIL import Image
+
+from clsclip.checks import check_threshold
+from clsclip.geometry import Letterbox
+from clsclip.results import formats
+from clsclip.results.drawing import draw_boxes, overlay_label_map, palette
+from clsclip.results.npz import read_npz, write_npz
+from clsclip.results.restore import CropLogits, FullResolution, LowResPrediction, threshold_logit
+from clsclip.storage.files import write_atomic, write_json
+
+
+class SegmentationResult:
+    """Per-class predictions for one image, kept as the network produced them.
+
+    The result holds each class's low-resolution logits (``K x h' x w'`` on the patch grid of
+    the model input) and, for ClsCLIP+, each crop's, with the geometry that maps them back to
+    the image: a few kB per class, whatever the image size. Full-resolution arrays are computed
+    when asked for, on the device that holds the logits (the model's), a band of rows at a time:
+    `label_map`, `mask` and `prob` never hold all K classes at full resolution, and `summary`,
+    `save`, `overlay` and `mask_images` go class by class. Only `probs` and `masks` materialise
+    ``K x H x W`` arrays.
+
+    Build one with `Segmenter.segment`, or with `SegmentationResult.from_probs` from
+    full-resolution probabilities.
+
+    Args:
+        class_names: the K queried names, in the order of the first axis of the logits.
+        prediction: the network output and its geometry.
+        threshold: probability above which a pixel is in a class's mask, in [0, 1].
+        image: the RGB input image, kept for drawing; may be None.
+        boxes: per class, the proposal boxes (float32 ``N x 4``, ``x0, y0, x1, y1`` in pixels of
+            the original image, exclusive end) that were zoomed into; classes without boxes are
+            absent.
+    """
+
+    def __init__(
+        self,
+        class_names: list[str],
+        prediction: LowResPrediction,
+        threshold: float = 0.5,
+        image: Image.Image | None = None,
+        boxes: dict[str, np.ndarray] | None = None,
+    ) -> None:
+        if not isinstance(prediction, LowResPrediction):
+            raise TypeError(
+                "prediction must be a LowResPrediction; for full-resolution probabilities use "
+                f"SegmentationResult.from_probs, got {type(prediction).__name__}"
+            )
+        if prediction.num_classes != len(class_names):
+            raise ValueError(
+                f"{prediction.num_classes} classes of logits but {len(class_names)} class names"
+            )
+        self.class_names = list(class_names)
+        self.prediction = prediction
+        self.threshold = check_threshold(threshold)
+        self.image = image
+        self.boxes = dict(boxes) if boxes is not None else {}
+        self._label_pass: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    @classmethod
+    def from_probs(
+        cls,
+        class_names: list[str],
+        probs: np.ndarray,
+        threshold: float = 0.5,
+        image: Image.Image | None = None,
+        boxes: dict[str, np.ndarray] | None = None,
+    ) -> SegmentationResult:
+        """A result from full-resolution probabilities (float ``K x H x W`` in [0, 1]), e.g. of
+        another model, with every method of a segmenter's result."""
+        probs = np.asarray(probs)
+        if probs.ndim != 3 or probs.shape[0] != len(class_names):
+            raise ValueError(
+                f"probs must be K x H x W with K = {len(class_names)}, got {probs.shape}"
+            )
+        _, height, width = probs.shape
+        if height == 0 or width == 0:
+            raise ValueError(f"probs has zero size: {probs.shape}")
+        values = np.clip(probs.astype(np.float64), 0.0, 1.0)
+        with np.errstate(divide="ignore"):
+            logits = torch.from_numpy((np.log(values) - np.log1p(-values)).astype(np.float32))
+        box = Letterbox((height, width), (height, width), max(height, width))
+        return cls(class_names, LowResPrediction(logits, box), threshold, image, boxes)
+
+    @property
+    def low_res_logits(self) -> torch.Tensor:
+        """float32 ``K x h' x w'`` logits of the whole image on the patch grid of the square model
+        input (the letterbox padding included; see `letterbox`), on the model's device (for a
+        result made by `from_probs`: the logits at the image's own size)."""
+        return self.prediction.logits
+
+    @property
+    def letterbox(self) -> Letterbox:
+        """Where the image sat inside the square model input."""
+        return self.prediction.letterbox
+
+    @property
+    def crops(self) -> tuple[CropLogits, ...]:
+        """ClsCLIP+ crop logits, each with its region and letterbox (empty without proposals)."""
+        return self.prediction.crops
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(H, W)`` of the image in pixels."""
+        return self.prediction.letterbox.original_size
+
+    def with_threshold(self, threshold: float) -> SegmentationResult:
+        """The same network output with masks and label map at another threshold (no network
+        work is redone; the label map is recomputed on demand)."""
+        return SegmentationResult(
+            list(self.class_names), self.prediction, threshold, self.image, dict(self.boxes)
+        )
+
+    def to(self, device: str | torch.device) -> SegmentationResult:
+        """The same result with its logits on ``device`` (e.g. ``"cpu"`` to free GPU memory);
+        full-resolution work then runs there."""
+        moved = SegmentationResult(
+            list(self.class_names),
+            self.prediction.to(device),
+            self.threshold,
+            self.image,
+            dict(self.boxes),
+        )
+        moved._label_pass = self._label_pass
+        return moved
+
+    @property
+    def label_map(self) -> np.ndarray:
+        """int32 ``H x W``: 0 for background, k + 1 where class k is above the threshold and the
+        most probable class (ties to the lower k). Computed once, in bands of rows."""
+        return self._labels()[0]
+
+    def prob(self, class_name: str) -> np.ndarray:
+        """float32 ``H x W`` foreground probabilities of one class, in [0, 1]."""
+        logits = self._full().class_logits(self._index(class_name))
+        return logits.sigmoid_().cpu().numpy()
+
+    def mask(self, class_name: str) -> np.ndarray:
+        """bool ``H x W`` mask of one class (probability above the threshold)."""
+        return self._mask_at(self._index(class_name))
+
+    @property
+    def probs(self) -> np.ndarray:
+        """float32 ``K x H x W`` probabilities of every class. Materialises all K maps at full
+        resolution (4 bytes per pixel and class): prefer `prob`, `mask` or `label_map`."""
+        full = self._full()
+        out = np.empty((len(self.class_names), *self.size), dtype=np.float32)
+        for k in range(len(self.class_names)):
+            out[k] = full.class_logits(k).sigmoid_().cpu().numpy()
+        return out
+
+    @property
+    def masks(self) -> np.ndarray:
+        """bool ``K x H x W`` masks of every class. Materialises all K masks at full resolution
+        (1 byte per pixel and class): prefer `mask` or `label_map`."""
+        full = self._full()
+        out = np.empty((len(self.class_names), *self.size), dtype=bool)
+        for k in range(len(self.class_names)):
+            out[k] = self._mask_at(k, full)
+        return out
+
+    def mask_images(self) -> Mapping[str, Image.Image]:
+        """One 8-bit grayscale PIL image per class (255 inside the mask, 0 outside), as a mapping
+        from class name that computes each image when it is looked up."""
+        return _MaskImages(self)
+
+    def overlay(
+        self, image: Image.Image | None = None, *, alpha: float = 0.5, legend: bool = True
+    ) -> Image.Image:
+        """The label map drawn in colour over the image (``image`` or the stored one), with each
+        class's proposal boxes outlined in its colour."""
+        image = image if image is not None else self.image
+        if image is None:
+            raise ValueError("this result holds no image; pass one: result.overlay(image)")
+        out = overlay_label_map(image, self.label_map, self.class_names, alpha=alpha, legend=legend)
+        colors = palette(len(self.class_names))
+        for k, name in enumerate(self.class_names):
+            if name in self.boxes and len(self.boxes[name]):
+                out = draw_boxes(out, self.boxes[name].tolist(), tuple(colors[k].tolist()))
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready summary: size, threshold and per-class area and peak probability."""
+        height, width = self.size
+        _, areas, peaks = self._labels()
+        classes = [
+            {
+                "name": name,
+                "label": k + 1,
+                "area_pixels": int(areas[k]),
+                "area_fraction": float(areas[k]) / (height * width),
+                "max_prob": float(peaks[k]),
+                "boxes": self.boxes[name].round(2).tolist() if name in self.boxes else [],
+            }
+            for k, name in enumerate(self.class_names)
+        ]
+        return {"height": height, "width": width, "threshold": self.threshold, "classes": classes}
+
+    def save(self, out_dir: str | os.PathLike[str], stem: str) -> list[Path]:
+        """Write one mask PNG per class, ``{stem}_overlay.png`` and ``{stem}.json`` into out_dir.
+
+        Masks are ``{stem}_mask{k:02d}_{name}.png`` (k the class index, name made file-safe: runs
+        of other characters than letters, digits, ``.`` and ``-`` become ``_``), 0/255 grayscale,
+        computed and written one class at a time. The overlay is written only when the result
+        holds its image. Each file is written under a temporary name and renamed, so an
+        interruption leaves no truncated file under a final name. Returns the paths written.
+        """
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for k, (name, image) in enumerate(self.mask_images().items()):
+            path = out / f"{stem}_mask{k:02d}_{_safe(name)}.png"
+            write_atomic(path, _png_writer(image))
+            paths.append(path)
+        if self.image is not None:
+            path = out / f"{stem}_overlay.png"
+            write_atomic(path, _png_writer(self.overlay()))
+            paths.append(path)
+        path = out / f"{stem}.json"
+        write_json(path, self.summary())
+        paths.append(path)
+        return paths
+
+    def to_coco(self, *, image_id: int = 1, instances: bool = False) -> list[dict[str, Any]]:
+        """COCO annotations (needs ``clsclip[coco]``): per class with a non-empty mask, one
+        annotation with ``segmentation`` as compressed RLE (pycocotools), ``area``, ``bbox``
+        (``x, y, w, h``), ``score`` (mean probability inside) and ``category_id`` k + 1; with
+        ``instances``, one per 8-connected component. `clsclip.results.formats.coco_categories`
+        gives the matching categories."""
+        return formats.coco_annotations(
+            self.prediction, self.threshold, image_id=image_id, instances=instances
+        )
+
+    def to_supervision(self) -> Any:
+        """A `supervision.Detections` (needs ``clsclip[supervision]``): one detection per class
+        with a non-empty mask, ``class_id`` k, ``confidence`` the mean probability inside,
+        ``data["class_name"]``."""
+        return formats.to_supervision(self.prediction, self.class_names, self.threshold)
+
+    def save_npz(self, path: str | os.PathLike[str] | BinaryIO) -> None:
+        """Write the network output (low-resolution logits, crops, geometry, names, threshold)
+        to a compressed ``.npz``, to re-threshold or post-process later: see `load_npz`."""
+        write_npz(
+            path,
+            class_names=self.class_names,
+            prediction=self.prediction,
+            threshold=self.threshold,
+            boxes=self.boxes,
+        )
+
+    @classmethod
+    def load_npz(
+        cls, path: str | os.PathLike[str], image: Image.Image | None = None
+    ) -> SegmentationResult:
+        """A result from a file written by `save_npz` (logits on the CPU). The file is checked
+        before anything is allocated (see `clsclip.results.npz.read_npz`): `ValueError` naming
+        the entry for a file that is not one, or declares more than the pixel limit of images."""
+        content = read_npz(path)
+        return cls(content.class_names, content.prediction, content.threshold, image, content.boxes)
+
+    def __repr__(self) -> str:
+        height, width = self.size
+        return (
+            f"SegmentationResult(classes={self.class_names!r}, size=({height}, {width}), "
+            f"threshold={self.threshold}, crops={len(self.crops)}, "
+            f"device={str(self.prediction.device)!r})"
+        )
+
+    def _full(self) -> FullResolution:
+        return FullResolution(self.prediction)
+
+    def _labels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if self._label_pass is None:
+            labels, areas, peaks = self._full().label_map(threshold_logit(self.threshold))
+            self._label_pass = (
+                labels.cpu().numpy(),
+                areas.cpu().numpy(),
+                peaks.sigmoid().cpu().numpy(),
+            )
+        return self._label_pass
+
+    def _mask_at(self, k: int, full: FullResolution | None = None) -> np.ndarray:
+        if len(self.class_names) == 1 and self._label_pass is not None:
+            return self._label_pass[0] == 1  # one class: its mask is the label map
+        full = full if full is not None else self._full()
+        return full.class_mask(k, threshold_logit(self.threshold)).cpu().numpy()
+
+    def _index(self, class_name: str) -> int:
+        try:
+            return self.class_names.index(class_name)
+        except ValueError:
+            raise KeyError(
+                f"{class_name!r} is not in this result; classes: {self.class_names}"
+            ) from None
+
+
+@dataclass(frozen=True)
+class TensorSegmentation:
+    """What `Segmenter.segment_torch` returns: a batch of same-size images, on the device.
+
+    Attributes:
+        class_names: the K queried names.
+        label_maps: int32 ``B x H x W`` on the model's device: 0 background, k + 1 where class k
+            is above the threshold and has the largest logit.
+        low_res_logits: float32 ``B x K x h' x w'`` on the patch grid of the square input.
+        letterbox: where every image sat inside the square input.
+        threshold: the probability threshold of the label maps.
+    """
+
+    class_names: list[str]
+    label_maps: torch.Tensor
+    low_res_logits: torch.Tensor
+    letterbox: Letterbox
+    threshold: float
+
+    def result(self, index: int, image: Image.Image | None = None) -> SegmentationResult:
+        """Image ``index`` as a `SegmentationResult` (masks, probabilities, summary, drawing)."""
+        prediction = LowResPrediction(self.low_res_logits[index], self.letterbox)
+        return SegmentationResult(list(self.class_names), prediction, self.threshold, image)
+
+
+@dataclass
+class ImageOutcome:
+    """What `Segmenter.segment_many` yields for each input, in input order.
+
+    Attributes:
+        index: position in the input sequence.
+        source: the file path, when the input was one.
+        result: the segmentation, or None when the image failed.
+        error: ``"ErrorType: message"`` for a failed image, else None.
+    """
+
+    index: int
+    source: str | None
+    result: SegmentationResult | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class _MaskImages(Mapping[str, Image.Image]):
+    """Class name -> mask image, computed on lookup."""
+
+    def __init__(self, result: SegmentationResult) -> None:
+        self._result = result
+
+    def __getitem__(self, name: str) -> Image.Image:
+        mask = self._result.mask(name)
+        return Image.fromarray(mask.astype(np.uint8) * 255, mode="L")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._result.class_names)
+
+    def __len__(self) -> int:
+        return len(self._result.class_names)
+
+
+def _png_writer(image: Image.Image) -> Callable[[Path], None]:
+    def write(path: Path) -> None:
+        image.save(path, format="PNG")
+
+    return write
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", name).strip("_") or "class"

@@ -1,0 +1,216 @@
+"""ONNX export, the onnxruntime backend, and the torch-free example app."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from clsclip import ClipSegConfig, Segmenter
+from clsclip.cli import main
+from tests.conftest import TINY_BACKBONE, random_rgb, tiny_segmenter
+
+pytest.importorskip("onnxruntime", reason="needs clsclip[onnx]")
+ROOT = Path(__file__).resolve().parents[2]
+NAMES = ["dog", "a red car", "sky"]
+
+
+def _clipseg(complex_head: bool, size: int) -> Segmenter:
+    torch.manual_seed(0)
+    config = ClipSegConfig(
+        backbone=TINY_BACKBONE,
+        pretrained=None,
+        image_size=size,
+        extract_layers=(1, 3, 5),
+        reduce_dim=16,
+        decoder_heads=2,
+        decoder_intermediate_size=32,
+        complex_head=complex_head,
+    )
+    return Segmenter.from_config(config, device="cpu")
+
+
+MODELS = {
+    "clsclip": lambda size: tiny_segmenter(image_size=size),
+    "clsclip-prior-layer1": lambda size: tiny_segmenter(
+        image_size=size, injection_layers=(1,), text_prior=True
+    ),
+    "clsclip-no-injection": lambda size: tiny_segmenter(
+        image_size=size, injection_layers=(), text_prior=True
+    ),
+    "clipseg-refined": lambda size: _clipseg(True, size),
+    "clipseg-plain": lambda size: _clipseg(False, size),
+}
+
+
+CASES = [
+    ("clsclip", 64),
+    ("clsclip", 96),
+    ("clsclip-prior-layer1", 64),
+    ("clsclip-no-injection", 96),
+    ("clipseg-refined", 64),
+    ("clipseg-refined", 96),
+    ("clipseg-plain", 96),
+]
+
+
+@pytest.mark.parametrize(("name", "size"), CASES)
+def test_onnxruntime_logits_agree_with_torch(tmp_path, name, size) -> None:
+    seg = MODELS[name](size)
+    seg.export_onnx(tmp_path / "onnx")
+    ort = Segmenter.from_pretrained(tmp_path / "onnx", backend="onnxruntime")
+    assert ort.config == seg.config
+    torch.testing.assert_close(
+        ort.encode_classes(NAMES), seg.encode_classes(NAMES), atol=1e-5, rtol=0
+    )
+    image = random_rgb(37, 53)
+    boxes = {"dog": [[0, 0, 20, 20]]}
+    a = seg.segment(image, NAMES, proposals=boxes)
+    b = ort.segment(image, NAMES, proposals=boxes)
+    diff = (a.low_res_logits - b.low_res_logits).abs().max()
+    assert diff < 1e-4, diff
+    for x, y in zip(a.crops, b.crops, strict=True):
+        assert (x.logits - y.logits).abs().max() < 1e-4
+    probs = a.probs
+    clear = np.abs(probs - a.threshold) > 1e-4
+    np.testing.assert_array_equal(a.masks[clear], b.masks[clear])
+
+
+def test_export_files_and_class_vectors(tmp_path) -> None:
+    seg = tiny_segmenter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = seg.export_onnx(tmp_path / "e", classes=["dog", "cat"])
+    assert not [w for w in caught if "training mode" in str(w.message)]
+    names = sorted(p.name for p in out.iterdir())
+    assert names == [
+        "bpe_simple_vocab_16e6.txt.gz",
+        "classes.npz",
+        "clsclip-onnx.json",
+        "decode.onnx",
+        "text.onnx",
+        "views.onnx",
+    ]
+    spec = json.loads((out / "clsclip-onnx.json").read_text())
+    assert spec["image_size"] == 64 and spec["grid"] == [8, 8] and spec["opset"] == 18
+    assert spec["tokenizer"]["context_length"] == 16 and spec["text_normalize"] is True
+    assert spec["config"]["model_type"] == "clsclip" and spec["clsclip_version"]
+    with np.load(out / "classes.npz") as data:
+        assert data["names"].tolist() == ["dog", "cat"]
+        np.testing.assert_allclose(
+            data["vectors"], seg.encode_classes(["dog", "cat"]).numpy(), atol=1e-6
+        )
+    with pytest.raises(FileNotFoundError, match="not an exported clsclip model"):
+        Segmenter.from_pretrained(tmp_path, backend="onnxruntime")
+    with pytest.raises(ValueError, match="unknown backend"):
+        Segmenter.from_pretrained(out, backend="tensorrt")
+
+
+def test_cli_export_and_segment_with_onnxruntime(tmp_path, saved_model) -> None:
+    assert main(["export", str(saved_model), "--out", str(tmp_path / "e"), "--classes", "dog"]) == 0
+    Image.fromarray(random_rgb(30, 40)).save(tmp_path / "x.png")
+    argv = ["segment", str(tmp_path / "x.png"), "--classes", "dog", "cat", "--format", "label"]
+    assert main([*argv, "--model", str(tmp_path / "e"), "--backend", "onnxruntime",
+                 "--out", str(tmp_path / "a")]) == 0  # fmt: skip
+    assert main([*argv, "--model", str(saved_model), "--out", str(tmp_path / "b")]) == 0
+    a = np.asarray(Image.open(tmp_path / "a" / "x_label.png"))
+    b = np.asarray(Image.open(tmp_path / "b" / "x_label.png"))
+    assert (a == b).mean() > 0.99
+
+
+_NO_TORCH = """
+import sys, runpy
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "clsclip", "open_clip"):
+            raise ImportError(name + " is blocked in this test")
+sys.meta_path.insert(0, Block())
+sys.argv = ["onnx_app.py", *sys.argv[1:]]
+runpy.run_path({app!r}, run_name="__main__")
+assert "torch" not in sys.modules
+"""
+
+
+@pytest.mark.parametrize("stored", [False, True])
+def test_the_example_app_needs_no_torch_and_gives_the_same_masks(tmp_path, stored) -> None:
+    seg = tiny_segmenter(threshold=0.48)
+    names = ["red disc", "a blue square!", "tree 2"]
+    export = seg.export_onnx(tmp_path / "e", classes=names if stored else None)
+    image = random_rgb(37, 53, seed=5)
+    Image.fromarray(image).save(tmp_path / "x.png")
+    code = _NO_TORCH.format(app=str(ROOT / "examples" / "onnx_app.py"))
+    out = tmp_path / "masks"
+    argv = [str(export), str(tmp_path / "x.png"), *names, "--out", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = seg.segment(image, names)
+    probs = result.probs
+    for k, name in enumerate(names):
+        got = np.asarray(Image.open(out / f"mask{k:02d}_{name}.png")) > 0
+        clear = np.abs(probs[k] - result.threshold) > 1e-4
+        np.testing.assert_array_equal(got[clear], result.masks[k][clear])
+
+
+def test_example_tokenizer_matches_open_clip() -> None:
+    sys.path.insert(0, str(ROOT / "examples"))
+    try:
+        from onnx_app import ClipTokenizer
+    finally:
+        sys.path.pop(0)
+    from open_clip import tokenizer as oc
+
+    vocab = Path(oc.__file__).parent / "bpe_simple_vocab_16e6.txt.gz"
+    settings = {"context_length": 77, "start_token": 49406, "end_token": 49407}
+    mine = ClipTokenizer(vocab, settings)
+    theirs = oc.SimpleTokenizer(context_length=77)
+    texts = ["a photo of a dog.", "Hot-Dog stand's sign", "tree 2", "café crème", "x_y & 3.5kg"]
+    np.testing.assert_array_equal(mine(texts), theirs(texts).numpy())
+
+
+def test_int8_export_is_quantised_and_close(tmp_path) -> None:
+    seg = tiny_segmenter()
+    fp32 = seg.export_onnx(tmp_path / "fp32")
+    int8 = seg.export_onnx(tmp_path / "int8", int8=True)
+    assert json.loads((int8 / "clsclip-onnx.json").read_text())["precision"] == "int8"
+    assert (int8 / "views.onnx").stat().st_size < (fp32 / "views.onnx").stat().st_size
+    quantised = Segmenter.from_pretrained(int8, backend="onnxruntime")
+    image = random_rgb(40, 50)
+    a = seg.segment(image, NAMES).low_res_logits.flatten()
+    b = quantised.segment(image, NAMES).low_res_logits.flatten()
+    assert torch.corrcoef(torch.stack([a, b]))[0, 1] > 0.95
+
+
+def test_export_replaces_a_previous_export_whole_or_not_at_all(tmp_path, monkeypatch) -> None:
+    import onnx
+
+    seg = tiny_segmenter()
+    out = tmp_path / "e"
+    seg.export_onnx(out, classes=["dog"])
+    (out / "README.md").write_text("mine")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def broken(path):
+        raise RuntimeError("killed while checking " + Path(path).name)
+
+    monkeypatch.setattr(onnx.checker, "check_model", broken)
+    with pytest.raises(RuntimeError, match="killed while checking text.onnx"):
+        seg.export_onnx(out, int8=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e"]  # no temporary left
+    monkeypatch.undo()
+    seg.export_onnx(out)  # without classes: the stale classes.npz goes, the README stays
+    assert not (out / "classes.npz").exists()
+    assert (out / "README.md").read_text() == "mine"
+    assert "classes_file" not in json.loads((out / "clsclip-onnx.json").read_text())
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError, match="is not a folder"):
+        seg.export_onnx(tmp_path / "file")
