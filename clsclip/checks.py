@@ -87,13 +87,33 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return resolved
 
 
-def check_int(name: str, value: object, *, minimum: int = 1) -> int:
-    """Return ``value`` if it is an int >= minimum, else raise `TypeError` / `ValueError`."""
+def check_int(name: str, value: object, *, minimum: int = 1, maximum: int | None = None) -> int:
+    """Return ``value`` if it is an int in [minimum, maximum], else raise `TypeError` /
+    `ValueError` naming ``name`` and the bound."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{name} must be an int, got {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
     return value
+
+
+def check_number(name: str, value: object, *, maximum: float, positive: bool = True) -> float:
+    """Return ``value`` as a float if it is a finite real number (positive, when asked) of at
+    most ``maximum`` in magnitude, else raise `ValueError` naming ``name`` and the bound."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(float(value))
+        or (positive and not float(value) > 0)
+        or abs(float(value)) > maximum
+    ):
+        kind = "positive " if positive else ""
+        raise ValueError(
+            f"{name} must be a finite {kind}number of at most {maximum:g}, got {value!r}"
+        )
+    return float(value)
 
 
 def check_threshold(value: object) -> float:

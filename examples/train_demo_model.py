@@ -48,6 +48,7 @@ def main() -> None:
             batch_size=16, num_workers=2, optimizer="adamw", lr=1e-3, weight_decay=1e-4,
             warmup_steps=50, val_every=0, checkpoint_every=500, log_every=100,
             device=args.device, unfreeze="all", seed=0,
+            novel_pixels="ignore",  # the setting the bundled demo model was trained with
         )  # fmt: skip
         trained = train(config)
         seg = Segmenter.from_pretrained(trained, device=args.device)

@@ -210,3 +210,39 @@ def test_segment_torch_refuses_bad_batches(segmenter) -> None:
         segmenter.segment_torch(torch.zeros(1, 3, 8, 8, dtype=torch.long), ["dog"])
     with pytest.raises(TypeError, match="must be a torch.Tensor"):
         segmenter.segment_torch(np.zeros((1, 3, 8, 8)), ["dog"])  # type: ignore[arg-type]
+
+
+def test_segment_many_streams_any_iterable_in_order(segmenter) -> None:
+    """A generator (no length) is streamed, not listed first, in input order, with workers
+    too; a bad item is a counted failure as in a list."""
+    images = [random_rgb(20 + i, 30, seed=i) for i in range(7)]
+    expected = [segmenter.segment(x, ["dog", "cat"]).low_res_logits for x in images]
+    pulled: list[int] = []
+
+    def stream():
+        for i, image in enumerate(images):
+            pulled.append(i)
+            yield image if i != 3 else "/nowhere.png"
+
+    outcomes = segmenter.segment_many(stream(), ["dog", "cat"], batch_size=2)
+    assert pulled == []  # nothing read before the first outcome is asked for
+    first = next(outcomes)
+    assert first.index == 0 and len(pulled) < len(images)
+    rest = [first, *outcomes]
+    assert [o.index for o in rest] == list(range(7)) and not rest[3].ok
+    for i in (0, 1, 2, 4, 5, 6):
+        torch.testing.assert_close(rest[i].result.low_res_logits, expected[i])
+    with_workers = list(
+        segmenter.segment_many(iter(images), ["dog", "cat"], batch_size=3, workers=2)
+    )
+    for outcome, logits in zip(with_workers, expected, strict=True):
+        torch.testing.assert_close(outcome.result.low_res_logits, logits)
+
+
+def test_segment_many_checks_arguments_when_called(segmenter) -> None:
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        segmenter.segment_many([random_rgb(8, 8)], ["dog"], batch_size=0)
+    with pytest.raises(ValueError, match="duplicate class name"):
+        segmenter.segment_many(iter([]), ["dog", "Dog"])
+    with pytest.raises(ValueError, match="threshold"):
+        segmenter.segment_many([], ["dog"], threshold=2.0)

@@ -14,7 +14,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-from clsclip.config import MAX_IMAGE_SIZE, AnyConfig, config_from_dict
+from clsclip.config import (
+    MAX_CONTEXT,
+    MAX_IMAGE_SIZE,
+    MAX_NORMALISATION,
+    AnyConfig,
+    config_from_dict,
+)
 from clsclip.geometry import RESIZE_MODES
 
 ONNX_CONFIG = "clsclip-onnx.json"
@@ -23,10 +29,6 @@ FORMAT_VERSION = 1
 GRAPHS = {"text": "text.onnx", "views": "views.onnx", "decode": "decode.onnx"}
 CLASSES_FILE = "classes.npz"
 VOCABULARY = "bpe_simple_vocab_16e6.txt.gz"
-MAX_CONTEXT = 4096
-"""Longest text context accepted (CLIP's is 77): a larger one is a corrupt or hostile file."""
-MAX_NORMALISATION = 1e3
-"""Largest magnitude of ``image_mean`` / ``image_std`` values (in [0, 1] units)."""
 
 
 def graph_digest(path: Path) -> str:

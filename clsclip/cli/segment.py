@@ -117,6 +117,8 @@ def run(args: argparse.Namespace) -> int:
         check_output_folder(args.out)
         check_int("--batch-size", args.batch_size)
         check_int("--workers", args.workers, minimum=0)
+        if args.max_image_pixels is not None:
+            check_int("--max-image-pixels", args.max_image_pixels, minimum=0)
         device = context.device(args.device) if context.enabled else args.device
         segmenter = Segmenter.from_pretrained(
             args.model,

@@ -35,7 +35,9 @@ def run(args: argparse.Namespace) -> int:
             max_steps=args.max_steps,
             device=args.device,
         )
-    except USER_ERRORS as e:
+        config.check_paths()
+        folder = train(config)
+    except (*USER_ERRORS, FloatingPointError) as e:
         return fail(e)
-    print(f"model written to {train(config)}")
+    print(f"model written to {folder}")
     return 0

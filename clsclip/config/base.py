@@ -9,12 +9,28 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
-from clsclip.checks import check_int, check_threshold
+from clsclip.checks import check_int, check_number, check_threshold
 from clsclip.geometry import RESIZE_MODES
 
 FORMAT_VERSION = 1
 MAX_IMAGE_SIZE = 4096
 """Largest model input side accepted (a 256 x 256 patch grid at 16 px patches)."""
+MAX_LAYERS = 256
+"""Most transformer blocks of a tower or decoder (ViT-bigG has 48)."""
+MAX_WIDTH = 16_384
+"""Widest token, embedding, channel or MLP dimension (ViT-bigG's MLP is 8,192 wide)."""
+MAX_HEADS = 1024
+MAX_RATIO = 64.0
+"""Largest MLP ratio (hidden width over token width; CLIP's is 4)."""
+MAX_CONTEXT = 4096
+"""Longest text context (CLIP's is 77)."""
+MAX_VOCAB = 1_000_000
+"""Largest text vocabulary (CLIP's is 49,408)."""
+MAX_PARAMETERS = 10_000_000_000
+"""Most parameters a custom backbone may have by its config (ViT-bigG has about 2.5 billion),
+estimated before anything is allocated."""
+MAX_NORMALISATION = 1e3
+"""Largest magnitude of ``image_mean`` / ``image_std`` values (in [0, 1] units)."""
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -96,12 +112,14 @@ class ModelConfig:
             )
         for name in ("image_mean", "image_std"):
             value = getattr(self, name)
-            if value is not None and (
-                len(value) != 3 or not all(isinstance(v, (int, float)) for v in value)
-            ):
+            if value is None:
+                continue
+            if not isinstance(value, tuple) or len(value) != 3:
                 raise ValueError(f"{name} must be None or 3 numbers (R, G, B), got {value!r}")
-        if self.image_std is not None and any(v <= 0 for v in self.image_std):
-            raise ValueError(f"image_std must be positive, got {self.image_std!r}")
+            for v in value:  # NaN or infinite normalisation makes every probability NaN
+                check_number(
+                    f"{name} entry", v, maximum=MAX_NORMALISATION, positive=name == "image_std"
+                )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the fields (tuples become lists)."""
@@ -164,8 +182,20 @@ def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 _TOWER_INTS = {
-    "vision_cfg": ("layers", "width", "head_width", "patch_size", "image_size"),
-    "text_cfg": ("context_length", "vocab_size", "width", "heads", "layers"),
+    "vision_cfg": {
+        "layers": MAX_LAYERS,
+        "width": MAX_WIDTH,
+        "head_width": MAX_WIDTH,
+        "patch_size": MAX_IMAGE_SIZE,
+        "image_size": MAX_IMAGE_SIZE,
+    },
+    "text_cfg": {
+        "context_length": MAX_CONTEXT,
+        "vocab_size": MAX_VOCAB,
+        "width": MAX_WIDTH,
+        "heads": MAX_HEADS,
+        "layers": MAX_LAYERS,
+    },
 }
 
 
@@ -175,23 +205,21 @@ def _check_backbone_dict(backbone: Mapping[str, Any]) -> None:
     missing = [k for k in ("embed_dim", "vision_cfg", "text_cfg") if k not in backbone]
     if missing:
         raise ValueError(f"backbone dict is not an open_clip model config: missing keys {missing}")
-    check_int("backbone embed_dim", backbone["embed_dim"], minimum=1)
+    check_int("backbone embed_dim", backbone["embed_dim"], minimum=1, maximum=MAX_WIDTH)
     for tower, keys in _TOWER_INTS.items():
         cfg = backbone[tower]
         if not isinstance(cfg, Mapping):
             raise TypeError(f"backbone {tower} must be a dict, got {type(cfg).__name__} {cfg!r}")
-        for key in keys:
+        for key, bound in keys.items():
             value = cfg.get(key)
             if key == "image_size" and isinstance(value, (list, tuple)):
                 for side in value:
-                    check_int(f"backbone {tower}.{key} entry", side, minimum=1)
+                    check_int(f"backbone {tower}.{key} entry", side, minimum=1, maximum=bound)
             elif value is not None:
-                check_int(f"backbone {tower}.{key}", value, minimum=1)
+                check_int(f"backbone {tower}.{key}", value, minimum=1, maximum=bound)
         ratio = cfg.get("mlp_ratio")
-        if ratio is not None and (
-            isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not ratio > 0
-        ):
-            raise ValueError(f"backbone {tower}.mlp_ratio must be a positive number, got {ratio!r}")
+        if ratio is not None:
+            check_number(f"backbone {tower}.mlp_ratio", ratio, maximum=MAX_RATIO)
     vision, text = backbone["vision_cfg"], backbone["text_cfg"]
     width, head_width = vision.get("width", 768), vision.get("head_width", 64)
     if width % head_width:
@@ -203,6 +231,19 @@ def _check_backbone_dict(backbone: Mapping[str, Any]) -> None:
             f"backbone text_cfg.width {text.get('width', 512)} is not a multiple of heads "
             f"{text.get('heads', 8)}"
         )
+    parameters = _parameters(vision, width, 12) + _parameters(text, text.get("width", 512), 12)
+    parameters += int(text.get("vocab_size", 49408)) * int(text.get("width", 512))
+    if parameters > MAX_PARAMETERS:
+        raise ValueError(
+            f"backbone dict describes about {parameters / 1e9:.0f} billion parameters, over the "
+            f"limit of {MAX_PARAMETERS / 1e9:.0f} billion; check its layers and widths"
+        )
+
+
+def _parameters(tower: Mapping[str, Any], width: int, default_layers: int) -> int:
+    """Weights of a transformer tower's blocks: attention 4 w^2, MLP 2 r w^2 per block."""
+    ratio = float(tower.get("mlp_ratio", 4.0))
+    return int(tower.get("layers", default_layers)) * int((4 + 2 * ratio) * width * width)
 
 
 def _check_templates(templates: object) -> None:

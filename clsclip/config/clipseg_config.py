@@ -7,7 +7,14 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from clsclip.checks import check_int
-from clsclip.config.base import IMAGENET_MEAN, IMAGENET_STD, ModelConfig
+from clsclip.config.base import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    MAX_HEADS,
+    MAX_LAYERS,
+    MAX_WIDTH,
+    ModelConfig,
+)
 
 # transformers' defaults, for keys that older config files leave out.
 _VISION_DEFAULTS = {
@@ -57,11 +64,18 @@ class ClipSegConfig(ModelConfig):
             raise ValueError(
                 f"extract_layers must be a non-empty tuple, got {self.extract_layers!r}"
             )
+        if len(self.extract_layers) > MAX_LAYERS:
+            raise ValueError(f"extract_layers must have at most {MAX_LAYERS} entries")
         for layer in self.extract_layers:
-            check_int("extract_layers entry", layer, minimum=0)
-        check_int("reduce_dim", self.reduce_dim, minimum=1)
-        check_int("decoder_heads", self.decoder_heads, minimum=1)
-        check_int("decoder_intermediate_size", self.decoder_intermediate_size, minimum=1)
+            check_int("extract_layers entry", layer, minimum=0, maximum=MAX_LAYERS - 1)
+        check_int("reduce_dim", self.reduce_dim, minimum=1, maximum=MAX_WIDTH)
+        check_int("decoder_heads", self.decoder_heads, minimum=1, maximum=MAX_HEADS)
+        check_int(
+            "decoder_intermediate_size",
+            self.decoder_intermediate_size,
+            minimum=1,
+            maximum=MAX_WIDTH,
+        )
         check_int("conditional_layer", self.conditional_layer, minimum=0)
         if self.conditional_layer >= len(self.extract_layers):
             raise ValueError(

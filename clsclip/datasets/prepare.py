@@ -25,6 +25,7 @@ from PIL import Image
 from clsclip.datasets.coco import category_labels, coco_api, render_class_mask
 from clsclip.datasets.folds import COCO_CLASSES
 from clsclip.datasets.standard import coco_image_id, standard_pairs
+from clsclip.datasets.voc import read_label_image
 from clsclip.optional import require
 from clsclip.storage.files import write_atomic
 
@@ -74,8 +75,7 @@ def prepare_voc(voc: Path, sbd: Path, *, progress: bool = True) -> Path:
         if target.is_file():
             continue
         if image_id in own:  # VOC's own masks (palette indices, 255 on boundaries) win
-            with Image.open(voc / "SegmentationClass" / f"{image_id}.png") as mask:
-                _save_png(np.asarray(mask), target)
+            _save_png(read_label_image(voc / "SegmentationClass" / f"{image_id}.png"), target)
         else:
             _save_png(read_sbd_mask(sbd / "cls" / f"{image_id}.mat"), target)
     val = set(voc_val)

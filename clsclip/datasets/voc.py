@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -23,11 +24,15 @@ from clsclip.datasets.folds import (
 )
 from clsclip.pipeline.images import IMAGE_SUFFIXES, load_image
 from clsclip.pipeline.letterbox import letterbox_image
+from clsclip.storage.files import write_json
 
 logger = logging.getLogger(__name__)
 
 MASK_DIRS = ("SegmentationClassAug", "SegmentationClass")
 NOVEL_PIXELS = ("background", "ignore", "drop-image")
+DEFAULT_NOVEL_PIXELS = "background"
+"""What novel-class pixels of training images become unless told: 0, as in the references
+(HSNet, LSeg), whose numbers the paper compares with."""
 
 
 @dataclass(frozen=True)
@@ -80,27 +85,77 @@ class VocFolder:
         path = self.mask_dir / f"{image_id}.png"
         if not path.is_file():
             raise FileNotFoundError(f"no mask for id {image_id!r}: {path}")
-        with Image.open(path) as mask:
-            return np.asarray(mask, dtype=np.uint8)
+        return read_label_image(path)
 
     def index(self, split: str) -> dict[str, dict[int, int]]:
-        """Pixel count of each label in each image's mask (cached in
-        ``.clsclip-index-{split}.json`` in the root when it is writable)."""
+        """Pixel count of each label in each image's mask.
+
+        Cached in ``.clsclip-index-{split}.json`` in the root when it is writable (by rank 0
+        only under torchrun, atomically). The cache is keyed by the split list and by every
+        listed mask's size and modification time, so a changed list or a changed mask is
+        indexed again, never scored from stale counts.
+        """
+        ids = self.ids(split)
+        key = self._index_key(split, ids)
         cache = self.root / f".clsclip-index-{split}.json"
-        if cache.is_file():
-            raw = json.loads(cache.read_text())
-            return {i: {int(k): v for k, v in counts.items()} for i, counts in raw.items()}
+        cached = _read_index_cache(cache, key)
+        if cached is not None:
+            return cached
         found = {}
-        for image_id in self.ids(split):
+        for image_id in ids:
             labels, counts = np.unique(self.mask(image_id), return_counts=True)
             found[image_id] = {
                 int(v): int(n) for v, n in zip(labels, counts, strict=True) if 0 < v < IGNORE
             }
-        try:
-            cache.write_text(json.dumps(found))
-        except OSError:  # a read-only data root: index again next time
-            logger.debug("cannot write index cache %s", cache)
+        if int(os.environ.get("RANK", "0")) == 0:
+            try:
+                write_json(cache, {"key": key, "index": found}, indent=None)
+            except OSError:  # a read-only data root: index again next time
+                logger.debug("cannot write index cache %s", cache)
         return found
+
+    def _index_key(self, split: str, ids: list[str]) -> str:
+        """sha256 of the split list and of each listed mask's size and modification time."""
+        digest = hashlib.sha256()
+        digest.update(str(self.mask_dir.resolve()).encode())
+        for image_id in ids:
+            path = self.mask_dir / f"{image_id}.png"
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                raise FileNotFoundError(f"no mask for id {image_id!r}: {path}") from None
+            digest.update(f"{image_id}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        return digest.hexdigest()
+
+
+def _read_index_cache(path: Path, key: str) -> dict[str, dict[int, int]] | None:
+    """The index stored under ``key``, or None (no cache, another key, an unreadable file)."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(raw, dict) or raw.get("key") != key:
+            return None
+        return {i: {int(k): int(v) for k, v in c.items()} for i, c in raw["index"].items()}
+    except (OSError, ValueError, KeyError, AttributeError, TypeError):
+        return None
+
+
+LABEL_MODES = ("L", "P")
+
+
+def read_label_image(path: Path) -> np.ndarray:
+    """uint8 ``H x W`` class indices of a label image, which must be single-channel 8-bit
+    (grayscale "L" or palette "P": the value is the index). `ValueError` naming the file for
+    any other mode: RGB or 16-bit values would wrap around 255 (600 -> 88) and mean nothing."""
+    try:
+        with Image.open(path) as label:
+            if label.mode not in LABEL_MODES:
+                raise ValueError(
+                    f"label image {path} is mode {label.mode!r}; labels must be single-channel "
+                    f"8-bit class indices (PIL mode {' or '.join(LABEL_MODES)})"
+                )
+            return np.asarray(label, dtype=np.uint8)
+    except (OSError, SyntaxError) as e:
+        raise OSError(f"cannot read label image {path}: {e}") from e
 
 
 def open_folder(root: str | os.PathLike[str]) -> VocFolder | CocoFolder:
@@ -150,7 +205,7 @@ class FoldDataset(torch.utils.data.Dataset):
 
     Each item is ``{"pixels": 3 x S x S float32, "target": S x S int64 (0, 1, 255),
     "class_name": str, "image_id": str}``, letterboxed like `Segmenter` inputs. In training,
-    pixels of novel classes are ignored (255), so the model never learns them as background.
+    pixels of novel classes become background by default (``novel_pixels``).
 
     Args:
         root: the data root: VOC layout, or COCO 2014 with its instance annotations.
@@ -185,7 +240,7 @@ class FoldDataset(torch.utils.data.Dataset):
         classes: str | None = None,
         resize_mode: str = "letterbox",
         pairs: list[tuple[str, int]] | None = None,
-        novel_pixels: str = "ignore",
+        novel_pixels: str = DEFAULT_NOVEL_PIXELS,
     ) -> None:
         self.folder = open_folder(root)
         self.names = self.folder.class_names(dataset)

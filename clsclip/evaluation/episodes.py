@@ -193,16 +193,26 @@ def _score_episode(
     proposals: str,
     score_at: str,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The predicted mask and the target, at the resolution they are scored at."""
-    if score_at == "input":
-        size = segmenter.config.image_size
+    """The predicted mask and the target, at the resolution they are scored at.
+
+    Scored at the input (the references), the label is resized to ``S x S`` with nearest
+    sampling. Each model sees its own preprocessing: a ``"resize"`` model gets the image plainly
+    resized to ``S x S`` (bilinear, as the references feed theirs); a ``"letterbox"`` model gets
+    the original image, and its full-resolution mask is brought to the scoring grid the way the
+    label is (nearest).
+    """
+    size = segmenter.config.image_size
+    stretch = score_at == "input" and segmenter.config.resize_mode == "resize"
+    if stretch:
         image = image.resize((size, size), Image.Resampling.BILINEAR)
         target = resize_nearest(target, size)
     source: Any = None if proposals == "none" else "yolo"
-    if proposals == "gt":
+    if proposals == "gt":  # boxes in pixels of the image the model is given
         source = {name: component_boxes(target == 1)}
-    result = segmenter.segment(image, [name], proposals=source)
-    return result.mask(name), target
+    mask = segmenter.segment(image, [name], proposals=source).mask(name)
+    if score_at == "input" and not stretch:
+        return resize_nearest(mask, size), resize_nearest(target, size)
+    return mask, target
 
 
 __all__ = ["PROTOCOLS", "Pair", "evaluate"]

@@ -70,7 +70,7 @@ def _build_clsclip(
     std: tuple[float, float, float],
 ) -> ClsClipModel:
     navigator = None
-    if config.injection_layers:
+    if config.injection_layers or config.class_token:
         navigator = TextNavigator(embed_dim=backbone.embed_dim, width=backbone.width)
     decoder = SegmentationDecoder(
         width=backbone.width,
@@ -88,6 +88,7 @@ def _build_clsclip(
         prompt_templates=config.prompt_templates,
         injection_layers=config.injection_layers,
         text_prior=config.text_prior,
+        class_token=config.class_token,
         image_mean=mean,
         image_std=std,
     )

@@ -36,10 +36,16 @@ class ClsClipModel(SegmentationModel):
         text_prior: bool,
         image_mean: tuple[float, float, float],
         image_std: tuple[float, float, float],
+        class_token: bool = False,
     ) -> None:
         super().__init__()
-        if bool(injection_layers) != (navigator is not None):
-            raise ValueError("a navigator is needed exactly when injection_layers is non-empty")
+        if (bool(injection_layers) or class_token) != (navigator is not None):
+            raise ValueError(
+                "a navigator is needed exactly when injection_layers is non-empty or the class "
+                "enters the decoder as a token"
+            )
+        if class_token and injection_layers:
+            raise ValueError("class_token is the no-navigation baseline: injection_layers=()")
         bad = [i for i in injection_layers if not 0 <= i < backbone.depth]
         if bad:
             raise ValueError(
@@ -53,6 +59,7 @@ class ClsClipModel(SegmentationModel):
         self.prompt_templates = tuple(prompt_templates)
         self.injection_layers = tuple(sorted(injection_layers))
         self.text_prior = text_prior
+        self.class_token = class_token
         self.image_mean = image_mean
         self.image_std = image_std
         for p in self.backbone.parameters():
@@ -91,8 +98,10 @@ class ClsClipModel(SegmentationModel):
         """
         if shared.shape[0] != text.shape[0]:
             raise ValueError(f"{shared.shape[0]} token rows but {text.shape[0]} text rows")
-        hook = None
-        if self.navigator is not None:
+        hook, token = None, None
+        if self.class_token and self.navigator is not None:
+            token = self.navigator(text.to(shared.dtype))
+        elif self.navigator is not None:
             cls = self.navigator(text.to(shared.dtype))
             layers = set(self.injection_layers)
 
@@ -106,7 +115,7 @@ class ClsClipModel(SegmentationModel):
             projected = F.normalize(self.backbone.project_tokens(patches).float(), dim=-1)
             prior = torch.einsum("pne,pe->pn", projected, F.normalize(text.float(), dim=-1))
             extra = prior.reshape(prior.shape[0], 1, grid[0], grid[1])
-        return self.decoder(patches, grid, extra)
+        return self.decoder(patches, grid, extra, token)
 
     def forward(self, pixels: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """One class per image (the training path).

@@ -58,6 +58,7 @@ class SegmentationDecoder(nn.Module):
         patch_tokens: torch.Tensor,
         grid: tuple[int, int],
         extra: torch.Tensor | None = None,
+        token: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Decode patch tokens.
 
@@ -65,13 +66,19 @@ class SegmentationDecoder(nn.Module):
             patch_tokens: ``P x (h*w) x width``, row-major over the patch grid.
             grid: ``(h, w)``.
             extra: ``P x extra_channels x h x w`` maps to concatenate (the text prior), or None.
+            token: ``P x width``, a token the Transformer layers attend to and that is dropped
+                after them (the class, in the no-navigation baseline), or None.
 
         Returns:
             Foreground logits ``P x 1 x h x w``.
         """
         x = patch_tokens
+        if token is not None:
+            x = torch.cat([token.unsqueeze(1).to(x.dtype), x], dim=1)
         for layer in self.layers:
             x = layer(x)
+        if token is not None:
+            x = x[:, 1:]
         x = self.norm(x)
         x = x.transpose(1, 2).reshape(x.shape[0], x.shape[2], grid[0], grid[1])
         if self.extra_channels:

@@ -149,14 +149,12 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 
 def _high_depth_to_rgb(image: Image.Image) -> Image.Image:
-    """16-bit and 32-bit integer images are scaled from 0..65535; float ("F") images from 0..1.
-
-    PIL's own conversion clips these to 0..255 instead of scaling them.
-    """
+    """Integer images ("I;16*" and 32-bit "I") are scaled from 0..65535, float ("F") images from
+    0..1: the scale comes from the mode's convention, never from the pixel values (a dark 16-bit
+    photo stays dark). PIL's own conversion clips these to 0..255 instead of scaling them."""
     if image.mode == "F":
         gray = _unit_to_uint8(np.asarray(image))
         return Image.fromarray(np.stack([gray] * 3, axis=-1), mode="RGB")
     values = np.asarray(image).astype(np.float64)
-    scale = 255.0 if image.mode == "I" and np.max(values) <= 255 else 65535.0
-    gray = np.clip(np.nan_to_num(values) / scale * 255.0, 0, 255).round().astype(np.uint8)
+    gray = np.clip(np.nan_to_num(values) / 65535.0 * 255.0, 0, 255).round().astype(np.uint8)
     return Image.fromarray(np.stack([gray] * 3, axis=-1), mode="RGB")

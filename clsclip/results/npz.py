@@ -32,6 +32,9 @@ MAX_CROPS = 65_536
 """Most ClsCLIP+ crops a result file may hold."""
 MAX_TEXT_BYTES = 64 * 2**20
 """Largest JSON entry (class names, boxes)."""
+MAX_ARRAY_BYTES = 2**30
+"""Most bytes all arrays of a result file may declare together (1 GiB: 150 classes of 352 x 352
+float32 logits are 74 MB), checked from the headers before any is decompressed."""
 _ENTRIES = (
     "version", "class_names", "threshold", "fusion", "logits", "letterbox", "crop_class",
     "crop_region", "crop_letterbox", "crop_logits", "boxes",
@@ -117,6 +120,15 @@ def read_npz(
         missing = [e for e in _ENTRIES if e not in headers]
         if missing:
             raise ValueError(f"{name} is not a clsclip result file: missing entries {missing}")
+        declared = sum(
+            int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+            for shape, dtype in headers.values()
+        )
+        if declared > MAX_ARRAY_BYTES:
+            raise ValueError(
+                f"{name} declares {declared / 2**20:.0f} MiB of arrays, over the limit of "
+                f"{MAX_ARRAY_BYTES / 2**20:.0f} MiB for a result file; refused before reading"
+            )
         read = _Reader(archive, headers, name)
         version = int(read.scalar("version", np.integer))
         if version != NPZ_VERSION:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 from torch import nn
 
 from clsclip.config import ModelConfig
 from clsclip.storage.files import write_folder
-from clsclip.storage.weights import config_digest, save_weights
+from clsclip.storage.weights import check_finite, config_digest, save_weights
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,7 @@ def save_model_folder(
     in the weights' metadata refuses a mixed folder made any other way. Files already in the
     folder (a README) are kept.
     """
+    check_finite(model.state_dict(), os.fspath(folder), writing=True)
     digest = config_digest(config.to_file_dict())
 
     def write(tmp: Path) -> None:

@@ -56,6 +56,7 @@ def save_weights(
     """
     contents = "full" if include_backbone else "trained-parts"
     state = trained_state_dict(model, include_backbone=include_backbone)
+    check_finite(state, os.fspath(path), writing=True)
     metadata = {
         "format": "pt",
         "clsclip_contents": contents,
@@ -133,11 +134,17 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     return state
 
 
-def check_finite(tensors: Mapping[str, torch.Tensor], path: str) -> None:
-    """`ValueError` naming the first floating-point tensor with NaN or infinite values."""
+def check_finite(tensors: Mapping[str, torch.Tensor], path: str, *, writing: bool = False) -> None:
+    """`ValueError` naming the first floating-point tensor with NaN or infinite values (when
+    ``writing``: refusing to save it, so that a diverged model never reaches a file)."""
     for key, tensor in tensors.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             bad = int((~torch.isfinite(tensor)).sum())
+            if writing:
+                raise ValueError(
+                    f"refusing to save {path!r}: tensor {key!r} has {bad} NaN or infinite "
+                    f"value(s) of {tensor.numel()} (a diverged model)"
+                )
             raise ValueError(
                 f"weights in {path!r} are corrupt: tensor {key!r} has {bad} NaN or infinite "
                 f"value(s) of {tensor.numel()}"

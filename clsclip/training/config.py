@@ -9,12 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clsclip.checks import check_int
+from clsclip.checks import check_int, check_number
 from clsclip.config import ClsClipConfig, read_json
 from clsclip.datasets.folds import DATASETS, check_fold
-from clsclip.datasets.voc import NOVEL_PIXELS
+from clsclip.datasets.voc import DEFAULT_NOVEL_PIXELS, NOVEL_PIXELS
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+MAX_LR = 1e6
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("poly", "cosine_restarts")
 UNFREEZE = ("none", "visual", "all")
@@ -64,7 +65,7 @@ class TrainConfig:
     train_split: str = "trainaug"
     val_split: str = "val"
     train_lists: str = "all-pairs"
-    novel_pixels: str = "ignore"
+    novel_pixels: str = DEFAULT_NOVEL_PIXELS
     val_seed: int | None = None
     output_dir: str = "runs/clsclip"
     max_steps: int = 20000
@@ -116,10 +117,25 @@ class TrainConfig:
             check_int(name, getattr(self, name), minimum=0)
         if self.val_seed is not None:
             check_int("val_seed", self.val_seed, minimum=0)
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+        check_number("lr", self.lr, maximum=MAX_LR)  # 1e308 would overflow the optimizers' float32
         if self.init_from is None:
             self.model_config()  # validates the model fields now, not after the data is read
+
+    def check_paths(self) -> None:
+        """Before any work: the data root is a folder and ``output_dir`` is not a file
+        (`FileNotFoundError` / `NotADirectoryError` naming them)."""
+        if not self.data_root:
+            raise ValueError("data_root is not set; pass --data-root or set it in the config")
+        if not Path(self.data_root).is_dir():
+            raise FileNotFoundError(f"data_root {self.data_root!r} is not a folder")
+        output = Path(self.output_dir)
+        for path in (output, *output.parents):
+            if path.exists():
+                if not path.is_dir():
+                    raise NotADirectoryError(
+                        f"output_dir {self.output_dir!r} cannot be created: {str(path)!r} is a file"
+                    )
+                break
 
     def model_config(self) -> ClsClipConfig:
         return ClsClipConfig.from_dict(self.model)

@@ -53,6 +53,7 @@ class Trainer:
     """One training run (see `train`)."""
 
     def __init__(self, config: TrainConfig, *, progress: bool = True) -> None:
+        config.check_paths()
         self.config = config
         self.context = DistributedContext.from_env(config.device)
         self.device = self.context.device(config.device)
@@ -156,17 +157,29 @@ class Trainer:
             return self.model.encode_class_names(names)
         return self._text_cache.get(names)
 
+    def _autocast(self) -> contextlib.AbstractContextManager[object]:
+        """bf16 autocast for the visual network on CUDA with ``amp`` (nothing elsewhere)."""
+        if self.config.amp and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def _train_step(self, batch: dict[str, Any]) -> float:
         pixels = batch["pixels"].to(self.device, non_blocking=True)
         target = batch["target"].to(self.device, non_blocking=True)
-        amp = self.config.amp and self.device.type == "cuda"
-        context = torch.autocast("cuda", dtype=torch.bfloat16) if amp else contextlib.nullcontext()
-        with context:
-            logits = self.network(pixels, self._text(list(batch["class_name"])))
+        # Class vectors in float32 outside autocast, exactly as inference computes them.
+        text = self._text(list(batch["class_name"]))
+        with self._autocast():
+            logits = self.network(pixels, text)
         logits = F.interpolate(
             logits.float(), size=target.shape[-2:], mode="bilinear", align_corners=False
         )
         loss = masked_bce(logits[:, 0], target)
+        if not bool(torch.isfinite(loss)):
+            raise FloatingPointError(
+                f"training diverged: the loss at step {self.step + 1} is {float(loss)} (lr "
+                f"{self.scheduler.get_last_lr()[0]:g}); nothing was saved from this step on. "
+                "Lower lr, or resume from the last checkpoint with a smaller one"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip > 0:

@@ -80,6 +80,9 @@ def test_usage_errors(saved_model, tmp_path, capsys) -> None:
     assert "duplicate class name" in capsys.readouterr().err
     assert main([*base, "--classes", "dog", "--model", str(saved_model), "--threshold", "3"]) == 2
     assert "threshold" in capsys.readouterr().err
+    argv = [*base, "--classes", "dog", "--model", str(saved_model), "--max-image-pixels", "-5"]
+    assert main(argv) == 2
+    assert "--max-image-pixels must be >= 0, got -5" in capsys.readouterr().err
 
 
 def test_helpers(tmp_path) -> None:

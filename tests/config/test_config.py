@@ -1,8 +1,9 @@
 import json
+import re
 
 import pytest
 
-from clsclip import ClsClipConfig
+from clsclip import ClipSegConfig, ClsClipConfig, Segmenter
 from tests.conftest import TINY_BACKBONE, tiny_config
 
 
@@ -45,10 +46,14 @@ def test_invalid_json_file(tmp_path) -> None:
         ClsClipConfig.load(tmp_path / "config.json")
 
 
-def test_no_injection_needs_text_prior() -> None:
-    with pytest.raises(ValueError, match="cannot see the class"):
-        ClsClipConfig(injection_layers=())
-    assert ClsClipConfig(injection_layers=(), text_prior=True).injection_layers == ()
+def test_no_injection_is_the_plain_baseline() -> None:
+    """``injection_layers=()`` is the paper's no-navigation baseline: the class reaches the
+    decoder as a token (no text prior) or as the cosine-prior channel (text prior)."""
+    assert ClsClipConfig(injection_layers=()).class_token
+    assert not ClsClipConfig(injection_layers=(), text_prior=True).class_token
+    assert not ClsClipConfig().class_token
+    with pytest.raises(ValueError, match="needs decoder_layers >= 1"):
+        ClsClipConfig(injection_layers=(), decoder_layers=0)
 
 
 @pytest.mark.parametrize(
@@ -83,3 +88,82 @@ def test_config_is_frozen() -> None:
     config = ClsClipConfig()
     with pytest.raises(AttributeError):
         config.image_size = 480  # type: ignore[misc]
+
+
+ABSURD = [
+    ({"decoder_channels": (10**6,)}, "decoder_channels entry must be <= 16384"),
+    ({"decoder_layers": 10**5}, "decoder_layers must be <= 256"),
+    (
+        {"decoder_mlp_ratio": 1e12},
+        "decoder_mlp_ratio must be a finite positive number of at most 64",
+    ),
+    ({"decoder_heads": 10**6}, "decoder_heads must be <= 1024"),
+    ({"injection_layers": (10**6,)}, "injection_layers entry must be <= 255"),
+    (
+        {"backbone": {**TINY_BACKBONE, "text_cfg": {**TINY_BACKBONE["text_cfg"], "width": 2**20}}},
+        "text_cfg.width must be <= 16384",
+    ),
+    (
+        {
+            "backbone": {
+                **TINY_BACKBONE,
+                "text_cfg": {**TINY_BACKBONE["text_cfg"], "vocab_size": 10**9},
+            }
+        },
+        "text_cfg.vocab_size must be <= 1000000",
+    ),
+    (
+        {
+            "backbone": {
+                **TINY_BACKBONE,
+                "vision_cfg": {**TINY_BACKBONE["vision_cfg"], "layers": 10**6},
+            }
+        },
+        "vision_cfg.layers must be <= 256",
+    ),
+    (
+        {
+            "backbone": {
+                **TINY_BACKBONE,
+                "text_cfg": {**TINY_BACKBONE["text_cfg"], "context_length": 10**8},
+            }
+        },
+        "text_cfg.context_length must be <= 4096",
+    ),
+    (
+        {
+            "backbone": {
+                **TINY_BACKBONE,
+                "vision_cfg": {**TINY_BACKBONE["vision_cfg"], "width": 16384, "layers": 200},
+            }
+        },
+        "about 644 billion parameters, over the limit",
+    ),
+    ({"image_mean": (0.5, float("nan"), 0.5)}, "image_mean entry must be a finite number"),
+    ({"image_std": (0.5, float("inf"), 0.5)}, "image_std entry must be a finite positive number"),
+    ({"image_std": (0.5, 0.0, 0.5)}, "image_std entry must be a finite positive number"),
+]
+
+
+@pytest.mark.parametrize(("fields", "message"), ABSURD)
+def test_absurd_sizes_are_refused_naming_the_field_and_bound(fields, message) -> None:
+    """Refused when the config is read, before torch allocates anything."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        tiny_config(**fields)
+
+
+def test_clipseg_bounds() -> None:
+    with pytest.raises(ValueError, match=re.escape("decoder_intermediate_size must be <= 16384")):
+        ClipSegConfig(decoder_intermediate_size=10**7)
+    with pytest.raises(ValueError, match=re.escape("reduce_dim must be <= 16384")):
+        ClipSegConfig(reduce_dim=10**7)
+
+
+def test_non_finite_normalisation_is_refused_on_load_even_unverified(segmenter, tmp_path) -> None:
+    folder = segmenter.save_pretrained(tmp_path / "m")
+    data = json.loads((folder / "config.json").read_text())
+    data["image_std"] = [0.5, "NaN", 0.5]
+    text = json.dumps(data).replace('"NaN"', "NaN")
+    (folder / "config.json").write_text(text)
+    with pytest.raises(ValueError, match="image_std entry must be a finite positive number"):
+        Segmenter.from_pretrained(folder, verify=False)

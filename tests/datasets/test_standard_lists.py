@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clsclip.datasets import FoldDataset
+from clsclip.datasets import FoldDataset, VocFolder
 from clsclip.datasets.standard import standard_pairs, standard_training_pairs
 from clsclip.training import TrainConfig
 
@@ -26,7 +26,10 @@ def _root_with_index(tmp_path, pairs, split="trainaug"):
         index.setdefault(image_id, {})[str(label)] = 500
     index[pairs[0][0]]["3"] = 40  # a novel class of fold 0 in one training image
     (root / "ImageSets" / "Segmentation" / f"{split}.txt").write_text("\n".join(index) + "\n")
-    (root / f".clsclip-index-{split}.json").write_text(json.dumps(index))
+    for image_id in index:  # empty stand-ins: the cache key reads sizes and times, not pixels
+        (root / "SegmentationClassAug" / f"{image_id}.png").touch()
+    key = VocFolder.open(root)._index_key(split, list(index))
+    (root / f".clsclip-index-{split}.json").write_text(json.dumps({"key": key, "index": index}))
     return root
 
 

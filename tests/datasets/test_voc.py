@@ -77,3 +77,20 @@ def test_missing_files_are_named(tmp_path) -> None:
         folder.ids("trainaug")
     with pytest.raises(FileNotFoundError, match="no image for id 'x'"):
         folder.image_path("x")
+
+
+@pytest.mark.parametrize(
+    "label",
+    [np.full((4, 5, 3), 3, np.uint8), np.full((4, 5), 600, np.uint16)],
+    ids=["rgb", "16-bit"],
+)
+def test_label_images_must_be_8_bit_single_channel(tmp_path, label) -> None:
+    """RGB or 16-bit labels would wrap (600 -> 88); they are refused naming the file."""
+    from clsclip.datasets.voc import read_label_image
+
+    path = tmp_path / "2007_000001.png"
+    Image.fromarray(label).save(path)
+    with pytest.raises(ValueError, match=r"label image .*2007_000001.png is mode .*single-channel"):
+        read_label_image(path)
+    Image.fromarray(np.full((4, 5), 7, np.uint8)).save(path)
+    assert (read_label_image(path) == 7).all()

@@ -155,3 +155,76 @@ def test_missing_listed_images_are_reported_before_any_episode(tmp_path) -> None
     root = _voc_root(tmp_path / "voc", _lines("val", 0)[:10])
     with pytest.raises(FileNotFoundError, match=r"of the \d+ images of the standard episodes"):
         evaluate(tiny_segmenter(), data_root=root, dataset="pascal5i", fold=0, progress=False)
+
+
+def _letterbox_reference(seg, root: Path, fold: int) -> dict:
+    """The standard loop for a model trained with letterboxing: it gets the original image (its
+    own preprocessing), and its mask is brought to the S x S scoring grid as the label is."""
+    size = seg.config.image_size
+    pairs = _lines("val", fold)
+    classes = list(range(5 * fold + 1, 5 * fold + 6))
+    inter, union = torch.zeros(2, 21), torch.zeros(2, 21)
+    for i in range(1000):
+        image_id, label = pairs[i % len(pairs)]
+        image = Image.open(root / "JPEGImages" / f"{image_id}.png").convert("RGB")
+        mask = torch.tensor(np.array(Image.open(root / "SegmentationClassAug" / f"{image_id}.png")))
+        mask = F.interpolate(mask[None, None].float(), (size, size), mode="nearest")[0, 0]
+        full = seg.segment(image, [PASCAL_CLASSES[label - 1]]).masks[0]
+        pred = torch.from_numpy(full)[None, None].float()
+        pred = F.interpolate(pred, (size, size), mode="nearest")[0, 0]
+        valid = mask != 255
+        gt = (mask == label).float()
+        for k, (p, t) in enumerate(((1 - pred, 1 - gt), (pred, gt))):
+            inter[k, label] += ((p == 1) & (t == 1) & valid).sum()
+            union[k, label] += (((p == 1) | (t == 1)) & valid).sum()
+    iou = inter / torch.clamp(union, min=1)
+    return {
+        "miou": float(iou[1, classes].mean()),
+        "fb_iou": float((inter[:, classes].sum(1) / union[:, classes].sum(1)).mean()),
+    }
+
+
+def test_a_letterbox_model_is_scored_on_its_own_preprocessing(tmp_path) -> None:
+    """The standard protocol no longer stretches the image for a letterbox model: it sees the
+    original image, and its prediction is mapped onto the reference's scoring grid."""
+    root = _voc_root(tmp_path / "voc", _lines("val", 0), size=(20, 41))
+    seg = tiny_segmenter(resize_mode="letterbox", threshold=0.567)  # near the median probability
+    scores = evaluate(seg, data_root=root, dataset="pascal5i", fold=0, progress=False)
+    reference = _letterbox_reference(seg, root, 0)
+    assert scores["resize_mode"] == "letterbox"
+    assert scores["miou"] == pytest.approx(reference["miou"], abs=1e-6)
+    assert scores["fb_iou"] == pytest.approx(reference["fb_iou"], abs=1e-6)
+    stretched = _hsnet_reference(seg, root, 0)  # what the old code scored
+    assert stretched["miou"] != pytest.approx(scores["miou"], abs=1e-6)
+
+
+def test_a_changed_dataset_is_never_scored_from_a_stale_index(tmp_path) -> None:
+    from clsclip.datasets import VocFolder
+
+    root = _voc_root(tmp_path / "voc", _lines("val", 0)[:12])
+    folder = VocFolder.open(root)
+    first = folder.index("val")
+    assert (root / ".clsclip-index-val.json").is_file()
+    image_id = next(iter(first))
+    mask_path = root / "SegmentationClassAug" / f"{image_id}.png"
+    mask = np.array(Image.open(mask_path))
+    mask[:] = 7
+    Image.fromarray(mask).save(mask_path)
+    assert VocFolder.open(root).index("val")[image_id] == {7: mask.size}
+    ids = list(first)[:3]
+    (root / "ImageSets" / "Segmentation" / "val.txt").write_text("\n".join(ids) + "\n")
+    assert list(VocFolder.open(root).index("val")) == ids
+
+
+def test_cli_eval_checks_its_arguments_before_loading_anything(tmp_path, capsys) -> None:
+    from clsclip.cli import main
+
+    base = ["eval", "--model", str(tmp_path / "no-model"), "--dataset", "pascal5i"]
+    base += ["--data-root", str(tmp_path)]
+    for episodes in ("0", "-3"):
+        assert main([*base, "--fold", "0", "--episodes", episodes]) == 2
+        assert "--episodes must be >= 1" in capsys.readouterr().err
+    assert main([*base, "--fold", "7"]) == 2
+    assert "fold must be 0, 1, 2 or 3, got 7" in capsys.readouterr().err
+    assert main([*base, "--fold", "0", "--out", str(tmp_path)]) == 2
+    assert "is a folder; give the JSON file" in capsys.readouterr().err

@@ -131,3 +131,24 @@ def test_backbone_is_frozen_and_trainable_parts_are_not() -> None:
     model(torch.randn(1, 3, 64, 64), text).sum().backward()
     assert model.navigator.proj.weight.grad is not None
     assert model.navigator.proj.weight.grad.abs().sum() > 0
+
+
+def test_the_no_navigation_baseline_shares_the_whole_vit(tmp_path) -> None:
+    """``injection_layers=()`` without a text prior: every visual block runs once per image for
+    all classes, the class reaches the decoder as a token, and different classes give
+    different masks; the model saves and loads like any other."""
+    seg = tiny_segmenter(injection_layers=())
+    model = seg.model
+    assert model.first_class_block == model.backbone.depth and model.class_token
+    inputs, _, handles = _record_block_inputs(model)
+    image = torch.randn(1, 3, 64, 64)
+    text = seg.encode_classes(["dog", "cat", "sky"])
+    logits = model.predict_logits(image, text, chunk_size=16)
+    for handle in handles:
+        handle.remove()
+    assert all(len(calls) == 1 for calls in inputs.values())  # once per image, not per class
+    assert logits.shape == (1, 3, 8, 8)
+    assert (logits[0, 0] - logits[0, 1]).abs().max() > 1e-4
+    folder = seg.save_pretrained(tmp_path / "baseline")
+    back = type(seg).from_pretrained(folder, device="cpu")
+    torch.testing.assert_close(back.model.predict_logits(image, text, chunk_size=4), logits)

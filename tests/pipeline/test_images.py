@@ -53,6 +53,17 @@ def test_16_bit_images_are_scaled_not_clipped(tmp_path) -> None:
     np.testing.assert_array_equal(np.asarray(load_image(floats))[0, :, 1], [0, 128, 255])
 
 
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32])
+def test_a_dark_deep_image_stays_dark(tmp_path, dtype) -> None:
+    """The scale comes from the mode (16-bit and 32-bit integers: 0..65535), never from the
+    values: a dark 16-bit photo is not brightened 257 times."""
+    values = np.array([[0, 257, 1000]], dtype=dtype)
+    image = Image.fromarray(values)
+    assert image.mode in ("I;16", "I")
+    out = np.asarray(load_image(image))
+    np.testing.assert_array_equal(out[0, :, 0], [0, 1, 4])
+
+
 def test_exif_orientation_is_applied(tmp_path) -> None:
     array = np.zeros((10, 20, 3), np.uint8)
     array[:, :10] = 255  # left half white

@@ -49,6 +49,9 @@ def _config(synth: Path, out: Path, **changes) -> TrainConfig:
         "log_every": 50,
         "device": "cpu",
         "unfreeze": "all",
+        # The synthetic world's novel shapes share colours and forms with base ones: ignoring
+        # their pixels (rather than the default, background) lets 600 steps learn the base.
+        "novel_pixels": "ignore",
     }
     fields.update(changes)
     return TrainConfig(**fields)
@@ -89,7 +92,7 @@ def test_train_save_load_evaluate(synth, tmp_path) -> None:
 def test_resume_after_a_kill(synth, tmp_path) -> None:
     out = tmp_path / "run"
     train(_config(synth, out, max_steps=6, checkpoint_every=3, log_every=1), progress=False)
-    assert not list(out.glob(".*.tmp"))  # written atomically
+    assert not list(out.glob(".*clsclip-tmp*"))  # written atomically
     train(_config(synth, out, max_steps=9, checkpoint_every=3, log_every=1), progress=False)
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 10))  # the second run went on from step 6
