@@ -5,7 +5,7 @@ seg = Segmenter.from_pretrained("path/or/org-repo")
 result = seg.segment("photo.jpg", ["dog", "cat"])
 """
 
-from clsclip.config import ClipSegConfig, ClsClipConfig
+from clsclip.config import ClipSegConfig, ClsClipConfig, DenseClipConfig
 from clsclip.results import SegmentationResult, TensorSegmentation
 from clsclip.segmenter import Segmenter
 from clsclip.version import __version__
@@ -13,6 +13,7 @@ from clsclip.version import __version__
 __all__ = [
     "ClipSegConfig",
     "ClsClipConfig",
+    "DenseClipConfig",
     "SegmentationResult",
     "Segmenter",
     "TensorSegmentation",

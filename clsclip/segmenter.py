@@ -440,7 +440,8 @@ class Segmenter:
     def __repr__(self) -> str:
         backbone = self.config.backbone if isinstance(self.config.backbone, str) else "custom"
         return (
-            f"Segmenter(model={self.config.MODEL_TYPE!r}, backbone={backbone!r}, "
+            f"Segmenter(model={self.config.MODEL_TYPE!r}, family={self.config.FAMILY!r}, "
+            f"backbone={backbone!r}, "
             f"image_size={self.config.image_size}, backend={self.backend.name!r}, "
             f"device={str(self.device)!r}, precision={self.precision!r})"
         )

@@ -8,6 +8,7 @@ def test_public_api() -> None:
     assert clsclip.__all__ == [
         "ClipSegConfig",
         "ClsClipConfig",
+        "DenseClipConfig",
         "SegmentationResult",
         "Segmenter",
         "TensorSegmentation",

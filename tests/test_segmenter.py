@@ -151,7 +151,10 @@ def test_bad_devices(device, error, message) -> None:
 def test_bad_constructor_arguments(segmenter) -> None:
     with pytest.raises(ValueError, match="chunk_size must be >= 1"):
         Segmenter(segmenter.model, segmenter.config, chunk_size=0)
-    with pytest.raises(TypeError, match="config must be a ClsClipConfig"):
+    with pytest.raises(
+        TypeError,
+        match="config must be one of ClsClipConfig, ClipSegConfig, DenseClipConfig; got dict",
+    ):
         Segmenter.from_config({"image_size": 64})  # type: ignore[arg-type]
 
 
@@ -170,8 +173,8 @@ def test_named_backbone_offline_fails_fast_and_clearly() -> None:
 def test_repr(segmenter) -> None:
     assert (
         repr(segmenter)
-        == "Segmenter(model='clsclip', backbone='custom', image_size=64, backend='torch', "
-        "device='cpu', precision='fp32')"
+        == "Segmenter(model='clsclip', family='ClsCLIP (trained)', backbone='custom', "
+        "image_size=64, backend='torch', device='cpu', precision='fp32')"
     )
 
 

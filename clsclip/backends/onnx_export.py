@@ -39,7 +39,7 @@ from clsclip.backends.onnx_format import (
     graph_digest,
 )
 from clsclip.model import SegmentationModel
-from clsclip.model.clsclip_model import ClsClipModel
+from clsclip.model.clipseg_model import ClipSegModel
 from clsclip.optional import require
 from clsclip.storage.files import write_folder
 from clsclip.version import __version__
@@ -175,9 +175,13 @@ def describe(
         "resize_mode": config.resize_mode,
         "threshold": config.threshold,
         "prompt_templates": list(config.prompt_templates),
-        # ClsCLIP: unit-normalise each prompt's vector, average over templates, normalise again;
-        # CLIPSeg: average the raw vectors.
-        "text_normalize": isinstance(model, ClsClipModel),
+        # ClsCLIP and the training-free models: unit-normalise each prompt's vector, average
+        # over templates, normalise again; CLIPSeg: average the raw vectors.
+        "text_normalize": not isinstance(model, ClipSegModel),
+        # "independent": one sigmoid per class; "softmax": the classes (and the background
+        # prompts) compete, see clsclip.model.scores.dense_logits.
+        "class_scores": model.class_scores,
+        "background_prompts": list(getattr(model, "background_prompts", ())),
         "tokenizer": {
             "type": "clip-bpe",
             "vocabulary": VOCABULARY,

@@ -93,6 +93,9 @@ class OnnxBackend:
         self.image_size = int(description["image_size"])
         self._grid = (int(description["grid"][0]), int(description["grid"][1]))
         self._stored = _stored_vectors(self.folder, description)
+        self.class_scores = str(description.get("class_scores", "independent"))
+        background = list(description.get("background_prompts", []))
+        self._background = self.encode_class_names(background) if background else None
         logger.info("loaded exported clsclip model from %s (onnxruntime)", self.folder)
 
     @classmethod
@@ -136,8 +139,18 @@ class OnnxBackend:
         self, pixels: torch.Tensor, text: torch.Tensor, pairs: torch.Tensor, *, chunk_size: int
     ) -> torch.Tensor:
         grid = self.grid_for(pixels.shape[-1])
+        joint = None
+        if self.class_scores == "softmax":
+            joint = self._background if self._background is not None else text[:0]
         return run_pairs(
-            self._encode_views, self._decode_rows, pixels, text, pairs, grid, chunk_size=chunk_size
+            self._encode_views,
+            self._decode_rows,
+            pixels,
+            text,
+            pairs,
+            grid,
+            chunk_size=chunk_size,
+            joint=joint,
         )
 
     def predict_logits(

@@ -14,8 +14,14 @@ import torch
 
 from clsclip.backends.precision import Precision, autocast, check_precision, quantize_backbone
 from clsclip.checks import resolve_device
-from clsclip.config import AnyConfig, ClipSegConfig, ClsClipConfig, config_from_dict
-from clsclip.model import ClipSegModel, ClsClipModel, SegmentationModel, build_model
+from clsclip.config import CONFIG_TYPES, AnyConfig, config_from_dict
+from clsclip.model import (
+    ClipSegModel,
+    ClsClipModel,
+    DenseClipModel,
+    SegmentationModel,
+    build_model,
+)
 from clsclip.model.clipseg_convert import state_dict_from_transformers
 from clsclip.storage.folder import save_model_folder
 from clsclip.storage.hub import resolve_model_files
@@ -169,7 +175,7 @@ class TorchBackend:
 
         if self.precision == "int8":
             raise RuntimeError("export the fp32 model: an int8 (quantised) one cannot be exported")
-        if not isinstance(self.model, (ClsClipModel, ClipSegModel)):
+        if not isinstance(self.model, (ClsClipModel, ClipSegModel, DenseClipModel)):
             raise TypeError(f"cannot export a {type(self.model).__name__}")
         model = copy.deepcopy(self.model)
         return export_onnx(
@@ -179,10 +185,9 @@ class TorchBackend:
 
 def check_config(config: object) -> None:
     """`TypeError` unless ``config`` is one of clsclip's model configs."""
-    if not isinstance(config, (ClsClipConfig, ClipSegConfig)):
-        raise TypeError(
-            f"config must be a ClsClipConfig or ClipSegConfig, got {type(config).__name__}"
-        )
+    if not isinstance(config, CONFIG_TYPES):
+        names = ", ".join(c.__name__ for c in CONFIG_TYPES)
+        raise TypeError(f"config must be one of {names}; got {type(config).__name__}")
 
 
 def load_model_folder(
@@ -204,6 +209,15 @@ def load_model_folder(
         token=token,
     )
     config = config_from_dict(files.config_data)
+    if files.weights is None:  # a config-only folder: open_clip's pretrained backbone
+        if config.pretrained is None:
+            raise FileNotFoundError(
+                f"{source} has no model.safetensors and its config names no pretrained weights "
+                "(pretrained is null): the backbone would be random"
+            )
+        model = build_model(config, cache_dir=cache_dir)
+        logger.info("built %s model %s from its config", config.FAMILY, source)
+        return model, config
     if files.config_data.get("model_type") == "clipseg":  # a transformers checkpoint: convert it
         model = build_model(config, load_backbone_weights=False)
         state = state_dict_from_transformers(read_state_dict(files.weights))

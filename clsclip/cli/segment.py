@@ -129,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
             precision=args.precision,
             backend=args.backend,
         )
+        logger.info("model %s: %s", args.model, segmenter)
         segmenter.encode_classes(args.classes)  # checks the names once, before any image
         if args.threshold is not None:
             check_threshold(args.threshold)

@@ -21,12 +21,15 @@ from clsclip.config.base import (
 )
 from clsclip.config.clipseg_config import ClipSegConfig
 from clsclip.config.clsclip_config import ClsClipConfig
+from clsclip.config.dense_config import DenseClipConfig
 
-AnyConfig = ClsClipConfig | ClipSegConfig
-_CONFIG_TYPES: dict[str, type[ClsClipConfig] | type[ClipSegConfig]] = {
-    ClsClipConfig.MODEL_TYPE: ClsClipConfig,
-    ClipSegConfig.MODEL_TYPE: ClipSegConfig,
-}
+AnyConfig = ClsClipConfig | ClipSegConfig | DenseClipConfig
+CONFIG_TYPES: tuple[type[ClsClipConfig] | type[ClipSegConfig] | type[DenseClipConfig], ...] = (
+    ClsClipConfig,
+    ClipSegConfig,
+    DenseClipConfig,
+)
+_CONFIG_TYPES = {config.MODEL_TYPE: config for config in CONFIG_TYPES}
 
 
 def config_from_dict(data: Mapping[str, Any]) -> AnyConfig:
@@ -52,7 +55,9 @@ __all__ = [
     "MAX_NORMALISATION",
     "AnyConfig",
     "ClipSegConfig",
+    "CONFIG_TYPES",
     "ClsClipConfig",
+    "DenseClipConfig",
     "ModelConfig",
     "config_from_dict",
     "read_json",

@@ -61,6 +61,9 @@ class ModelConfig:
     """
 
     MODEL_TYPE: ClassVar[str] = ""
+    FAMILY: ClassVar[str] = ""
+    """Which kind of model: ``"ClsCLIP (trained)"``, ``"CLIPSeg (converted)"`` or
+    ``"training-free"``, for logs and model cards."""
 
     backbone: str | dict[str, Any] = "ViT-B-16-quickgelu"
     pretrained: str | None = "openai"
@@ -210,6 +213,11 @@ def _check_backbone_dict(backbone: Mapping[str, Any]) -> None:
         cfg = backbone[tower]
         if not isinstance(cfg, Mapping):
             raise TypeError(f"backbone {tower} must be a dict, got {type(cfg).__name__} {cfg!r}")
+        if tower == "vision_cfg" and isinstance(cfg.get("layers"), (list, tuple)):
+            raise ValueError(
+                "backbone vision_cfg.layers is a list, which open_clip builds as a ResNet image "
+                "tower; clsclip needs a ViT (vision_cfg.layers: the number of blocks)"
+            )
         for key, bound in keys.items():
             value = cfg.get(key)
             if key == "image_size" and isinstance(value, (list, tuple)):

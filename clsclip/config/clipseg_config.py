@@ -47,6 +47,7 @@ class ClipSegConfig(ModelConfig):
     """
 
     MODEL_TYPE: ClassVar[str] = "clsclip-clipseg"
+    FAMILY: ClassVar[str] = "CLIPSeg (converted)"
 
     image_size: int = 352
     prompt_templates: tuple[str, ...] = ("{}",)

@@ -28,6 +28,7 @@ class ClsClipConfig(ModelConfig):
     """
 
     MODEL_TYPE: ClassVar[str] = "clsclip"
+    FAMILY: ClassVar[str] = "ClsCLIP (trained)"
 
     injection_layers: tuple[int, ...] = (2, 3, 4)
     text_prior: bool = False

@@ -9,6 +9,13 @@ from torch import nn
 
 from clsclip.model.backbone import ClipBackbone
 from clsclip.model.prompts import tokenize_prompts
+from clsclip.model.scores import dense_logits
+
+Tokenizer = Callable[[list[str]], torch.Tensor]
+ClassScores = str
+"""``"independent"``: each class's logit stands alone (ClsCLIP, CLIPSeg: a sigmoid per class);
+``"softmax"``: the classes compete, every view is scored against all of them and the extra
+vectors (`clsclip.model.scores.dense_logits`)."""
 
 
 class SegmentationModel(nn.Module):
@@ -24,6 +31,12 @@ class SegmentationModel(nn.Module):
 
     tokenizer: Callable[..., torch.Tensor]
     prompt_templates: tuple[str, ...]
+    class_scores: ClassScores = "independent"
+
+    def extra_text(self, device: torch.device) -> torch.Tensor:
+        """Vectors every view is also scored against with ``class_scores = "softmax"`` (the
+        background prompts): ``B x embed_dim``, none by default."""
+        return torch.zeros(0, self.backbone.embed_dim, device=device)
 
     def tokenize_prompts(self, names: Sequence[str]) -> torch.Tensor:
         """Token ids of every (name, template) prompt (see `clsclip.model.prompts`)."""
@@ -71,8 +84,16 @@ class SegmentationModel(nn.Module):
         """Chosen (view, class) pairs, each view's class-independent work run once (see
         `run_pairs`): logits ``P x h' x w'`` in the order of ``pairs``."""
         grid = self.grid_for(pixels.shape[-1])
+        joint = self.extra_text(text.device) if self.class_scores == "softmax" else None
         return run_pairs(
-            self.encode_views, self.decode_rows, pixels, text, pairs, grid, chunk_size=chunk_size
+            self.encode_views,
+            self.decode_rows,
+            pixels,
+            text,
+            pairs,
+            grid,
+            chunk_size=chunk_size,
+            joint=joint,
         )
 
     def predict_logits(
@@ -97,6 +118,7 @@ def run_pairs(
     grid: tuple[int, int],
     *,
     chunk_size: int,
+    joint: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The one chunked loop over (view, class) pairs, for torch modules and ONNX graphs alike.
 
@@ -109,6 +131,9 @@ def run_pairs(
         grid: the patch grid of the input.
         chunk_size: views per pass through the shared work, and pairs per pass through the
             class-dependent one; peak memory grows with it, not with K.
+        joint: for classes that compete (``class_scores = "softmax"``), the extra vectors
+            ``B x E`` every view is also scored against (may be empty): every view of a pair is
+            scored against all K classes and these, and `dense_logits` makes the pair's logit.
 
     Returns:
         Logits ``P x h' x w'`` in the order of ``pairs``.
@@ -117,6 +142,10 @@ def run_pairs(
     shared = [torch.cat(parts) for parts in zip(*chunks, strict=True)]
     pairs = pairs.to(shared[0].device)
     text = text.to(shared[0].device)
+    if joint is not None:
+        return _joint_pairs(
+            decode_rows, shared, text, joint.to(text.device), pairs, grid, chunk_size
+        )
     outputs = []
     for start in range(0, pairs.shape[0], chunk_size):
         chunk = pairs[start : start + chunk_size]
@@ -130,3 +159,29 @@ def all_pairs(num_views: int, num_classes: int, device: torch.device) -> torch.T
     return torch.cartesian_prod(
         torch.arange(num_views, device=device), torch.arange(num_classes, device=device)
     ).reshape(-1, 2)
+
+
+def _joint_pairs(
+    decode_rows: DecodeRows,
+    shared: list[torch.Tensor],
+    text: torch.Tensor,
+    extra: torch.Tensor,
+    pairs: torch.Tensor,
+    grid: tuple[int, int],
+    chunk_size: int,
+) -> torch.Tensor:
+    """`run_pairs` for competing classes: each view of ``pairs`` scored against every class and
+    the extra vectors, ``chunk_size`` views at a time, then the pairs' logits gathered."""
+    vectors = torch.cat([text, extra.to(text.dtype)])
+    num_classes, total = text.shape[0], vectors.shape[0]
+    views = torch.unique(pairs[:, 0])
+    out = torch.empty(pairs.shape[0], *grid, device=text.device)
+    for start in range(0, views.shape[0], chunk_size):
+        chunk = views[start : start + chunk_size]
+        rows = [x[chunk].repeat_interleave(total, dim=0) for x in shared]
+        scores = decode_rows(rows, vectors.repeat(chunk.shape[0], 1), grid)
+        logits = dense_logits(scores.view(chunk.shape[0], total, *grid), num_classes)
+        for i, view in enumerate(chunk.tolist()):
+            picked = torch.nonzero(pairs[:, 0] == view).flatten()
+            out[picked] = logits[i, pairs[picked, 1]].to(out.dtype)
+    return out

@@ -1,4 +1,4 @@
-"""The one place where a `ClsClipConfig` becomes modules."""
+"""The one place where a model config becomes modules."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ from typing import Any
 
 from torch import nn
 
-from clsclip.config import AnyConfig, ClipSegConfig, ClsClipConfig
+from clsclip.config import CONFIG_TYPES, AnyConfig, ClipSegConfig, ClsClipConfig, DenseClipConfig
 from clsclip.model.backbone import ClipBackbone
-from clsclip.model.base import SegmentationModel
+from clsclip.model.base import SegmentationModel, Tokenizer
 from clsclip.model.clipseg_decoder import ClipSegDecoder
 from clsclip.model.clipseg_model import ClipSegModel
-from clsclip.model.clsclip_model import ClsClipModel, Tokenizer
+from clsclip.model.clsclip_model import ClsClipModel
 from clsclip.model.decoder import SegmentationDecoder
+from clsclip.model.dense_clip import DenseClipModel
 from clsclip.model.navigation import TextNavigator
 
 logger = logging.getLogger(__name__)
@@ -43,10 +44,9 @@ def build_model(
         The model on the CPU in eval mode. Its ``image_mean`` and ``image_std`` come from the
         config, else the backbone's preprocessing config, else CLIP's.
     """
-    if not isinstance(config, (ClsClipConfig, ClipSegConfig)):
-        raise TypeError(
-            f"config must be a ClsClipConfig or ClipSegConfig, got {type(config).__name__}"
-        )
+    if not isinstance(config, CONFIG_TYPES):
+        names = ", ".join(c.__name__ for c in CONFIG_TYPES)
+        raise TypeError(f"config must be one of {names}; got {type(config).__name__}")
     pretrained = config.pretrained if load_backbone_weights else None
     clip, tokenizer = _build_clip(config.backbone, pretrained, cache_dir)
     backbone = ClipBackbone(clip)
@@ -56,6 +56,8 @@ def build_model(
     model: SegmentationModel
     if isinstance(config, ClipSegConfig):
         model = _build_clipseg(config, backbone, tokenizer, mean, std)
+    elif isinstance(config, DenseClipConfig):
+        model = _build_dense(config, backbone, tokenizer, mean, std)
     else:
         model = _build_clsclip(config, backbone, tokenizer, mean, std)
     model.grid_for(config.image_size)  # fails early when image_size is not a multiple of patch
@@ -118,6 +120,28 @@ def _build_clipseg(
         tokenizer=tokenizer,
         prompt_templates=config.prompt_templates,
         extract_layers=config.extract_layers,
+        image_mean=mean,
+        image_std=std,
+    )
+
+
+def _build_dense(
+    config: DenseClipConfig,
+    backbone: ClipBackbone,
+    tokenizer: Tokenizer,
+    mean: tuple[float, float, float],
+    std: tuple[float, float, float],
+) -> DenseClipModel:
+    return DenseClipModel(
+        backbone=backbone,
+        tokenizer=tokenizer,
+        prompt_templates=config.prompt_templates,
+        method=config.method,
+        window=config.window,
+        stride=config.stride,
+        logit_scale=config.scale,
+        gaussian_std=config.gaussian_std,
+        background_prompts=config.background_prompts,
         image_mean=mean,
         image_std=std,
     )

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 
 from clsclip.model.backbone import ClipBackbone
-from clsclip.model.base import SegmentationModel
+from clsclip.model.base import SegmentationModel, Tokenizer
 from clsclip.model.clipseg_decoder import ClipSegDecoder
 from clsclip.model.prompts import combine_prompts
-
-Tokenizer = Callable[[list[str]], torch.Tensor]
 
 
 class ClipSegModel(SegmentationModel):

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from clsclip.model.backbone import ClipBackbone
-from clsclip.model.base import SegmentationModel
+from clsclip.model.base import SegmentationModel, Tokenizer
 from clsclip.model.decoder import SegmentationDecoder
 from clsclip.model.navigation import TextNavigator, replace_cls
 from clsclip.model.prompts import combine_prompts
-
-Tokenizer = Callable[[list[str]], torch.Tensor]
 
 
 class ClsClipModel(SegmentationModel):

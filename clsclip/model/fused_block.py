@@ -137,13 +137,13 @@ def _forward(block: Any, x: torch.Tensor, mix: Mixer) -> torch.Tensor:
     return x + block.ls_2(_mlp(block, block.ln_2(x)))
 
 
-def _split_heads(qkv: torch.Tensor, heads: int) -> torch.Tensor:
+def split_heads(qkv: torch.Tensor, heads: int) -> torch.Tensor:
     """``B x T x 3W`` -> ``3 x B x heads x T x head_dim``."""
     batch, tokens, width3 = qkv.shape
     return qkv.view(batch, tokens, 3, heads, width3 // (3 * heads)).permute(2, 0, 3, 1, 4)
 
 
-def _merge_heads(mixed: torch.Tensor) -> torch.Tensor:
+def merge_heads(mixed: torch.Tensor) -> torch.Tensor:
     """``B x heads x T x head_dim`` -> ``B x T x W``."""
     batch, heads, tokens, dim = mixed.shape
     return mixed.transpose(1, 2).reshape(batch, tokens, heads * dim)
@@ -155,8 +155,8 @@ def packed_attention(
     """Multi-head self-attention of a packed projection: ``B x T x 3W`` (queries, keys, values,
     as ``nn.MultiheadAttention.in_proj_weight`` packs them) -> ``B x T x W``, one fused
     `scaled_dot_product_attention`; ``mask`` is an additive ``T x T`` float mask or None."""
-    q, k, v = _split_heads(qkv, heads)
-    return _merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+    q, k, v = split_heads(qkv, heads)
+    return merge_heads(F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
 
 
 def run_block(
@@ -209,13 +209,13 @@ def run_causal_with_shared_prefix(
     for block in blocks:
 
         def mix(qkv: torch.Tensor, heads: int = block.attn.num_heads) -> torch.Tensor:
-            q0, k0, v0 = _split_heads(qkv[None, :prefix], heads)
-            q, k, v = _split_heads(qkv[prefix:].view(batch, rest, -1), heads)
+            q0, k0, v0 = split_heads(qkv[None, :prefix], heads)
+            q, k, v = split_heads(qkv[prefix:].view(batch, rest, -1), heads)
             head = F.scaled_dot_product_attention(q0, k0, v0, attn_mask=mask[:prefix, :prefix])
             keys = torch.cat([k0.expand(batch, -1, -1, -1), k], dim=2)
             values = torch.cat([v0.expand(batch, -1, -1, -1), v], dim=2)
             others = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask[prefix:])
-            return torch.cat([_merge_heads(head)[0], _merge_heads(others).reshape(-1, width)])
+            return torch.cat([merge_heads(head)[0], merge_heads(others).reshape(-1, width)])
 
         flat = _forward(block, flat, mix)
     return flat[prefix:].view(batch, rest, width)

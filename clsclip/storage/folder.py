@@ -10,7 +10,7 @@ from torch import nn
 
 from clsclip.config import ModelConfig
 from clsclip.storage.files import write_folder
-from clsclip.storage.weights import check_finite, config_digest, save_weights
+from clsclip.storage.weights import BACKBONE_PREFIX, check_finite, config_digest, save_weights
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +25,8 @@ def save_model_folder(
 ) -> Path:
     """Write ``config.json`` and ``model.safetensors`` into ``folder``.
 
-    The model is written complete into a hidden sibling folder and swapped in, so an
+    A model with nothing but a pretrained backbone (training-free) is its ``config.json``
+    alone. The model is written complete into a hidden sibling folder and swapped in, so an
     interruption leaves the old model or the new one, never a mix of the two; the config's hash
     in the weights' metadata refuses a mixed folder made any other way. Files already in the
     folder (a README) are kept.
@@ -33,10 +34,15 @@ def save_model_folder(
     check_finite(model.state_dict(), os.fspath(folder), writing=True)
     digest = config_digest(config.to_file_dict())
 
+    stored = include_backbone or any(
+        not key.startswith(BACKBONE_PREFIX) for key in model.state_dict()
+    )
+
     def write(tmp: Path) -> None:
-        save_weights(
-            model, tmp / WEIGHTS_NAME, include_backbone=include_backbone, config_hash=digest
-        )
+        if stored:  # a training-free model on a pretrained backbone has nothing to store
+            save_weights(
+                model, tmp / WEIGHTS_NAME, include_backbone=include_backbone, config_hash=digest
+            )
         config.save(tmp / CONFIG_NAME)
 
     stale = {f".{WEIGHTS_NAME}.tmp", f".{CONFIG_NAME}.tmp"}  # left by the first releases

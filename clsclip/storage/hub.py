@@ -15,6 +15,9 @@ from clsclip.storage.folder import CONFIG_NAME, PICKLE_WEIGHTS_NAME, WEIGHTS_NAM
 
 logger = logging.getLogger(__name__)
 
+CONFIG_ONLY_TYPES = ("clsclip-dense",)
+"""Model types whose folder may hold only ``config.json``: nothing of theirs is trained, and the
+backbone comes from open_clip's pretrained tag."""
 _PICKLE_NAMES = (PICKLE_WEIGHTS_NAME, "model.pt", "model.pth", "model.ckpt")
 
 
@@ -23,7 +26,8 @@ class ModelFiles:
     """The files of a saved model, and the config file's content (read once)."""
 
     config: Path
-    weights: Path
+    weights: Path | None
+    """None for a config-only folder (a training-free model on open_clip's pretrained weights)."""
     config_data: dict[str, Any]
 
 
@@ -72,6 +76,8 @@ def resolve_model_files(
     transformers_clipseg = config_data.get("model_type") == "clipseg"
     if weights is None and transformers_clipseg:
         weights = locate(PICKLE_WEIGHTS_NAME)
+    if weights is None and config_data.get("model_type") in CONFIG_ONLY_TYPES:
+        return ModelFiles(config=config, weights=None, config_data=config_data)
     if weights is None:
         pickled = [n for n in _PICKLE_NAMES if folder is not None and (folder / n).is_file()]
         hint = (

@@ -47,7 +47,25 @@ MODELS = {
     ),
     "clipseg-refined": lambda size: _clipseg(True, size),
     "clipseg-plain": lambda size: _clipseg(False, size),
+    "dense-clearclip": lambda size: _dense("clearclip", size, ("sky", "wall")),
+    "dense-naclip": lambda size: _dense("naclip", size, ()),
 }
+
+
+def _dense(method: str, size: int, background: tuple[str, ...]) -> Segmenter:
+    from clsclip.config import DenseClipConfig
+
+    torch.manual_seed(0)
+    config = DenseClipConfig(
+        backbone=TINY_BACKBONE,
+        pretrained=None,
+        image_size=size,
+        method=method,
+        window_size=32,
+        window_stride=16,
+        background_prompts=background,
+    )
+    return Segmenter.from_config(config, device="cpu")
 
 
 CASES = [
@@ -58,6 +76,8 @@ CASES = [
     ("clipseg-refined", 64),
     ("clipseg-refined", 96),
     ("clipseg-plain", 96),
+    ("dense-clearclip", 64),
+    ("dense-naclip", 96),
 ]
 
 

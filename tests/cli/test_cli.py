@@ -149,3 +149,19 @@ def test_segment_with_yolo_proposals(saved_model, tmp_path) -> None:
     )
     assert status == 0  # a random detector labels boxes "0".."79": none match "dog"
     assert json.loads((out / "x.json").read_text())["classes"][0]["boxes"] == []
+
+
+def test_info_names_the_model_family(saved_model, tmp_path, capsys) -> None:
+    from clsclip.config import DenseClipConfig
+
+    assert main(["info", str(saved_model)]) == 0
+    out = capsys.readouterr().out
+    assert "ClsCLIP (trained) (clsclip)" in out and "model.safetensors" in out
+    dense = tmp_path / "dense"
+    dense.mkdir()
+    DenseClipConfig(backbone="ViT-B-16", pretrained="openai").save(dense / "config.json")
+    assert main(["info", str(dense), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["family"] == "training-free" and data["weights"] == "none (config only)"
+    assert data["config"]["method"] == "clearclip"
+    assert main(["info", str(tmp_path / "nothing")]) == 2

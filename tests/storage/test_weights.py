@@ -102,3 +102,34 @@ def test_trained_parts_without_a_pretrained_tag_is_an_error(tmp_path) -> None:
     seg.save_pretrained(tmp_path, include_backbone=False)
     with pytest.raises(ValueError, match="holds no backbone weights and config.pretrained is None"):
         Segmenter.from_pretrained(tmp_path, device="cpu")
+
+
+def test_a_training_free_model_folder_is_its_config_alone(monkeypatch, tmp_path) -> None:
+    """A training-free model on a published backbone has nothing to store: the folder holds
+    only config.json, and loading builds the backbone from open_clip's tag again."""
+    from clsclip.config import DenseClipConfig
+
+    real = builder._build_custom_clip
+
+    def fake_named(name, pretrained, cache_dir):
+        torch.manual_seed(1)  # the "published" weights: the same every time
+        return real(TINY_BACKBONE)
+
+    monkeypatch.setattr(builder, "_build_named_clip", fake_named)
+    config = DenseClipConfig(backbone="ViT-B-16", pretrained="openai", image_size=64,
+                             window_size=32, method="naclip")  # fmt: skip
+    seg = Segmenter.from_config(config, device="cpu")
+    folder = seg.save_pretrained(tmp_path / "naclip")
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json"]
+    loaded = Segmenter.from_pretrained(folder, device="cpu")
+    assert loaded.config == config and "training-free" in repr(loaded)
+    image = random_rgb(30, 40)
+    np.testing.assert_array_equal(
+        loaded.segment(image, ["dog", "cat"]).probs, seg.segment(image, ["dog", "cat"]).probs
+    )
+    # Without a pretrained tag a config alone would mean a random backbone: refused.
+    random_folder = tmp_path / "random"
+    random_folder.mkdir()
+    DenseClipConfig(backbone=TINY_BACKBONE, pretrained=None).save(random_folder / "config.json")
+    with pytest.raises(FileNotFoundError, match="no model.safetensors and its config names no"):
+        Segmenter.from_pretrained(random_folder, device="cpu")

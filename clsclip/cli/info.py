@@ -1,0 +1,61 @@
+"""``clsclip info``: which family a model folder is, and its settings, without loading it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from clsclip.cli.common import USER_ERRORS, fail
+
+
+def add_parser(commands: Any) -> None:
+    info = commands.add_parser(
+        "info",
+        help="describe a model folder, Hub repo or ONNX export (its family and settings)",
+        description="Reads config.json (or clsclip-onnx.json) only: no weights are loaded.",
+    )
+    info.add_argument("model", help="a model folder, a Hugging Face Hub repo id, or an export")
+    info.add_argument("--json", action="store_true", help="print the description as JSON")
+    info.set_defaults(run=run)
+
+
+def describe(source: str) -> dict[str, Any]:
+    """The family, model type and settings of a saved model (its config), plus its files."""
+    from clsclip.backends.onnx_format import ONNX_CONFIG, description_config, read_description
+    from clsclip.config import config_from_dict
+    from clsclip.storage.hub import resolve_model_files
+
+    folder = Path(source)
+    if (folder / ONNX_CONFIG).is_file():
+        config = description_config(read_description(folder), folder / ONNX_CONFIG)
+        files = {"format": "ONNX export (backend onnxruntime)"}
+    else:
+        found = resolve_model_files(source)
+        config = config_from_dict(found.config_data)
+        files = {"weights": str(found.weights) if found.weights else "none (config only)"}
+    return {"family": config.FAMILY, "model_type": config.MODEL_TYPE, **files,
+            "config": config.to_dict()}  # fmt: skip
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        description = describe(args.model)
+    except USER_ERRORS as e:
+        return fail(e)
+    if args.json:
+        print(json.dumps(description, indent=2))
+        return 0
+    config = description["config"]
+    backbone = config["backbone"] if isinstance(config["backbone"], str) else "custom open_clip ViT"
+    print(f"{args.model}: {description['family']} ({description['model_type']})")
+    print(f"  backbone: {backbone}, weights: {config['pretrained'] or 'stored with the model'}")
+    size, mode = config["image_size"], config["resize_mode"]
+    print(f"  input: {size} px ({mode}), threshold {config['threshold']}")
+    if description["model_type"] == "clsclip-dense":
+        print(f"  method: {config['method']}, background prompts: {config['background_prompts']}")
+    for key in ("weights", "format"):
+        if key in description:
+            print(f"  {key}: {description[key]}")
+    return 0
