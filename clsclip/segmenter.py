@@ -69,9 +69,11 @@ class Segmenter:
             ``"yolo"``, a proposer, or boxes per class. ``"yolo"`` is resolved once, here.
         zoom: crop margin, minimum crop size and fusion mode of the zoom-in.
         matcher: which proposals serve which class (names, synonyms, CLIP similarity).
-        precision: ``"fp32"`` (default); ``"bf16"`` or ``"fp16"`` (CUDA autocast); ``"int8"``
-            (CPU: the backbone's linear layers dynamically quantised; such a segmenter cannot be
-            saved or moved to another device). See docs/performance.md for speed and agreement.
+        precision: ``"fp32"`` (default); ``"bf16"`` (CUDA autocast, or on a CPU with AMX or
+            AVX-512 BF16 the weights converted); ``"fp16"`` (CUDA autocast); ``"int8"`` (CPU:
+            the backbone's linear layers dynamically quantised); ``"auto"``: bf16 on CPUs with
+            native bf16, fp32 elsewhere. Converted or quantised segmenters cannot be saved. See
+            docs/performance.md for speed and agreement.
 
     Attributes:
         max_image_pixels: images with more pixels are refused before decoding (`ValueError`);
@@ -437,11 +439,15 @@ class Segmenter:
             commit_message=commit_message,
         )
 
+    def _precision_note(self) -> str:
+        reason = getattr(self.backend, "precision_reason", "requested")
+        return "" if reason == "requested" else f" ({reason})"
+
     def __repr__(self) -> str:
         backbone = self.config.backbone if isinstance(self.config.backbone, str) else "custom"
         return (
             f"Segmenter(model={self.config.MODEL_TYPE!r}, family={self.config.FAMILY!r}, "
             f"backbone={backbone!r}, "
             f"image_size={self.config.image_size}, backend={self.backend.name!r}, "
-            f"device={str(self.device)!r}, precision={self.precision!r})"
+            f"device={str(self.device)!r}, precision={self.precision!r}{self._precision_note()})"
         )

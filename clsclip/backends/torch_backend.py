@@ -12,7 +12,14 @@ from pathlib import Path
 
 import torch
 
-from clsclip.backends.precision import Precision, autocast, check_precision, quantize_backbone
+from clsclip.backends.precision import (
+    Precision,
+    autocast,
+    check_precision,
+    quantize_backbone,
+    resolve_precision,
+    uses_converted_weights,
+)
 from clsclip.checks import resolve_device
 from clsclip.config import CONFIG_TYPES, AnyConfig, config_from_dict
 from clsclip.model import (
@@ -43,8 +50,10 @@ class TorchBackend:
         model: the network, as built by `clsclip.model.build_model`.
         config: the config it was built from.
         device: where it runs (a resolved `torch.device`).
-        precision: ``"fp32"``, ``"bf16"`` / ``"fp16"`` (CUDA autocast) or ``"int8"`` (CPU:
-            the backbone's linear layers dynamically quantised, in place).
+        precision: ``"fp32"``; ``"bf16"`` / ``"fp16"`` (CUDA autocast; on a CPU with AMX or
+            AVX-512 BF16, ``"bf16"`` converts the weights, in place); ``"int8"`` (CPU: the
+            backbone's linear layers dynamically quantised, in place); ``"auto"`` (see
+            `clsclip.backends.precision.resolve_precision`).
     """
 
     name = "torch"
@@ -65,9 +74,16 @@ class TorchBackend:
         self.config = config
         self.device = device
         self.model = model.to(device).eval()
-        self.precision: Precision = check_precision(precision, device)
+        self.precision: Precision
+        self.precision, self.precision_reason = resolve_precision(precision, device)
         if self.precision == "int8":
             quantize_backbone(self.model)
+        self._dtype = torch.float32
+        if uses_converted_weights(self.precision, device):
+            self.model.to(torch.bfloat16)
+            self._dtype = torch.bfloat16
+        if self.precision != "fp32":
+            logger.info("running at %s (%s)", self.precision, self.precision_reason)
 
     @classmethod
     def from_config(
@@ -98,7 +114,7 @@ class TorchBackend:
         verify: bool = True,
     ) -> TorchBackend:
         """The model of a local folder or Hub repo (see `Segmenter.from_pretrained`)."""
-        check_precision(precision, device)  # a refused precision fails before anything is read
+        resolve_precision(precision, device)  # a refused precision fails before anything is read
         model, config = load_model_folder(
             source,
             revision=revision,
@@ -127,12 +143,15 @@ class TorchBackend:
     def predict_pairs(
         self, pixels: torch.Tensor, text: torch.Tensor, pairs: torch.Tensor, *, chunk_size: int
     ) -> torch.Tensor:
-        return self.model.predict_pairs(pixels, text, pairs, chunk_size=chunk_size)
+        """Inputs cast to the network's dtype (bf16 weights on the CPU), logits in float32."""
+        pixels, text = pixels.to(self._dtype), text.to(self._dtype)
+        return self.model.predict_pairs(pixels, text, pairs, chunk_size=chunk_size).float()
 
     def predict_logits(
         self, pixels: torch.Tensor, text: torch.Tensor, *, chunk_size: int
     ) -> torch.Tensor:
-        return self.model.predict_logits(pixels, text, chunk_size=chunk_size)
+        pixels, text = pixels.to(self._dtype), text.to(self._dtype)
+        return self.model.predict_logits(pixels, text, chunk_size=chunk_size).float()
 
     @contextlib.contextmanager
     def inference(self) -> Iterator[None]:
@@ -150,10 +169,11 @@ class TorchBackend:
     ) -> Path:
         """``config.json`` and ``model.safetensors``; the backbone is stored when open_clip
         cannot rebuild it (``include_backbone=None``: no pretrained tag, or fine-tuned)."""
-        if self.precision == "int8":
+        if self.precision == "int8" or self._dtype != torch.float32:
             raise RuntimeError(
-                "an int8 (quantised) segmenter cannot be saved: save the fp32 model, and choose "
-                "precision='int8' when loading it"
+                f"a {self.precision} segmenter whose weights were converted cannot be saved "
+                "(the conversion lost precision): save the fp32 model, and choose "
+                f"precision={self.precision!r} when loading it"
             )
         if include_backbone is None:
             include_backbone = self.config.pretrained is None or any(
@@ -173,8 +193,11 @@ class TorchBackend:
     ) -> Path:
         from clsclip.backends.onnx_export import OPSET, export_onnx
 
-        if self.precision == "int8":
-            raise RuntimeError("export the fp32 model: an int8 (quantised) one cannot be exported")
+        if self.precision == "int8" or self._dtype != torch.float32:
+            raise RuntimeError(
+                f"export the fp32 model: a {self.precision} one (converted weights) cannot be "
+                "exported"
+            )
         if not isinstance(self.model, (ClsClipModel, ClipSegModel, DenseClipModel)):
             raise TypeError(f"cannot export a {type(self.model).__name__}")
         model = copy.deepcopy(self.model)

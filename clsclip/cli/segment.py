@@ -46,9 +46,11 @@ def add_parser(commands: Any) -> None:
     seg.add_argument("--chunk-size", type=int, default=16, help="pairs per forward pass")
     seg.add_argument(
         "--precision",
-        choices=("fp32", "bf16", "fp16", "int8"),
+        choices=("fp32", "bf16", "fp16", "int8", "auto"),
         default="fp32",
-        help="bf16/fp16: CUDA autocast; int8: dynamic int8 linear layers on the CPU",
+        help="bf16: CUDA autocast, or bf16 weights on CPUs with AMX / AVX-512 BF16; fp16: CUDA "
+        "autocast; int8: dynamic int8 linear layers on the CPU; auto: the fastest for this "
+        "device (bf16 on CPUs with native bf16, else fp32)",
     )
     seg.add_argument(
         "--proposals",
