@@ -77,7 +77,7 @@ CASES = [
     ("clipseg-refined", 96),
     ("clipseg-plain", 96),
     ("dense-clearclip", 64),
-    ("dense-naclip", 96),
+    ("dense-naclip", 64),
 ]
 
 
