@@ -13,6 +13,7 @@ EXTRAS: dict[str, str] = {
     "onnx": "onnx",
     "onnxruntime": "onnx",
     "onnxscript": "onnx",
+    "ray": "ray",
 }
 """The extra that brings each optional top-level package."""
 

@@ -39,7 +39,7 @@ from clsclip.proposals import LabelMatcher, ProposalSource, Proposer, ZoomSettin
 from clsclip.results import ImageOutcome, SegmentationResult, TensorSegmentation
 from clsclip.storage.hub import push_model
 
-_SINGLE_IMAGE_TYPES = (Image.Image, np.ndarray, str, os.PathLike)
+_SINGLE_IMAGE_TYPES = (Image.Image, np.ndarray, str, os.PathLike, bytes)
 
 
 class _UseDefault:
@@ -249,7 +249,8 @@ class Segmenter:
         """Segment every named class in one image or a list of images.
 
         Args:
-            image: a PIL image, an ``H x W x 3`` uint8 RGB array, a file path, or a list of these.
+            image: a PIL image, an ``H x W x 3`` uint8 RGB array, a file path, an encoded image
+                file's bytes, or a list of these.
             class_names: K distinct, non-empty names, in plain words (``["dog", "cat"]``).
             threshold: probability above which a pixel is in a mask; default the config's.
             proposals: ClsCLIP+ region proposals for this call: None or ``"none"`` (plain
@@ -319,6 +320,7 @@ class Segmenter:
         threshold: float | None = None,
         proposals: ProposalSource | _UseDefault = _DEFAULT,
         keep_images: bool = True,
+        deterministic: bool = False,
     ) -> Iterator[ImageOutcome]:
         """Segment many images, decoded ahead by worker processes and batched through the network.
 
@@ -333,6 +335,11 @@ class Segmenter:
             workers: `DataLoader` worker processes that decode and letterbox (0: in this one).
             keep_images: keep each decoded image in its result (for `overlay`); without
                 proposals, False saves the memory and the transfer from the workers.
+            deterministic: run each image's views through the network on their own, so its
+                results are bit for bit those of `segment` on it alone, whatever else shares
+                its batch (matrix products round their last bit differently with their size);
+                decoding stays batched. Labelling runs use it, so reruns, resumes and engines
+                agree exactly.
 
         Returns:
             An iterator of one `ImageOutcome` per input, in input order: ``result`` or, for an
@@ -351,7 +358,7 @@ class Segmenter:
             resize_mode=self.config.resize_mode,
         )
         loader = image_loader(dataset, batch_size=batch_size, workers=workers)
-        return stream_outcomes(self._settings(), loader, request)
+        return stream_outcomes(self._settings(), loader, request, deterministic=deterministic)
 
     def encode_classes(self, class_names: Sequence[str]) -> torch.Tensor:
         """Class vectors of names (float32 ``K x embed_dim``) on the model's device, as the

@@ -25,7 +25,7 @@ from PIL import Image
 from clsclip import ClipSegConfig, ClsClipConfig, Segmenter
 from clsclip.cli import main
 from clsclip.config import config_from_dict
-from clsclip.labelling import unique_stems
+from clsclip.labelling import assign_stems
 from clsclip.pipeline.images import load_image
 from clsclip.proposals.base import Proposals
 from tests.conftest import TINY_BACKBONE, random_rgb, tiny_config, tiny_segmenter
@@ -300,7 +300,13 @@ def test_09_output_names_never_collide(tmp_path, saved_model) -> None:
         (tmp_path / folder).mkdir()
         paths.append(tmp_path / folder / f"{name}.png")
         Image.fromarray(random_rgb(12, 16, seed=len(paths))).save(paths[-1])
-    assert unique_stems(paths) == ["a", "a_2", "a_2_2", "coco_2", "A_3"]
+    keys = [p.relative_to(tmp_path).as_posix() for p in paths]
+    stems = assign_stems(keys, {})
+    assert list(stems.values()) == ["d1/a", "d2/a", "d3/a_2", "d4/coco", "d5/A"]
+    top = assign_stems(["a.png", "A.jpg", "coco.png", "run.png"], {})  # case, the run's names
+    # keys in sorted order: "A.jpg" takes "A", "a.png" then collides ignoring case
+    assert top["A.jpg"] == "A" and top["a.png"].startswith("a-") and len(top["a.png"]) == 10
+    assert top["coco.png"] == "_coco" and top["run.png"] == "_run"
     out = tmp_path / "out"
     argv = ["segment", *map(str, paths), "--classes", "dog", "--model", str(saved_model)]
     assert main([*argv, "--out", str(out), "--format", "png", "coco"]) == 0
@@ -340,7 +346,7 @@ def test_10_sigterm_leaves_only_whole_files(tmp_path, saved_model) -> None:
     index = _manifest(out)
     assert 3 <= len(index) < 40 and all(e["status"] == "ok" for e in index)
     listed = {f for entry in index for f in entry["outputs"]}
-    on_disk = {p.name for p in out.iterdir()} - {"manifest.jsonl"}
+    on_disk = {p.name for p in out.iterdir()} - {"manifest.jsonl", "run.json", ".clsclip.lock"}
     assert on_disk == listed or on_disk - listed <= {
         n for n in on_disk if n.startswith(f"img{len(index):02d}")
     }  # the image in flight may have some whole files, never a temporary

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from clsclip.cli.common import USER_ERRORS, check_output_folder, fail, terminate_as_interrupt
-from clsclip.labelling import FORMATS, RunOptions, list_images
+from clsclip.labelling import FORMATS
+from clsclip.optional import require
 
 logger = logging.getLogger("clsclip.cli")
 
@@ -20,8 +22,9 @@ def add_parser(commands: Any) -> None:
         "segment",
         help="segment images by class names (a file, folders, or a whole dataset)",
         description="Write each image's results into --out in the chosen formats, and one line "
-        "per finished image into manifest.jsonl (--resume skips those). Under torchrun, every "
-        "rank takes its share of the images. See docs/labelling.md.",
+        "per finished image into manifest.jsonl. The folder belongs to one run (run.json): "
+        "--resume goes on with the same run, --overwrite starts over. --engine ray runs the job "
+        "on Ray Data, on this machine or a cluster. See docs/labelling.md.",
     )
     seg.add_argument("images", nargs="*", type=Path, help="image files or folders of images")
     seg.add_argument("--list", type=Path, default=None, help="a text file of image paths")
@@ -40,7 +43,27 @@ def add_parser(commands: Any) -> None:
     seg.add_argument("--instances", action="store_true", help="coco: one annotation per blob")
     seg.add_argument("--batch-size", type=int, default=8, help="images per network call")
     seg.add_argument("--workers", type=int, default=0, help="image decoding processes")
-    seg.add_argument("--resume", action="store_true", help="skip images the manifest lists")
+    seg.add_argument(
+        "--resume", action="store_true", help="go on with the run in --out (the same settings)"
+    )
+    seg.add_argument(
+        "--overwrite", action="store_true", help="start over in --out (its run's files removed)"
+    )
+    seg.add_argument(
+        "--engine", choices=("local", "ray"), default="local",
+        help="local: this process and --workers decoders; ray: Ray Data (needs clsclip[ray])",
+    )  # fmt: skip
+    seg.add_argument("--actors", type=int, default=1, help="ray: model actors")
+    seg.add_argument(
+        "--threads", type=int, default=None,
+        help="torch threads of this process (local) or of each actor (ray); default: torch's, "
+        "or the machine's cores shared among the actors of a local Ray cluster",
+    )  # fmt: skip
+    seg.add_argument("--gpus-per-actor", type=float, default=0.0, help="ray: GPUs per actor")
+    seg.add_argument(
+        "--ray-address", default=None,
+        help="ray: a running cluster to join (auto, or host:port); default: a local one",
+    )  # fmt: skip
     seg.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: auto)")
     seg.add_argument("--threshold", type=float, default=None, help="mask threshold in [0, 1]")
     seg.add_argument("--chunk-size", type=int, default=16, help="pairs per forward pass")
@@ -107,78 +130,166 @@ def _proposer(args: argparse.Namespace, device: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from clsclip.checks import check_int, check_threshold
-    from clsclip.distributed import DistributedContext
+    """The labelling job: 0 done, 1 some images failed, 2 refused (nothing written), 130
+    interrupted (``--resume`` goes on)."""
+    from clsclip.labelling import RunLocked, RunRefused
+
+    try:
+        plan = _plan(args)
+    except (*USER_ERRORS, RunRefused, RunLocked) as e:
+        return fail(e)
+    return _execute(args, plan)
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    from clsclip.checks import check_class_names, check_int, check_threshold
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError(
+            "clsclip segment does not shard with torchrun; run one process with --engine ray "
+            "--actors N (--gpus-per-actor 1 for one GPU each)"
+        )
+    if args.resume and args.overwrite:
+        raise ValueError("give either --resume or --overwrite, not both")
+    check_int("--batch-size", args.batch_size)
+    check_int("--workers", args.workers, minimum=0)
+    check_int("--actors", args.actors)
+    if args.threads is not None:
+        check_int("--threads", args.threads)
+    if args.max_image_pixels is not None:
+        check_int("--max-image-pixels", args.max_image_pixels, minimum=0)
+    if args.threshold is not None:
+        check_threshold(args.threshold)
+    if not args.gpus_per_actor >= 0:
+        raise ValueError(f"--gpus-per-actor must be >= 0, got {args.gpus_per_actor}")
+    check_class_names(args.classes)
+    if args.engine == "ray":
+        require("ray.data", "ray", purpose="--engine ray")
+
+
+def _plan(args: argparse.Namespace) -> dict[str, Any]:
+    """Everything checked and decided before anything is written."""
+    from clsclip.checks import MAX_IMAGE_PIXELS
+    from clsclip.labelling import check_folder, common_base, list_inputs, read_run
+    from clsclip.labelling.spec import model_identity, proposals_identity, run_spec
+
+    _check_arguments(args)
+    out = Path(os.path.abspath(args.out))
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {str(args.out)!r} exists and is not a folder")
+    for parent in out.parents:  # the nearest existing folder above it must be one
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(f"--out {str(args.out)!r}: {str(parent)!r} is a file")
+            break
+    old = read_run(out) if args.resume and out.is_dir() else None
+    kept = old.get("inputs_base") if old else None
+    base = Path(kept) if isinstance(kept, str) else None  # None: the images' common folder
+    images = list_inputs(args.images, base=base, recursive=args.recursive, list_file=args.list,
+                         exclude=out)  # fmt: skip
+    if not images:
+        raise ValueError("no images found")
+    base = base if base is not None else common_base(images)
+    segmenter, config = None, _config(args)
+    if args.engine == "local":
+        if args.threads is not None:  # before the model computes anything (class vectors)
+            import torch
+
+            torch.set_num_threads(args.threads)
+        segmenter = _segmenter(args)
+        config = segmenter.config
+    proposer = _proposer(args, str(segmenter.device) if segmenter is not None else "cpu")
+    limit = MAX_IMAGE_PIXELS if args.max_image_pixels is None else (args.max_image_pixels or None)
+    threshold = config.threshold if args.threshold is None else args.threshold
+    formats = tuple(dict.fromkeys(args.format))
+    spec = run_spec(
+        model=model_identity(args.model, backend=args.backend, revision=args.revision),
+        config=config, classes=args.classes, threshold=threshold, formats=formats,
+        instances=args.instances,
+        proposals=proposals_identity(args.proposals, boxes=args.boxes,
+                                     yolo_model=args.yolo_model, yolo_conf=args.yolo_conf),
+        precision=args.precision, backend=args.backend, max_image_pixels=limit, base=base,
+    )  # fmt: skip
+    check_folder(out, spec, resume=args.resume, overwrite=args.overwrite)  # reads only
+    check_output_folder(out)
+    if segmenter is not None:
+        segmenter.max_image_pixels = limit
+        segmenter.proposer = proposer
+    return {"out": out, "images": images, "segmenter": segmenter, "spec": spec,
+            "threshold": threshold, "formats": formats, "limit": limit}  # fmt: skip
+
+
+def _config(args: argparse.Namespace) -> Any:
+    """The model's config, read without loading the model (the Ray driver needs no model)."""
+    from clsclip.cli.info import describe
+    from clsclip.config import config_from_dict
+
+    return config_from_dict(describe(args.model)["config"])
+
+
+def _segmenter(args: argparse.Namespace) -> Any:
     from clsclip.segmenter import Segmenter
 
-    context = DistributedContext.from_env(args.device)
-    images = list_images(args.images, recursive=args.recursive, list_file=args.list)
-    if not images:
-        return fail("no images found")
-    try:
-        check_output_folder(args.out)
-        check_int("--batch-size", args.batch_size)
-        check_int("--workers", args.workers, minimum=0)
-        if args.max_image_pixels is not None:
-            check_int("--max-image-pixels", args.max_image_pixels, minimum=0)
-        device = context.device(args.device) if context.enabled else args.device
-        segmenter = Segmenter.from_pretrained(
-            args.model,
-            device=device,
-            revision=args.revision,
-            local_files_only=args.local_files_only,
-            chunk_size=args.chunk_size,
-            precision=args.precision,
-            backend=args.backend,
-        )
-        logger.info("model %s: %s", args.model, segmenter)
-        segmenter.encode_classes(args.classes)  # checks the names once, before any image
-        if args.threshold is not None:
-            check_threshold(args.threshold)
-        if args.max_image_pixels is not None:
-            segmenter.max_image_pixels = args.max_image_pixels or None
-        segmenter.proposer = _proposer(args, str(segmenter.device))
-    except USER_ERRORS as e:
-        return fail(e)
-    options = RunOptions(
-        out=args.out,
-        classes=list(args.classes),
-        formats=tuple(dict.fromkeys(args.format)),
-        threshold=args.threshold,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        resume=args.resume,
-        instances=args.instances,
-        rank=context.rank,
-        world=context.world_size,
+    segmenter = Segmenter.from_pretrained(
+        args.model,
+        device=args.device,
+        revision=args.revision,
+        local_files_only=args.local_files_only,
+        chunk_size=args.chunk_size,
+        precision=args.precision,
+        backend=args.backend,
     )
+    logger.info("model %s: %s", args.model, segmenter)
+    segmenter.encode_classes(args.classes)  # checks the names once, before any image
+    return segmenter
+
+
+def _engine(args: argparse.Namespace, plan: dict[str, Any], options: Any) -> Any:
+    from clsclip.labelling import local_engine
+
+    if args.engine == "local":
+        return local_engine(plan["segmenter"], options, threshold=args.threshold,
+                            batch_size=args.batch_size, workers=args.workers)  # fmt: skip
+    from clsclip.labelling.ray_engine import ray_engine
+
+    boxes = json.loads(args.boxes.read_text(encoding="utf-8")) if args.boxes else None
+    actor = {"device": args.device, "precision": args.precision, "backend": args.backend,
+             "revision": args.revision, "chunk_size": args.chunk_size, "boxes": boxes,
+             "proposals": args.proposals, "yolo_model": args.yolo_model,
+             "yolo_conf": args.yolo_conf, "max_image_pixels": plan["limit"],
+             "threads": args.threads}  # fmt: skip
+    return ray_engine(args.model, options, threshold=args.threshold, batch_size=args.batch_size,
+                      actors=args.actors, gpus_per_actor=args.gpus_per_actor,
+                      address=args.ray_address, actor_kwargs=actor)  # fmt: skip
+
+
+def _execute(args: argparse.Namespace, plan: dict[str, Any]) -> int:
+    from clsclip.labelling import OutputOptions, RunLocked, WorkerDied, close_run, execute, open_run
+
+    out = plan["out"]
+    options = OutputOptions(out, tuple(args.classes), plan["formats"], args.instances)
     try:
-        return _label(segmenter, images, options, context)
-    finally:
-        context.close()
-
-
-def _label(segmenter: Any, images: list[Path], options: RunOptions, context: Any) -> int:
-    """The run: prepare (rank 0), every rank its share, merge (rank 0); exit status 0, 1 (some
-    images failed) or 130 (interrupted: the manifest lists what was finished)."""
-    from clsclip import labelling
-
-    if context.is_main:
-        labelling.prepare(options)
-    context.barrier()
-    indices = labelling.todo(images, options)
-    logger.info("rank %d: %d of %d image(s) to segment", options.rank, len(indices), len(images))
+        state = open_run(out, plan["spec"], resume=args.resume, overwrite=args.overwrite,
+                         options=options)  # fmt: skip
+    except (*USER_ERRORS, RunLocked) as e:
+        return fail(e)
     try:
         with terminate_as_interrupt():
-            written, failed = labelling.run(segmenter, images, indices, options, progress=True)
+            report = execute(_engine(args, plan, options), plan["images"], state, options,
+                             threshold=plan["threshold"], progress=True)  # fmt: skip
     except KeyboardInterrupt:
         print("clsclip: interrupted; --resume goes on from the manifest", file=sys.stderr)
         return 130
-    logger.info("rank %d wrote %d image(s) to %s", options.rank, written, options.out)
-    failed = int(context.sum(failed, segmenter.device))
-    context.barrier()
-    if context.is_main:
-        labelling.finish(images, options)
-    if failed:
-        print(f"clsclip: {failed} of {len(images)} image(s) failed", file=sys.stderr)
-    return 1 if failed else 0
+    except WorkerDied as e:
+        print(f"clsclip: stopped: {e}; --resume goes on from the manifest", file=sys.stderr)
+        return 130
+    except OSError as e:  # the manifest or a run file could not be written (a full disk)
+        print(f"clsclip: stopped: {e}; --resume goes on from the manifest", file=sys.stderr)
+        return 1
+    finally:
+        close_run(state)
+    logger.info("wrote %d image(s) to %s", report.written, out)
+    if report.total_failed:
+        print(f"clsclip: {report.total_failed} of {len(plan['images'])} image(s) failed",
+              file=sys.stderr)  # fmt: skip
+    return 1 if report.total_failed else 0

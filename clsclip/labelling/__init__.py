@@ -1,29 +1,46 @@
-"""Labelling a whole dataset (``clsclip segment``): inputs, the run, its outputs and manifest.
+"""Labelling a whole dataset (``clsclip segment``): inputs keyed by path, a run folder that
+belongs to one run, the local engine and Ray Data (`clsclip.labelling.ray_engine`).
 
 Inference never imports this package.
 """
 
-from clsclip.labelling.inputs import list_images, unique_stems
+from clsclip.labelling.inputs import (
+    InputImage,
+    assign_stems,
+    coco_image_id,
+    common_base,
+    list_inputs,
+)
+from clsclip.labelling.manifest import Manifest, RunLocked, read_run
+from clsclip.labelling.outputs import FORMATS, OutputOptions
 from clsclip.labelling.run import (
-    FORMATS,
-    MANIFEST,
-    RunOptions,
-    finish,
-    prepare,
-    read_manifests,
-    run,
-    todo,
+    RunRefused,
+    RunReport,
+    WorkerDied,
+    check_folder,
+    close_run,
+    execute,
+    local_engine,
+    open_run,
 )
 
 __all__ = [
     "FORMATS",
-    "MANIFEST",
-    "RunOptions",
-    "finish",
-    "list_images",
-    "prepare",
-    "read_manifests",
-    "run",
-    "todo",
-    "unique_stems",
+    "InputImage",
+    "Manifest",
+    "OutputOptions",
+    "RunLocked",
+    "RunRefused",
+    "RunReport",
+    "WorkerDied",
+    "assign_stems",
+    "check_folder",
+    "close_run",
+    "coco_image_id",
+    "common_base",
+    "execute",
+    "list_inputs",
+    "local_engine",
+    "open_run",
+    "read_run",
 ]

@@ -1,233 +1,288 @@
-"""A labelling run (``clsclip segment``): output formats, a manifest that makes runs
-resumable, and torchrun ranks that each take a deterministic share."""
+"""A labelling run (``clsclip segment``): the folder's state checked, the images still to do,
+an engine (local, or Ray Data) to do them, and the manifest and COCO file kept by this process.
+
+An output folder belongs to one run: ``run.json`` says which (`clsclip.labelling.spec`), a lock
+keeps a second process out, ``--resume`` continues only the same run, ``--overwrite`` starts
+over. See docs/labelling.md.
+"""
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
+import signal
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from clsclip.labelling.inputs import unique_stems
-from clsclip.results import SegmentationResult
-from clsclip.results.drawing import palette
-from clsclip.results.formats import coco_categories, label_image
-from clsclip.storage.files import remove_stale_in, write_atomic, write_json
+from clsclip.labelling.inputs import InputImage, assign_stems
+from clsclip.labelling.manifest import (
+    LOCK_FILE,
+    Manifest,
+    differences,
+    lock_folder,
+    read_run,
+    run_hash,
+    write_run,
+)
+from clsclip.labelling.outputs import (
+    OutputOptions,
+    merge_coco,
+    outputs_exist,
+    remove_run,
+    write_classes,
+    write_outputs,
+)
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("png", "label", "coco", "npz")
-MANIFEST = "manifest.jsonl"
-_COCO_PARTS = "coco-parts"
+
+class RunRefused(ValueError):
+    """The folder holds another run (or something else) and the arguments do not allow going
+    on: nothing was written."""
 
 
-@dataclass(frozen=True)
-class RunOptions:
-    """What a labelling run writes and how it reads.
-
-    Attributes:
-        out: the output folder.
-        classes: the class names.
-        formats: some of `FORMATS`.
-        threshold: mask threshold (None: the model's).
-        batch_size: images per network call.
-        workers: loader processes.
-        resume: skip images the manifest lists as done.
-        instances: COCO annotations per connected component instead of per class.
-        rank, world: this process's share (torchrun).
-    """
-
-    out: Path
-    classes: list[str]
-    formats: tuple[str, ...] = ("png",)
-    threshold: float | None = None
-    batch_size: int = 8
-    workers: int = 0
-    resume: bool = False
-    instances: bool = False
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def manifest(self) -> Path:
-        """This process's manifest: the run's, or a per-rank shard merged at the end."""
-        name = MANIFEST if self.world == 1 else f"manifest.rank{self.rank}.jsonl"
-        return self.out / name
+class WorkerDied(RuntimeError):
+    """A decoding worker died mid-run; what was finished is in the manifest."""
 
 
-def read_manifests(out: Path) -> dict[str, dict[str, Any]]:
-    """The last entry per image over the run's manifest and any rank shards."""
-    entries: dict[str, dict[str, Any]] = {}
-    for path in [out / MANIFEST, *sorted(out.glob("manifest.rank*.jsonl"))]:
-        if not path.is_file():
-            continue
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:  # a line cut by kill -9: that image is not done
-                continue
-            entries[entry["image"]] = entry
-    return entries
+@dataclass
+class RunState:
+    """What `open_run` found and set up."""
+
+    spec: dict[str, Any]
+    hash: str
+    records: dict[str, dict[str, Any]]
+    manifest: Manifest
+    lock: Any
+    corrupt_lines: int = 0
+    stems: dict[str, str] = field(default_factory=dict)
 
 
-def prepare(options: RunOptions) -> None:
-    """Before any rank writes (rank 0, then a barrier): remove what killed writers left, start a
-    fresh run's manifest unless resuming, write the class list."""
-    remove_stale_in(options.out)
-    if not options.resume:
-        for path in [options.out / MANIFEST, *options.out.glob("manifest.rank*.jsonl")]:
-            path.unlink(missing_ok=True)
-    if "label" in options.formats:
-        colors = palette(len(options.classes)).tolist()
-        classes = [{"label": 0, "name": "background", "color": [0, 0, 0]}]
-        classes += [
-            {"label": k + 1, "name": n, "color": colors[k]} for k, n in enumerate(options.classes)
-        ]
-        write_json(options.out / "classes.json", classes)
-
-
-def todo(images: Sequence[Path], options: RunOptions) -> list[int]:
-    """Indices of this rank's images: those not done (with ``resume``: listed as ok with every
-    format asked for now), every world-th."""
-    done = read_manifests(options.out) if options.resume else {}
-    wanted = set(options.formats)
-
-    def finished(path: Path) -> bool:
-        entry = done.get(str(path), {})
-        return entry.get("status") == "ok" and wanted <= set(entry.get("formats", ()))
-
-    left = [i for i, p in enumerate(images) if not finished(p)]
-    return left[options.rank :: options.world]
-
-
-def run(
-    segmenter: Any,
-    images: Sequence[Path],
-    indices: Sequence[int],
-    options: RunOptions,
-    *,
-    progress: bool = False,
-) -> tuple[int, int]:
-    """Segment ``images[i]`` for i in ``indices`` and write each as it finishes: its files under
-    temporary names then renamed, then one manifest line. Returns (written, failed); a
-    KeyboardInterrupt (Ctrl-C, or SIGTERM turned into one) propagates after the last whole
-    image."""
-    stems = unique_stems(images)
-    written = failed = 0
-    options.out.mkdir(parents=True, exist_ok=True)
-    outcomes = segmenter.segment_many(
-        [images[i] for i in indices],
-        options.classes,
-        batch_size=options.batch_size,
-        workers=options.workers,
-        threshold=options.threshold,
-        keep_images="png" in options.formats,
-    )
-    bar = tqdm(total=len(indices), desc="segmenting", unit="image", disable=not progress)
-    with open(options.manifest, "a", encoding="utf-8") as manifest, bar:
-        for item, seconds in _timed(outcomes):
-            bar.update()
-            index = indices[item.index]
-            entry: dict[str, Any] = {"image": str(images[index]), "stem": stems[index]}
-            try:
-                if item.error is not None:
-                    raise RuntimeError(item.error)
-                files = write_outputs(item.result, options, stems[index], index)
-            except Exception as e:  # any per-image failure is reported, counted, and passed
-                message = item.error or f"{type(e).__name__}: {e}"
-                logger.error("skipped %s: %s", images[index], message)
-                entry.update(status="failed", error=message)
-                failed += 1
-            else:
-                height, width = item.result.size
-                entry.update(status="ok", formats=list(options.formats), outputs=files)
-                entry.update(size=[height, width])
-                entry.update(classes=options.classes, seconds=round(seconds, 4))
-                written += 1
-            manifest.write(json.dumps(entry) + "\n")
-            manifest.flush()
-    return written, failed
-
-
-def _timed(items: Iterator[Any]) -> Iterator[tuple[Any, float]]:
-    """Each item with the seconds since the previous one (its share of the batch's time)."""
-    start = time.perf_counter()
-    for item in items:
-        now = time.perf_counter()
-        yield item, now - start
-        start = now
-
-
-def write_outputs(
-    result: SegmentationResult, options: RunOptions, stem: str, index: int
-) -> list[str]:
-    """Write one image's files in every format; returns their names relative to ``out``."""
-    out = options.out
-    paths: list[Path] = []
-    if "png" in options.formats:
-        paths += result.save(out, stem)
-    if "label" in options.formats:
-        path = out / f"{stem}_label.png"
-        image = label_image(result.label_map, len(result.class_names))
-        write_atomic(path, lambda tmp: image.save(tmp, format="PNG"))
-        paths.append(path)
-    if "npz" in options.formats:
-        path = out / f"{stem}.npz"
-        write_atomic(path, lambda tmp: _write_npz(result, tmp))
-        paths.append(path)
-    if "coco" in options.formats:
-        height, width = result.size
-        part = {
-            "image": {"id": index + 1, "height": height, "width": width},
-            "annotations": result.to_coco(image_id=index + 1, instances=options.instances),
-        }
-        (out / _COCO_PARTS).mkdir(exist_ok=True)
-        path = out / _COCO_PARTS / f"{stem}.json"
-        write_json(path, part)
-        paths.append(path)
-    return [str(p.relative_to(out)) for p in paths]
-
-
-def _write_npz(result: SegmentationResult, path: Path) -> None:
-    with open(path, "wb") as f:  # a file object: numpy would append ".npz" to a name
-        result.save_npz(f)
-
-
-def finish(images: Sequence[Path], options: RunOptions) -> list[dict[str, Any]]:
-    """Rank 0, after every rank is done: merge the manifests into ``manifest.jsonl`` (in input
-    order) and write the run-wide ``coco.json``. Returns the merged entries."""
-    position = {str(p): i for i, p in enumerate(images)}
-    entries = sorted(
-        read_manifests(options.out).values(), key=lambda e: position.get(e["image"], len(images))
-    )
-    text = "".join(json.dumps(e) + "\n" for e in entries)
-    write_atomic(options.out / MANIFEST, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-    for shard in options.out.glob("manifest.rank*.jsonl"):
-        shard.unlink()
-    if "coco" in options.formats:
-        _write_coco(images, entries, options)
-    return entries
-
-
-def _write_coco(images: Sequence[Path], entries: list[dict[str, Any]], options: RunOptions) -> None:
-    coco: dict[str, Any] = {
-        "info": {"description": "clsclip predictions", "threshold": options.threshold},
-        "images": [],
-        "annotations": [],
-        "categories": coco_categories(options.classes),
-    }
-    for entry in entries:
-        if entry.get("status") != "ok":
-            continue
-        part = json.loads(
-            (options.out / _COCO_PARTS / f"{entry['stem']}.json").read_text(encoding="utf-8")
+def check_folder(
+    out: Path, spec: Mapping[str, Any], *, resume: bool, overwrite: bool
+) -> dict[str, Any]:
+    """Decide, reading only, whether this run may use ``out``; returns the description to use
+    (a resumed run's own, whose ``inputs_base`` keys the images). `RunRefused` says why not."""
+    old = read_run(out) if out.is_dir() else None
+    entries = [p for p in out.iterdir() if p.name != LOCK_FILE] if out.is_dir() else []
+    if resume and old is not None:
+        changed = differences(old, spec)
+        if changed:
+            raise RunRefused(
+                f"--resume: {str(out)!r} holds another run; it differs in "
+                + "; ".join(changed)
+                + ". Resume with the same settings, start over with --overwrite, or use "
+                "another --out"
+            )
+        return {**spec, "inputs_base": old["inputs_base"], "created": old.get("created")}
+    if old is None and entries and not overwrite:
+        raise RunRefused(
+            f"{str(out)!r} is not empty and holds no clsclip run (no run.json; it may come from "
+            "an earlier clsclip): use an empty or new --out, or --overwrite to start a run "
+            "there (files it does not know are kept)"
         )
-        coco["images"].append({**part["image"], "file_name": entry["image"]})
-        for annotation in part["annotations"]:
-            coco["annotations"].append({"id": len(coco["annotations"]) + 1, **annotation})
-    write_json(options.out / "coco.json", coco, indent=None)
+    if old is not None and not overwrite:
+        raise RunRefused(
+            f"{str(out)!r} holds a run already: --resume to go on with it, --overwrite to start "
+            "over, or another --out"
+        )
+    return dict(spec)
+
+
+def open_run(
+    out: Path, spec: dict[str, Any], *, resume: bool, overwrite: bool, options: OutputOptions
+) -> RunState:
+    """Lock the folder, re-check it under the lock, and set it up for this run."""
+    out.mkdir(parents=True, exist_ok=True)
+    lock = lock_folder(out)
+    try:
+        spec = check_folder(out, spec, resume=resume, overwrite=overwrite)
+        manifest = Manifest(out)
+        records, bad = manifest.read()
+        if not resume:
+            remove_run(out, records)
+            records, bad = {}, 0
+        write_run(out, spec)
+        if "label" in options.formats:
+            write_classes(options)
+        manifest.open()
+    except BaseException:
+        lock.release()
+        raise
+    return RunState(spec, run_hash(spec), records, manifest, lock, bad)
+
+
+def todo(images: Sequence[InputImage], state: RunState, out: Path) -> list[InputImage]:
+    """The images not done: done means a record of this run with status ok whose files all
+    still exist (a deleted file is redone)."""
+    left = []
+    for image in images:
+        record = state.records.get(image.key)
+        done = (
+            record is not None
+            and record.get("status") == "ok"
+            and record.get("run") == state.hash
+            and outputs_exist(out, record)
+        )
+        if not done:
+            left.append(image)
+    return left
+
+
+def stems_for(images: Sequence[InputImage], state: RunState) -> dict[str, str]:
+    taken = {k: r["stem"] for k, r in state.records.items() if isinstance(r.get("stem"), str)}
+    state.stems = assign_stems([i.key for i in images], taken)
+    return state.stems
+
+
+def ok_record(
+    image: InputImage, stem: str, files: Sequence[str], size: tuple[int, int], run: str,
+    seconds: float, formats: Sequence[str],
+) -> dict[str, Any]:  # fmt: skip
+    return {"key": image.key, "image": str(image.path), "stem": stem, "status": "ok",
+            "formats": sorted(formats), "outputs": list(files), "size": list(size), "run": run,
+            "seconds": round(seconds, 4)}  # fmt: skip
+
+
+def failed_record(image: InputImage, stem: str, error: str, run: str) -> dict[str, Any]:
+    return {"key": image.key, "image": str(image.path), "stem": stem, "status": "failed",
+            "error": error, "run": run}  # fmt: skip
+
+
+Engine = Callable[[Sequence[InputImage], dict[str, str], RunState], Iterator[dict[str, Any]]]
+"""Segments the images and writes their files; yields one manifest record per image."""
+
+
+def local_engine(
+    segmenter: Any, options: OutputOptions, *, threshold: float | None, batch_size: int,
+    workers: int,
+) -> Engine:  # fmt: skip
+    """Images decoded by ``workers`` `DataLoader` processes, ``batch_size`` at a time, each
+    image's network passes on their own (so results never depend on its batch)."""
+
+    def run(
+        images: Sequence[InputImage], stems: dict[str, str], state: RunState
+    ) -> Iterator[dict[str, Any]]:
+        outcomes = segmenter.segment_many(
+            [image.path for image in images],
+            list(options.classes),
+            batch_size=batch_size,
+            workers=workers,
+            threshold=threshold,
+            keep_images="png" in options.formats,
+            deterministic=True,
+        )
+        start = time.perf_counter()
+        for outcome in _loaded(outcomes):
+            image = images[outcome.index]
+            stem = stems[image.key]
+            try:
+                if outcome.error is not None:
+                    raise RuntimeError(outcome.error)
+                files, _ = write_outputs(outcome.result, options, image.key, stem)
+            except Exception as e:  # any per-image failure is reported, counted, and passed
+                message = outcome.error or f"{type(e).__name__}: {e}"
+                logger.error("skipped %s: %s", image.path, message)
+                yield failed_record(image, stem, message, state.hash)
+            else:
+                now = time.perf_counter()
+                yield ok_record(image, stem, files, outcome.result.size, state.hash,
+                                now - start, options.formats)  # fmt: skip
+                start = now
+
+    return run
+
+
+def _loaded(outcomes: Iterator[Any]) -> Iterator[Any]:
+    """The outcomes of `Segmenter.segment_many`; a decoding worker's death (the `DataLoader`
+    raises it, or a broken pipe to it) becomes `WorkerDied`. Per-image faults never get here:
+    they are outcomes with an error."""
+    while True:
+        try:
+            outcome = next(outcomes)
+        except StopIteration:
+            return
+        except (RuntimeError, OSError, EOFError) as e:
+            if isinstance(e, RuntimeError) and "DataLoader worker" not in str(e):
+                raise
+            _quiet_loader_shutdown(outcomes)
+            raise WorkerDied(f"an image decoding worker died ({e})") from e
+        yield outcome
+
+
+def _quiet_loader_shutdown(outcomes: Iterator[Any]) -> None:
+    """torch's SIGCHLD handler raises again (as an 'ignored' traceback) while the dead loader
+    shuts its other workers down; the run already reports the death, so the handler goes."""
+    with contextlib.suppress(ValueError):  # not the main thread
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    with contextlib.suppress(Exception):
+        outcomes.close()  # type: ignore[attr-defined]
+
+
+@dataclass
+class RunReport:
+    """How a run ended: images written and failed in this start, and failures overall."""
+
+    written: int = 0
+    failed: int = 0
+    total_failed: int = 0
+    broken_parts: list[str] = field(default_factory=list)
+
+
+def execute(
+    engine: Engine,
+    images: Sequence[InputImage],
+    state: RunState,
+    options: OutputOptions,
+    *,
+    threshold: float,
+    progress: bool = False,
+) -> RunReport:
+    """Run the images not done through ``engine``, append each record to the manifest as it
+    comes, then merge the COCO parts. A KeyboardInterrupt (Ctrl-C, SIGTERM turned into one)
+    propagates after the last whole record; so do `WorkerDied` and manifest write errors."""
+    report = RunReport()
+    stems = stems_for(images, state)
+    left = todo(images, state, options.out)
+    logger.info("%d of %d image(s) to segment", len(left), len(images))
+    bar = tqdm(total=len(left), desc="segmenting", unit="image", disable=not progress)
+    with bar:
+        for record in engine(left, stems, state):
+            state.manifest.append(record)
+            state.records[record["key"]] = record
+            bar.update()
+            if record["status"] == "ok":
+                report.written += 1
+            else:
+                report.failed += 1
+    keys = {image.key for image in images}
+    records = [r for k, r in state.records.items() if k in keys]
+    if "coco" in options.formats:
+        report.broken_parts = merge_coco(options.out, records, options.classes, threshold)
+    report.total_failed = sum(r.get("status") != "ok" for r in records) + len(report.broken_parts)
+    return report
+
+
+def close_run(state: RunState) -> None:
+    state.manifest.close()
+    state.lock.release()
+
+
+__all__ = [
+    "Engine",
+    "RunRefused",
+    "RunReport",
+    "RunState",
+    "WorkerDied",
+    "check_folder",
+    "close_run",
+    "execute",
+    "local_engine",
+    "open_run",
+    "todo",
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import sys
@@ -15,9 +16,10 @@ from clsclip.checks import MAX_IMAGE_PIXELS
 
 _PIL_OPEN = Image.open  # before anything patches it (see _pil_open)
 
-ImageInput = Union[Image.Image, np.ndarray, str, "os.PathLike[str]"]
+ImageInput = Union[Image.Image, np.ndarray, str, "os.PathLike[str]", bytes]
 """What `Segmenter.segment` accepts as an image: a PIL image, an ``H x W x 3`` RGB array (uint8
-in 0..255, or floating point in [0, 1]), or the path of an image file."""
+in 0..255, or floating point in [0, 1]), the path of an image file, or an encoded image file's
+bytes (PNG, JPEG, ...: what an upload or a Ray pipeline carries)."""
 
 _ORIENTATION = 0x0112  # the EXIF tag
 
@@ -45,10 +47,12 @@ def load_image(image: ImageInput, *, max_pixels: int | None = MAX_IMAGE_PIXELS) 
         pil = _from_array(image)
     elif isinstance(image, (str, os.PathLike)):
         pil = _open(os.fspath(image), max_pixels)
+    elif isinstance(image, (bytes, bytearray, memoryview)):
+        pil = _decode(io.BytesIO(bytes(image)), max_pixels, "encoded image")
     else:
         raise TypeError(
-            "image must be a PIL.Image.Image, an H x W x 3 uint8 numpy array or a file path, "
-            f"got {type(image).__name__}"
+            "image must be a PIL.Image.Image, an H x W x 3 uint8 numpy array, a file path or "
+            f"an encoded image's bytes, got {type(image).__name__}"
         )
     if pil.width == 0 or pil.height == 0:
         raise ValueError(f"image has zero size ({pil.width} x {pil.height} pixels)")
@@ -100,23 +104,28 @@ def _open(path: str, max_pixels: int | None) -> Image.Image:
         raise IsADirectoryError(f"{path!r} is a folder, not an image file")
     if not stat.S_ISREG(mode):  # opening a FIFO blocks until a writer comes, maybe forever
         raise OSError(f"{path!r} is not a regular file (a pipe, socket or device); not read")
+    return _decode(path, max_pixels, f"image file {path!r}")
+
+
+def _decode(source: str | io.BytesIO, max_pixels: int | None, what: str) -> Image.Image:
+    """Decode a file or buffer with PIL, the pixel limit checked from the header first."""
     try:
-        with _pil_open()(path) as opened:  # reads the header only
-            _check_pixels(opened.width, opened.height, max_pixels, f"image file {path!r}")
+        with _pil_open()(source) as opened:  # reads the header only
+            _check_pixels(opened.width, opened.height, max_pixels, what)
             opened.load()
             return opened.copy()
     except Image.DecompressionBombError as e:  # neither OSError nor ValueError
-        raise ValueError(f"image file {path!r} refused by PIL as a decompression bomb: {e}") from e
+        raise ValueError(f"{what} refused by PIL as a decompression bomb: {e}") from e
     except UnidentifiedImageError as e:
-        raise OSError(f"cannot decode image file {path!r}: not an image format PIL can read") from e
+        raise OSError(f"cannot decode {what}: not an image format PIL can read") from e
     except PermissionError:
         raise
     except ValueError as e:
         if "max_image_pixels" in str(e):
             raise
-        raise OSError(f"cannot decode image file {path!r}: {e}") from e
+        raise OSError(f"cannot decode {what}: {e}") from e
     except (OSError, SyntaxError) as e:
-        raise OSError(f"cannot decode image file {path!r}: {e}") from e
+        raise OSError(f"cannot decode {what}: {e}") from e
 
 
 def _pil_open() -> Callable[..., Image.Image]:

@@ -87,14 +87,26 @@ def result_of(request: Request, prediction: ImagePrediction) -> SegmentationResu
 
 
 def stream_outcomes(
-    settings: Settings, batches: Iterable[list[LoadedImage]], request: Request
+    settings: Settings,
+    batches: Iterable[list[LoadedImage]],
+    request: Request,
+    *,
+    deterministic: bool = False,
 ) -> Iterator[ImageOutcome]:
     """One `ImageOutcome` per loaded image, in input order, a batch through the network at a
-    time; images that failed to load pass through as errors."""
+    time (``deterministic``: each image's views on their own); images that failed to load pass
+    through as errors."""
     for batch in batches:
         good = [item for item in batch if item.error is None]
         prepared = [(item.pixels, item.letterbox) for item in good]
-        predictions = predict_images(settings, [item.image for item in good], request, prepared)
+        images = [item.image for item in good]
+        if deterministic:  # the matrix products' shapes, hence their rounding, are the image's
+            predictions = [
+                predict_images(settings, [image], request, [ready])[0]
+                for image, ready in zip(images, prepared, strict=True)
+            ]
+        else:
+            predictions = predict_images(settings, images, request, prepared)
         by_index = dict(zip((item.index for item in good), predictions, strict=True))
         for item in batch:
             if item.error is not None:

@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 
 from clsclip.cli import main
-from clsclip.labelling import list_images, unique_stems
+from clsclip.labelling import list_inputs
 from tests.conftest import random_rgb
 
 
@@ -40,8 +40,9 @@ def test_segment_writes_masks_overlay_and_summary(saved_model, tmp_path) -> None
     assert [c["name"] for c in summary["classes"]] == ["dog", "hot dog"]
     manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     assert [entry["image"] for entry in manifest] == [str(images / "a.png"), str(images / "b.jpg")]
+    assert [entry["key"] for entry in manifest] == ["a.png", "b.jpg"]
     assert manifest[0]["status"] == "ok" and manifest[0]["size"] == [37, 53]
-    assert manifest[0]["classes"] == ["dog", "hot dog"]
+    assert json.loads((out / "run.json").read_text())["classes"] == ["dog", "hot dog"]
     assert sorted(manifest[1]["outputs"]) == [
         "b.json",
         "b_mask00_dog.png",
@@ -86,12 +87,12 @@ def test_usage_errors(saved_model, tmp_path, capsys) -> None:
 
 
 def test_helpers(tmp_path) -> None:
-    from pathlib import Path
-
-    assert unique_stems([Path("a/x.png"), Path("b/x.jpg"), Path("y.png")]) == ["x", "x_2", "y"]
     (tmp_path / "b.PNG").write_bytes(b"")
     (tmp_path / "a.jpg").write_bytes(b"")
-    assert list_images([tmp_path]) == [tmp_path / "a.jpg", tmp_path / "b.PNG"]
+    assert [i.path for i in list_inputs([tmp_path], base=None)] == [
+        tmp_path / "a.jpg",
+        tmp_path / "b.PNG",
+    ]
 
 
 def test_console_entry_point_help() -> None:

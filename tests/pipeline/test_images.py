@@ -85,7 +85,8 @@ def test_exif_orientation_is_applied(tmp_path) -> None:
         (np.zeros((0, 4, 3), np.uint8), ValueError, "zero size"),
         (Image.new("RGB", (0, 5)), ValueError, r"zero size \(0 x 5 pixels\)"),
         (12, TypeError, "got int"),
-        (b"bytes", TypeError, "got bytes"),
+        (b"bytes", OSError, "cannot decode encoded image"),
+        ([1, 2], TypeError, "got list"),
     ],
 )
 def test_bad_images(value, error, message) -> None:
@@ -106,3 +107,17 @@ def test_bad_files(tmp_path) -> None:
     (tmp_path / "cut.png").write_bytes(buffer.getvalue()[:200])
     with pytest.raises(OSError, match="cannot decode image file .*cut.png"):
         load_image(tmp_path / "cut.png")
+
+
+def test_encoded_bytes_are_images_with_the_file_checks(tmp_path) -> None:
+    import io
+
+    array = random_rgb(21, 34)
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    np.testing.assert_array_equal(np.asarray(load_image(buffer.getvalue())), array)
+    np.testing.assert_array_equal(np.asarray(load_image(bytearray(buffer.getvalue()))), array)
+    with pytest.raises(OSError, match="cannot decode encoded image: not an image format"):
+        load_image(b"not an image")
+    with pytest.raises(ValueError, match="encoded image is 34 x 21 .* over the limit"):
+        load_image(buffer.getvalue(), max_pixels=100)

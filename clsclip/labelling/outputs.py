@@ -1,0 +1,155 @@
+"""What a labelling run writes: each image's files in every format (atomic, idempotent: the same
+image and run give the same bytes), its manifest record, and the run-wide files."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clsclip.labelling.inputs import coco_image_id
+from clsclip.labelling.manifest import MANIFEST, RUN_FILE
+from clsclip.results import SegmentationResult
+from clsclip.results.drawing import palette
+from clsclip.results.formats import coco_categories, label_image
+from clsclip.storage.files import write_atomic, write_json
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("png", "label", "coco", "npz")
+COCO_PARTS = "coco-parts"
+RUN_FILES = (RUN_FILE, MANIFEST, "classes.json", "coco.json", COCO_PARTS)
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """How each image is written.
+
+    Attributes:
+        out: the output folder.
+        classes: the class names.
+        formats: some of `FORMATS`.
+        instances: COCO annotations per connected component instead of per class.
+    """
+
+    out: Path
+    classes: tuple[str, ...]
+    formats: tuple[str, ...] = ("png",)
+    instances: bool = False
+
+
+def write_outputs(
+    result: SegmentationResult, options: OutputOptions, key: str, stem: str
+) -> tuple[list[str], list[dict[str, Any]]]:
+    """Write one image's files in every format under ``stem`` (which may hold subfolders);
+    returns their paths relative to ``out`` and the image's COCO annotations (empty unless the
+    coco format is asked for)."""
+    out = options.out
+    target = out / stem
+    target.parent.mkdir(parents=True, exist_ok=True)
+    name = target.name
+    paths: list[Path] = []
+    annotations: list[dict[str, Any]] = []
+    if "png" in options.formats:
+        paths += result.save(target.parent, name)
+    if "label" in options.formats:
+        path = target.parent / f"{name}_label.png"
+        image = label_image(result.label_map, len(result.class_names))
+        write_atomic(path, lambda tmp: image.save(tmp, format="PNG"))
+        paths.append(path)
+    if "npz" in options.formats:
+        path = target.parent / f"{name}.npz"
+        write_atomic(path, lambda tmp: _write_npz(result, tmp))
+        paths.append(path)
+    if "coco" in options.formats:
+        image_id = coco_image_id(key)
+        annotations = result.to_coco(image_id=image_id, instances=options.instances)
+        height, width = result.size
+        part = {"image": {"id": image_id, "height": height, "width": width},
+                "annotations": annotations}  # fmt: skip
+        path = out / COCO_PARTS / f"{stem}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, part)
+        paths.append(path)
+    return [p.relative_to(out).as_posix() for p in paths], annotations
+
+
+def _write_npz(result: SegmentationResult, path: Path) -> None:
+    with open(path, "wb") as f:  # a file object: numpy would append ".npz" to a name
+        result.save_npz(f)
+
+
+def write_classes(options: OutputOptions) -> None:
+    """``classes.json``: label 0 background, k + 1 for class k, with their palette colours."""
+    colors = palette(len(options.classes)).tolist()
+    classes = [{"label": 0, "name": "background", "color": [0, 0, 0]}]
+    classes += [
+        {"label": k + 1, "name": n, "color": colors[k]} for k, n in enumerate(options.classes)
+    ]
+    write_json(options.out / "classes.json", classes)
+
+
+def outputs_exist(out: Path, record: Mapping[str, Any]) -> bool:
+    """Whether every file a record lists is still there (a deleted one means: redo the image)."""
+    outputs = record.get("outputs")
+    if not isinstance(outputs, list):
+        return False
+    return all(isinstance(name, str) and (out / name).is_file() for name in outputs)
+
+
+def remove_run(out: Path, records: Mapping[str, Mapping[str, Any]]) -> None:
+    """``--overwrite``: remove every file the previous run listed, and its own files."""
+    for record in records.values():
+        for name in record.get("outputs") or []:
+            if isinstance(name, str) and not name.startswith(("/", "..")):
+                (out / name).unlink(missing_ok=True)
+    for name in RUN_FILES:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def merge_coco(
+    out: Path, records: Sequence[Mapping[str, Any]], classes: Sequence[str], threshold: float
+) -> list[str]:
+    """``coco.json`` from the parts of the ok records, in key order, image ids from the keys.
+
+    Returns the keys whose part could not be read (counted as failures: ``--resume`` redoes
+    them). Raises `ValueError` if two keys gave one image id (which a 52-bit hash makes
+    vanishingly rare), rather than writing a file with duplicate ids.
+    """
+    coco: dict[str, Any] = {
+        "info": {"description": "clsclip predictions", "threshold": threshold},
+        "images": [],
+        "annotations": [],
+        "categories": coco_categories(list(classes)),
+    }
+    broken: list[str] = []
+    ids: dict[int, str] = {}
+    for record in sorted(records, key=lambda r: r["key"]):
+        if record.get("status") != "ok":
+            continue
+        path = out / COCO_PARTS / f"{record['stem']}.json"
+        try:
+            part = json.loads(path.read_text(encoding="utf-8"))
+            image, annotations = part["image"], part["annotations"]
+            if not isinstance(image, dict) or not isinstance(annotations, list):
+                raise ValueError("not a COCO part")
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            logger.error("cannot read %s (%s); --resume redoes %s", path, e, record["key"])
+            broken.append(record["key"])
+            continue
+        if image["id"] in ids:
+            raise ValueError(f"images {ids[image['id']]!r} and {record['key']!r} share a COCO id")
+        ids[image["id"]] = record["key"]
+        coco["images"].append({**image, "file_name": record["image"]})
+        for annotation in annotations:
+            coco["annotations"].append({"id": len(coco["annotations"]) + 1, **annotation})
+    write_json(out / "coco.json", coco, indent=None)
+    return broken

@@ -1,0 +1,263 @@
+"""Labelling on Ray Data (``clsclip segment --engine ray``, extra ``clsclip[ray]``).
+
+Image paths in; decoding in CPU tasks; `SegmentBatch`, a callable class that loads the
+`Segmenter` once per actor, segments each batch and writes each image's files with the same
+atomic, idempotent writes as the local engine; only plain columns come back to the driver, which
+keeps the manifest. Ray retries failed tasks and restarts dead actors (Ray Data's defaults for
+actor pools); since every write is keyed by the image, a retry never duplicates or mixes.
+
+`SegmentBatch` is public for Ray pipelines of one's own (see examples/ray_label.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clsclip.checks import MAX_IMAGE_PIXELS
+from clsclip.labelling.inputs import InputImage, default_stem
+from clsclip.labelling.outputs import OutputOptions, write_outputs
+from clsclip.labelling.run import Engine, RunState, failed_record, ok_record
+from clsclip.optional import require
+
+logger = logging.getLogger(__name__)
+
+
+class SegmentBatch:
+    """A Ray Data callable class: a batch of images in, plain columns out.
+
+    ``ds.map_batches(SegmentBatch, fn_constructor_kwargs={"model": ..., "classes": [...]},
+    compute=ray.data.ActorPoolStrategy(size=2), batch_size=8)``. The constructor runs once per
+    actor and loads the model there.
+
+    Input columns: one of ``path`` (str), ``bytes`` (an encoded image file) or ``image``
+    (``H x W x 3`` uint8); optional ``key`` (default: the path, or the row's position),
+    ``stem`` (the output files' stem; default from the key), ``error`` (a decoding stage's
+    message: the row is passed on as failed).
+
+    Output columns, one row per input row: ``key``, ``status`` (``"ok"`` / ``"failed"``),
+    ``error`` (``""`` when ok), ``height``, ``width``, ``coco`` (JSON: one entry per class with
+    a non-empty mask: ``category_id`` k + 1, ``name``, ``segmentation`` as COCO compressed RLE,
+    ``area``, ``bbox``, ``score``), ``outputs`` (JSON list of the files written, relative to
+    ``out``), ``stem``, ``run`` (the run's hash), ``seconds``. Never dense tensors.
+
+    Args:
+        model: a model folder or Hub repo id (as `Segmenter.from_pretrained` takes).
+        classes: the class names.
+        out: where to write each image's files (None: write nothing, return the columns).
+        formats: output formats (see `clsclip.labelling.outputs.FORMATS`).
+        threshold: mask threshold (None: the model's).
+        instances: COCO entries per connected component.
+        run: the run's hash, copied into every row.
+        device, precision, backend, revision, chunk_size: as `Segmenter.from_pretrained`.
+        threads: torch threads in the actor (None: torch's default; Ray sets one per CPU it
+            gave the actor).
+        boxes: ClsCLIP+ boxes per class for every image; or ``proposals="yolo"`` with
+            ``yolo_model`` / ``yolo_conf``.
+        max_image_pixels: the pixel limit of images.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        classes: Sequence[str],
+        *,
+        out: str | None = None,
+        formats: Sequence[str] = ("coco",),
+        threshold: float | None = None,
+        instances: bool = False,
+        run: str = "",
+        device: str | None = None,
+        precision: str = "fp32",
+        backend: str = "torch",
+        revision: str | None = None,
+        chunk_size: int = 16,
+        threads: int | None = None,
+        boxes: dict[str, list[list[float]]] | None = None,
+        proposals: str = "none",
+        yolo_model: str = "yolo11n.pt",
+        yolo_conf: float = 0.25,
+        max_image_pixels: int | None = MAX_IMAGE_PIXELS,
+    ) -> None:
+        import torch
+
+        from clsclip.proposals import BoxProposer, YoloProposer
+        from clsclip.segmenter import Segmenter
+
+        if threads:
+            torch.set_num_threads(threads)
+        self.segmenter = Segmenter.from_pretrained(
+            model, device=device, precision=precision, backend=backend,  # type: ignore[arg-type]
+            revision=revision, chunk_size=chunk_size,
+        )  # fmt: skip
+        self.segmenter.max_image_pixels = max_image_pixels
+        if boxes is not None:
+            self.segmenter.proposer = BoxProposer(boxes)
+        elif proposals == "yolo":
+            self.segmenter.proposer = YoloProposer(
+                yolo_model, conf=yolo_conf, device=str(self.segmenter.device)
+            )
+        self.classes = list(classes)
+        self.threshold = threshold
+        self.run = run
+        self.options = OutputOptions(
+            Path(out) if out else Path("."), tuple(classes), tuple(formats), instances
+        )
+        self.write = out is not None
+        self.segmenter.encode_classes(self.classes)  # checks the names, fills the cache
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        count = len(next(iter(batch.values())))
+        keys = [str(k) for k in batch["key"]] if "key" in batch else self._default_keys(batch)
+        stems = (
+            [str(s) for s in batch["stem"]] if "stem" in batch else [default_stem(k) for k in keys]
+        )
+        errors = [str(e) for e in batch.get("error", [""] * count)]
+        images = self._images(batch, count)
+        good = [i for i in range(count) if not errors[i]]
+        outcomes = self.segmenter.segment_many(
+            [images[i] for i in good], self.classes, threshold=self.threshold,
+            keep_images="png" in self.options.formats, deterministic=True,
+        )  # fmt: skip
+        rows: list[dict[str, Any]] = [
+            self._row(keys[i], stems[i], "failed", errors[i]) for i in range(count)
+        ]
+        start = time.perf_counter()
+        for outcome in outcomes:
+            i = good[outcome.index]
+            if outcome.error is not None:
+                rows[i] = self._row(keys[i], stems[i], "failed", outcome.error)
+                continue
+            try:
+                rows[i] = self._segmented(keys[i], stems[i], outcome.result)
+            except Exception as e:  # a per-image failure (a full disk, ...): counted, passed
+                rows[i] = self._row(keys[i], stems[i], "failed", f"{type(e).__name__}: {e}")
+            now = time.perf_counter()
+            rows[i]["seconds"] = now - start
+            start = now
+        return {name: np.asarray([row[name] for row in rows]) for name in rows[0]} if rows else {}
+
+    def _default_keys(self, batch: dict[str, np.ndarray]) -> list[str]:
+        if "path" in batch:
+            return [str(p) for p in batch["path"]]
+        count = len(next(iter(batch.values())))
+        return [str(i) for i in range(count)]
+
+    def _images(self, batch: dict[str, np.ndarray], count: int) -> list[Any]:
+        if "image" in batch:
+            return [np.asarray(x) for x in batch["image"]]
+        if "bytes" in batch:
+            return [bytes(x) for x in batch["bytes"]]
+        if "path" in batch:
+            return [str(p) for p in batch["path"]]
+        raise ValueError("a SegmentBatch batch needs a 'path', 'bytes' or 'image' column")
+
+    def _row(self, key: str, stem: str, status: str, error: str) -> dict[str, Any]:
+        return {"key": key, "status": status, "error": error, "height": 0, "width": 0,
+                "coco": "[]", "outputs": "[]", "stem": stem, "run": self.run,
+                "seconds": 0.0}  # fmt: skip
+
+    def _segmented(self, key: str, stem: str, result: Any) -> dict[str, Any]:
+        files: list[str] = []
+        annotations: list[dict[str, Any]] = []
+        if self.write:
+            files, annotations = write_outputs(result, self.options, key, stem)
+        if not annotations:
+            annotations = result.to_coco(image_id=0)
+        coco = [
+            {k: v for k, v in a.items() if k not in ("image_id", "iscrowd")}
+            | {"name": self.classes[a["category_id"] - 1]}
+            for a in annotations
+        ]
+        height, width = result.size
+        row = self._row(key, stem, "ok", "")
+        row.update(height=height, width=width, coco=json.dumps(coco), outputs=json.dumps(files))
+        return row
+
+
+def decode_row(row: dict[str, Any], max_pixels: int | None = MAX_IMAGE_PIXELS) -> dict[str, Any]:
+    """A CPU task: the image at ``row["path"]`` decoded to ``H x W x 3`` uint8 (``image``), or
+    the reason it could not be (``error``, with an empty image)."""
+    from clsclip.pipeline.images import load_image
+
+    try:
+        image = np.asarray(load_image(row["path"], max_pixels=max_pixels))
+        error = ""
+    except Exception as e:  # reported per image; one bad file must not stop a run
+        image, error = np.zeros((0, 0, 3), np.uint8), f"{type(e).__name__}: {e}"
+    return {**row, "image": image, "error": error}
+
+
+def ray_engine(
+    model: str,
+    options: OutputOptions,
+    *,
+    threshold: float | None,
+    batch_size: int,
+    actors: int,
+    gpus_per_actor: float,
+    address: str | None,
+    actor_kwargs: dict[str, Any],
+) -> Engine:
+    """The run on a Ray cluster: a local one started here (``address`` None), or the cluster at
+    ``address`` (``"auto"`` or ``host:port``; the output folder must then be on storage every
+    node writes to)."""
+    ray = require("ray", "ray", purpose="--engine ray")
+    require("ray.data", "ray", purpose="--engine ray")
+
+    def run(
+        images: Sequence[InputImage], stems: dict[str, str], state: RunState
+    ) -> Iterator[dict[str, Any]]:
+        if not images:
+            return
+        if not logger.isEnabledFor(logging.INFO):  # Ray Data logs its plan and progress
+            logging.getLogger("ray").setLevel(logging.WARNING)
+        if not ray.is_initialized():
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False)  # fmt: skip
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False
+        by_key = {image.key: image for image in images}
+        rows = [{"key": i.key, "path": str(i.path), "stem": stems[i.key]} for i in images]
+        kwargs = {"model": model, "classes": list(options.classes), "out": str(options.out),
+                  "formats": list(options.formats), "threshold": threshold,
+                  "instances": options.instances, "run": state.hash, **actor_kwargs}  # fmt: skip
+        if kwargs.get("threads") is None and address is None:  # share this machine's cores
+            kwargs["threads"] = max(1, (os.cpu_count() or 1) // max(1, actors))
+        dataset = ray.data.from_items(rows)
+        dataset = dataset.map(
+            decode_row, fn_kwargs={"max_pixels": actor_kwargs.get("max_image_pixels")}
+        )
+        dataset = dataset.map_batches(
+            SegmentBatch, fn_constructor_kwargs=kwargs, batch_size=batch_size,
+            compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=gpus_per_actor or None,
+            batch_format="numpy",
+        )  # fmt: skip
+        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+            for i in range(len(batch["key"])):
+                yield _record(batch, i, by_key, state, options)
+
+    return run
+
+
+def _record(
+    batch: dict[str, np.ndarray], i: int, by_key: dict[str, InputImage], state: RunState,
+    options: OutputOptions,
+) -> dict[str, Any]:  # fmt: skip
+    image = by_key[str(batch["key"][i])]
+    stem = str(batch["stem"][i])
+    if str(batch["run"][i]) != state.hash:
+        return failed_record(image, stem, "a worker answered for another run", state.hash)
+    if str(batch["status"][i]) != "ok":
+        return failed_record(image, stem, str(batch["error"][i]), state.hash)
+    size = (int(batch["height"][i]), int(batch["width"][i]))
+    files = json.loads(str(batch["outputs"][i]))
+    return ok_record(image, stem, files, size, state.hash, float(batch["seconds"][i]),
+                     options.formats)  # fmt: skip

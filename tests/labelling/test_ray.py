@@ -1,0 +1,185 @@
+"""``clsclip segment --engine ray`` on real local Ray clusters: the same bytes as the local engine,
+an actor killed mid-run, the driver killed and resumed, and a two-node cluster joined by address.
+
+Each test runs the command line in a subprocess, as users do; the clusters are local (Ray's
+default for ``ray.init``, and ``ray start`` for the two-node one), dashboards off.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clsclip.cli import main
+from tests.conftest import random_rgb
+from tests.labelling.test_run import ROOT, _outputs
+from tests.labelling.test_run_folder import _manifest_records
+
+pytest.importorskip("ray.data", reason="needs clsclip[ray]")
+
+CLASSES = ["dog", "cat"]
+COUNT = 40
+
+_RUN = """
+import sys
+sys.path.insert(0, {root!r})
+from clsclip.cli import main
+sys.exit(main({argv!r}))
+"""
+
+
+def _env() -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=str(ROOT), RAY_ENABLE_UV_RUN_RUNTIME_ENV="0",
+                RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("images")
+    for i in range(COUNT):
+        if i == 7:
+            (folder / f"img{i:02d}.png").write_bytes(b"not an image")
+            continue
+        Image.fromarray(random_rgb(60 + i, 80, seed=i)).save(folder / f"img{i:02d}.png")
+    return folder
+
+
+def _argv(images: Path, model: Path, out: Path) -> list[str]:
+    argv = ["segment", str(images), "--classes", *CLASSES, "--model", str(model), "--out", str(out)]
+    return [*argv, "--format", "png", "label", "coco", "npz", "--batch-size", "2", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def local_outputs(images, tmp_path_factory) -> tuple[Path, Path]:
+    """The local engine's outputs (one thread, as each Ray actor here)."""
+    from tests.conftest import tiny_segmenter
+
+    model = tiny_segmenter().save_pretrained(tmp_path_factory.mktemp("model"))
+    out = tmp_path_factory.mktemp("local") / "out"
+    assert main(_argv(images, model, out)) == 1  # one bad image
+    return model, out
+
+
+def _start(argv: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", _RUN.format(root=str(ROOT), argv=argv)],
+                            env=_env(), stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def _wait_for_records(out: Path, count: int, proc: subprocess.Popen, timeout: float = 240) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if (out / "manifest.jsonl").exists() and len(_manifest_records(out)) >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no {count} records in time: {proc.poll()}")
+
+
+def _actor_pids() -> list[int]:
+    listing = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [int(line.split()[0]) for line in listing.splitlines() if "SegmentBatch" in line]
+
+
+def _same_coco(a: Path, b: Path) -> None:
+    x, y = (json.loads((p / "coco.json").read_text()) for p in (a, b))
+    assert x == y  # images, annotations and ids in key order: equal whatever the engine
+
+
+def _check_complete(out: Path, reference: Path) -> None:
+    records = _manifest_records(out)
+    assert sorted(records) == [f"img{i:02d}.png" for i in range(COUNT)]
+    assert [r["status"] for r in records.values()].count("failed") == 1
+    lines = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    coco = json.loads((out / "coco.json").read_text())
+    assert len(coco["images"]) == len({i["id"] for i in coco["images"]}) == COUNT - 1
+    _same_coco(out, reference)
+    assert _outputs(out) == _outputs(reference)  # masks, label PNGs, npz: byte for byte
+    assert len(lines) >= COUNT
+
+
+def test_two_actors_one_killed_mid_run_give_the_local_bytes(
+    images, local_outputs, tmp_path
+) -> None:
+    model, reference = local_outputs
+    out = tmp_path / "out"
+    proc = _start([*_argv(images, model, out), "--engine", "ray", "--actors", "2"])
+    _wait_for_records(out, 4, proc)
+    actors = _actor_pids()
+    assert len(actors) == 2
+    os.kill(actors[0], signal.SIGKILL)
+    _, err = proc.communicate(timeout=400)
+    assert proc.returncode == 1, err[-3000:]  # the one bad image
+    assert "1 of 40 image(s) failed" in err
+    _check_complete(out, reference)
+
+
+def test_the_driver_killed_then_resumed(images, local_outputs, tmp_path) -> None:
+    model, reference = local_outputs
+    out = tmp_path / "out"
+    argv = [*_argv(images, model, out), "--engine", "ray", "--actors", "1"]
+    proc = _start(argv)
+    _wait_for_records(out, 6, proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(_manifest_records(out))
+    assert 6 <= done < COUNT
+    script = _RUN.format(root=str(ROOT), argv=[*argv, "--resume"])
+    resumed = subprocess.run([sys.executable, "-c", script], env=_env(), capture_output=True,
+                             text=True, timeout=400)  # fmt: skip
+    assert resumed.returncode == 1, resumed.stderr[-3000:]
+    _check_complete(out, reference)
+
+
+def test_a_two_node_cluster_joined_by_address(images, local_outputs, tmp_path) -> None:
+    model, reference = local_outputs
+    ray_bin = Path(sys.executable).with_name("ray")
+    port = 26379 + os.getpid() % 1000
+    env = _env()
+    head = [str(ray_bin), "start", "--head", f"--port={port}", "--num-cpus=1",
+            "--include-dashboard=false", "--disable-usage-stats"]  # fmt: skip
+    try:
+        subprocess.run(head, env=env, check=True, capture_output=True, timeout=180)
+        subprocess.run([str(ray_bin), "start", f"--address=127.0.0.1:{port}", "--num-cpus=1"],
+                       env=env, check=True, capture_output=True, timeout=180)  # fmt: skip
+        out = tmp_path / "out"
+        argv = [*_argv(images, model, out), "--engine", "ray", "--actors", "1",
+                "--ray-address", f"127.0.0.1:{port}"]  # fmt: skip
+        done = subprocess.run([sys.executable, "-c", _RUN.format(root=str(ROOT), argv=argv)],
+                              env=env, capture_output=True, text=True, timeout=400)  # fmt: skip
+        assert done.returncode == 1, done.stderr[-3000:]
+        _check_complete(out, reference)
+        nodes = subprocess.run(
+            [sys.executable, "-c", f"import ray; ray.init(address='127.0.0.1:{port}'); "
+             "print(len([n for n in ray.nodes() if n['Alive']]))"],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert nodes.stdout.strip().splitlines()[-1] == "2"
+    finally:
+        subprocess.run([str(ray_bin), "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+def test_the_callable_class_returns_plain_columns(local_outputs, images) -> None:
+    """Used in one's own pipeline: paths, bytes or arrays in; only plain columns out."""
+    from clsclip.labelling.ray_engine import SegmentBatch
+
+    model, _ = local_outputs
+    labeller = SegmentBatch(str(model), CLASSES, threshold=0.45)
+    paths = [str(images / "img00.png"), str(images / "img07.png")]
+    batch = {"path": np.asarray(paths)}
+    columns = labeller(batch)
+    assert list(columns["status"]) == ["ok", "failed"]
+    assert set(columns) == {"key", "status", "error", "height", "width", "coco", "outputs",
+                            "stem", "run", "seconds"}  # fmt: skip
+    assert all(columns[name].dtype.kind in "iufUSb" for name in columns)  # no objects
+    coco = json.loads(columns["coco"][0])
+    assert {entry["name"] for entry in coco} <= set(CLASSES)
+    from_bytes = labeller({"bytes": np.asarray([Path(paths[0]).read_bytes()], dtype=object)})
+    assert from_bytes["coco"][0] == columns["coco"][0]
