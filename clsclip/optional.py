@@ -14,6 +14,10 @@ EXTRAS: dict[str, str] = {
     "onnxruntime": "onnx",
     "onnxscript": "onnx",
     "ray": "ray",
+    "fastapi": "serve",
+    "uvicorn": "serve",
+    "python_multipart": "serve",
+    "prometheus_client": "serve",
 }
 """The extra that brings each optional top-level package."""
 

@@ -30,6 +30,7 @@ from clsclip.pipeline.predict import (
     Settings,
     check_image_tensors,
     predict_images,
+    predict_requests,
     result_of,
     segment_tensors,
     stream_outcomes,
@@ -281,6 +282,36 @@ class Segmenter:
             ]
             results += [result_of(request, p) for p in predict_images(settings, group, request)]
         return results[0] if single else results
+
+    def segment_batch(
+        self,
+        items: Sequence[tuple[ImageInput, Sequence[str]]],
+        *,
+        thresholds: Sequence[float | None] | None = None,
+        proposals: Sequence[ProposalSource | _UseDefault] | None = None,
+    ) -> list[SegmentationResult]:
+        """Images of different requests, each with its own classes (and threshold and
+        proposals), through one pass: each image's class-independent work once, the class
+        vectors from the shared cache. What a server batching across requests needs; equal to
+        `segment` on each image alone.
+
+        Args:
+            items: ``(image, class_names)`` pairs (images as `segment` takes them).
+            thresholds: one per item (None: the config's).
+            proposals: one per item (default: the segmenter's).
+        """
+        count = len(items)
+        thresholds = list(thresholds) if thresholds is not None else [None] * count
+        sources = list(proposals) if proposals is not None else [_DEFAULT] * count
+        if not len(thresholds) == len(sources) == count:
+            raise ValueError("give one threshold and one proposal source per item")
+        requests = [
+            self._prepare(names, threshold, source)
+            for (_, names), threshold, source in zip(items, thresholds, sources, strict=True)
+        ]
+        images = [load_image(image, max_pixels=self.max_image_pixels) for image, _ in items]
+        predictions = predict_requests(self._settings(), list(zip(images, requests, strict=True)))
+        return [result_of(r, p) for r, p in zip(requests, predictions, strict=True)]
 
     def segment_torch(
         self,

@@ -249,3 +249,49 @@ def test_segment_many_checks_arguments_when_called(segmenter) -> None:
         segmenter.segment_many(iter([]), ["dog", "Dog"])
     with pytest.raises(ValueError, match="threshold"):
         segmenter.segment_many([], ["dog"], threshold=2.0)
+
+
+def _close(a: SegmentationResult, b: SegmentationResult) -> None:
+    assert a.class_names == b.class_names and a.threshold == b.threshold and a.size == b.size
+    np.testing.assert_allclose(a.probs, b.probs, atol=1e-5)
+    assert a.boxes.keys() == b.boxes.keys()
+
+
+def test_segment_batch_equals_segment_per_request(segmenter) -> None:
+    images = [random_rgb(30, 40, seed=1), random_rgb(41, 23, seed=2), random_rgb(64, 64, seed=3)]
+    boxes = {"cat": [[2, 3, 20, 30]]}
+    items = [(images[0], ["dog", "cat"]), (images[1], ["sky"]), (images[2], ["cat", "dog", "sea"]),
+             (images[0], ["cat"])]  # fmt: skip
+    thresholds = [None, 0.3, 0.7, None]
+    proposals = [None, None, None, boxes]
+    results = segmenter.segment_batch(items, thresholds=thresholds, proposals=proposals)
+    assert len(results) == 4
+    for (image, names), threshold, source, result in zip(
+        items, thresholds, proposals, results, strict=True
+    ):
+        alone = segmenter.segment(image, names, threshold=threshold, proposals=source)
+        _close(result, alone)
+    assert results[1].threshold == 0.3 and "cat" in results[3].boxes
+    alone = segmenter.segment_batch([items[0]])[0]  # one request: the same computation
+    np.testing.assert_array_equal(alone.probs, segmenter.segment(*items[0]).probs)
+    assert segmenter.segment_batch([]) == []
+    with pytest.raises(ValueError, match="one threshold and one proposal source per item"):
+        segmenter.segment_batch(items, thresholds=[0.5])
+    with pytest.raises(ValueError, match="not among the classes"):
+        segmenter.segment_batch([(images[0], ["dog"])], proposals=[boxes])
+
+
+def test_segment_batch_keeps_competing_classes_apart() -> None:
+    """A training-free dense model scores classes against each other (softmax): requests with
+    different class lists must not see each other's classes."""
+    from clsclip.config import DenseClipConfig
+    from tests.conftest import TINY_BACKBONE
+
+    torch.manual_seed(0)
+    config = DenseClipConfig(backbone=TINY_BACKBONE, pretrained=None, image_size=64,
+                             window_size=32, window_stride=16)  # fmt: skip
+    dense = Segmenter.from_config(config, device="cpu")
+    items = [(random_rgb(30, 40, seed=1), ["dog", "cat"]), (random_rgb(50, 20, seed=2), ["sky"]),
+             (random_rgb(33, 33, seed=3), ["dog", "cat"])]  # fmt: skip
+    for (image, names), result in zip(items, dense.segment_batch(items), strict=True):
+        _close(result, dense.segment(image, names))

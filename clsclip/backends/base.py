@@ -28,6 +28,8 @@ class Backend(Protocol):
         device: where tensors it returns live.
         precision: the numeric precision it runs at (``"fp32"``, ``"bf16"``, ``"int8"`` ...).
         image_mean, image_std: RGB normalisation of its inputs, in [0, 1] units.
+        class_scores: ``"independent"`` (each class scored alone: ClsCLIP, CLIPSeg) or
+            ``"softmax"`` (the classes of a call compete, as in the training-free dense models).
     """
 
     @property
@@ -47,6 +49,9 @@ class Backend(Protocol):
 
     @property
     def image_std(self) -> tuple[float, float, float]: ...
+
+    @property
+    def class_scores(self) -> str: ...
 
     def grid_for(self, image_size: int) -> tuple[int, int]:
         """The ``(h, w)`` grid of logits of a square input of ``image_size`` pixels."""

@@ -126,6 +126,11 @@ class TorchBackend:
         return cls(model, config, device=device, precision=precision)
 
     @property
+    def class_scores(self) -> str:
+        """``"independent"`` (a sigmoid per class) or ``"softmax"`` (classes compete)."""
+        return self.model.class_scores
+
+    @property
     def image_mean(self) -> tuple[float, float, float]:
         return self.model.image_mean
 

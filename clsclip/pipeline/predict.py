@@ -79,6 +79,63 @@ def predict_images(
         )
 
 
+def predict_requests(
+    settings: Settings, items: Sequence[tuple[Image.Image, Request]]
+) -> list[ImagePrediction]:
+    """Images of different requests (their own classes, thresholds, proposals) through one
+    pass: the class-independent work once per image, each image's classes from one text
+    tensor. Backends whose classes compete (``class_scores == "softmax"``) score every view
+    against all rows of it, so their images go in groups of one class list each."""
+    if not items:
+        return []
+    if settings.backend.class_scores == "softmax":
+        return _per_class_list(settings, items)
+    offsets: dict[int, int] = {}
+    texts: list[torch.Tensor] = []
+    for _, request in items:
+        if id(request) not in offsets:
+            offsets[id(request)] = sum(t.shape[0] for t in texts)
+            texts.append(request.text)
+    planner = ViewPlanner(settings.backend, settings.image_size, settings.resize_mode)
+    for image, request in items:
+        found = request.proposer.propose(image, request.names) if request.proposer else None
+        rows = range(offsets[id(request)], offsets[id(request)] + len(request.names))
+        planner.plan_image(image, request.names, found, settings.matcher, settings.zoom,
+                           settings.encode, None, rows)  # fmt: skip
+    with settings.backend.inference():
+        return planner.run(torch.cat(texts), chunk_size=settings.chunk_size,
+                           fusion=settings.zoom.fusion)  # fmt: skip
+
+
+def _per_class_list(
+    settings: Settings, items: Sequence[tuple[Image.Image, Request]]
+) -> list[ImagePrediction]:
+    groups: dict[tuple[str, ...], list[int]] = {}
+    for i, (_, request) in enumerate(items):
+        groups.setdefault(tuple(request.names), []).append(i)
+    out: list[ImagePrediction | None] = [None] * len(items)
+    for indices in groups.values():  # each group: one class list, so one text tensor
+        group = [items[i] for i in indices]
+        for i, prediction in zip(indices, predict_requests_plain(settings, group), strict=True):
+            out[i] = prediction
+    return [p for p in out if p is not None]
+
+
+def predict_requests_plain(
+    settings: Settings, items: Sequence[tuple[Image.Image, Request]]
+) -> list[ImagePrediction]:
+    """`predict_images` for images that share one request's classes (their proposals may
+    differ)."""
+    planner = ViewPlanner(settings.backend, settings.image_size, settings.resize_mode)
+    for image, request in items:
+        found = request.proposer.propose(image, request.names) if request.proposer else None
+        planner.plan_image(image, request.names, found, settings.matcher, settings.zoom,
+                           settings.encode)  # fmt: skip
+    with settings.backend.inference():
+        return planner.run(items[0][1].text, chunk_size=settings.chunk_size,
+                           fusion=settings.zoom.fusion)  # fmt: skip
+
+
 def result_of(request: Request, prediction: ImagePrediction) -> SegmentationResult:
     """The user's result of one image's prediction."""
     return SegmentationResult(

@@ -36,6 +36,7 @@ class _Crop:
 class _ImagePlan:
     image: Image.Image | None
     view: int
+    classes: list[int]  # rows of the text tensor, in the image's class order
     crops: list[_Crop] = field(default_factory=list)
     boxes: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -82,13 +83,19 @@ class ViewPlanner:
         settings: ZoomSettings,
         encode: TextEncoder,
         prepared: tuple[torch.Tensor, Letterbox] | None = None,
+        rows: Sequence[int] | None = None,
     ) -> _ImagePlan:
         """Plan one image: its whole view (``prepared`` when already letterboxed) for every
-        class, and a crop view per region of matching proposals (these need ``image``)."""
+        class, and a crop view per region of matching proposals (these need ``image``).
+
+        ``rows``: where the image's classes are in the text tensor `run` gets (default: rows
+        0 .. K - 1); images of different requests share one pass with their own classes.
+        """
         view = self.add_view(image, None, prepared)
-        plan = _ImagePlan(image=image, view=view)
+        classes = list(range(len(class_names))) if rows is None else list(rows)
+        plan = _ImagePlan(image=image, view=view, classes=classes)
         self.plans.append(plan)
-        self.pairs += [(view, k) for k in range(len(class_names))]
+        self.pairs += [(view, k) for k in classes]
         if proposals is None or not len(proposals):
             return plan
         if image is None:
@@ -111,7 +118,7 @@ class ViewPlanner:
                 if region not in crop_views:  # one view per region, shared by its classes
                     crop_views[region] = self.add_view(image, region)
                 plan.crops.append(_Crop(crop_views[region], k, region))
-                self.pairs.append((crop_views[region], k))
+                self.pairs.append((crop_views[region], classes[k]))
                 used.append(proposals.boxes[i])
             if used:
                 plan.boxes[class_names[k]] = np.stack(used).astype(np.float32)
@@ -125,13 +132,13 @@ class ViewPlanner:
         logits, boxes = self._logits(text, chunk_size)
         out = []
         for plan in self.plans:
-            full = torch.stack([logits[(plan.view, k)] for k in range(text.shape[0])])
+            full = torch.stack([logits[(plan.view, k)] for k in plan.classes])
             crops = tuple(
                 CropLogits(
                     crop.class_index,
                     crop.region,
                     boxes[crop.view],
-                    logits[(crop.view, crop.class_index)],
+                    logits[(crop.view, plan.classes[crop.class_index])],
                 )
                 for crop in plan.crops
             )

@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from clsclip.cli import main
@@ -166,3 +167,33 @@ def test_info_names_the_model_family(saved_model, tmp_path, capsys) -> None:
     assert data["family"] == "training-free" and data["weights"] == "none (config only)"
     assert data["config"]["method"] == "clearclip"
     assert main(["info", str(tmp_path / "nothing")]) == 2
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--max-batch", "0"], "--max-batch must be at least 1, got 0"),
+        (["--max-queue", "-1"], "--max-queue must be at least 1, got -1"),
+        (["--timeout", "0"], "--timeout must be positive, got 0.0"),
+        (["--max-wait-ms", "-5"], "--max-wait-ms must be in [0, 10000], got -5.0"),
+        (["--port", "70000"], "--port must be in [0, 65535], got 70000"),
+        (["--api-key-env", "CLSCLIP_NO_SUCH_VARIABLE"], "CLSCLIP_NO_SUCH_VARIABLE: that variable"),
+    ],
+)
+def test_serve_refuses_bad_settings_before_loading(flags, message, capsys, tmp_path) -> None:
+    assert main(["serve", "--model", str(tmp_path / "no-model"), *flags]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_serve_says_when_the_model_or_the_port_is_wrong(capsys, tmp_path, saved_model) -> None:
+    import socket
+
+    assert main(["serve", "--model", str(tmp_path / "no-model")]) == 2
+    assert "clsclip: error:" in capsys.readouterr().err
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        assert main(["serve", "--model", str(saved_model), "--port", str(port), "--device",
+                     "cpu"]) == 2  # fmt: skip
+    assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
