@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,9 +18,32 @@ from clsclip.proposals.base import Proposals
 logger = logging.getLogger(__name__)
 
 
+@contextlib.contextmanager
+def keep_torch_threads() -> Iterator[None]:
+    """Restore torch's thread count after the block: ultralytics' device selection sets it to
+    ``min(8, cores - 1)`` for the whole process at every CPU predict (1 on a 2-core machine, 8
+    on a 64-core one), which slowed every later segmentation and changed its last bits."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+
+
 def import_ultralytics() -> Any:
-    """Import ultralytics, or raise `ImportError` with the install command."""
-    return require("ultralytics", "yolo", purpose="YOLO proposals (ultralytics, AGPL-3.0)")
+    """Import ultralytics, or raise `ImportError` with the install command. Importing it sets
+    ``OMP_NUM_THREADS=1`` in the environment when unset, so every process started afterwards
+    (Ray workers, torchrun, subprocesses) would run torch on one thread; the variable is
+    removed again when it was not the user's."""
+    unset = "OMP_NUM_THREADS" not in os.environ
+    try:
+        return require("ultralytics", "yolo", purpose="YOLO proposals (ultralytics, AGPL-3.0)")
+    finally:
+        if unset:
+            os.environ.pop("OMP_NUM_THREADS", None)
 
 
 class YoloProposer:
@@ -55,7 +79,8 @@ class YoloProposer:
         if not 0.0 <= conf <= 1.0 or not 0.0 <= iou <= 1.0:
             raise ValueError(f"conf and iou must be in [0, 1], got conf={conf}, iou={iou}")
         if isinstance(model, (str, os.PathLike)):
-            model = ultralytics.YOLO(os.fspath(model))
+            with keep_torch_threads():
+                model = ultralytics.YOLO(os.fspath(model))
         self.model = model
         self.conf, self.iou, self.imgsz, self.device, self.max_det = (
             conf,
@@ -77,7 +102,7 @@ class YoloProposer:
         """Detect boxes in an RGB image; boxes in its pixels, exclusive end. Safe to call from
         several threads (calls take turns on the one detector)."""
         rgb = image.convert("RGB")
-        with self._lock:
+        with self._lock, keep_torch_threads():
             if self.open_vocabulary and self._vocabulary != list(class_names):
                 self.model.set_classes(list(class_names))
                 self._vocabulary = list(class_names)

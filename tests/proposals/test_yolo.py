@@ -39,6 +39,24 @@ def test_yolo_end_to_end_through_the_segmenter(yolo) -> None:
     assert result.overlay().size == (131, 97)
 
 
+def test_ultralytics_leaves_torchs_thread_count_alone() -> None:
+    """ultralytics sets torch's threads to min(8, cores - 1) at every CPU predict; the proposer
+    puts them back, so the segmenter neither slows down nor changes its last bits after it."""
+    import os
+
+    import torch
+
+    assert "OMP_NUM_THREADS" not in os.environ  # ultralytics' import set it to 1 for children
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        proposer = YoloProposer("yolov8n.yaml", conf=0.0, imgsz=96, device="cpu", max_det=2)
+        proposer.propose(Image.fromarray(random_rgb(40, 50)), ["dog"])
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_missing_ultralytics_gives_the_install_command(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "ultralytics", None)  # import ultralytics -> ImportError
     with pytest.raises(ImportError, match=r'pip install "clsclip\[yolo\]"'):
