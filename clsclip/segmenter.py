@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, overload
 
@@ -21,7 +23,9 @@ from clsclip.checks import (
     check_threshold,
     resolve_device,
 )
+from clsclip.classes import ClassesArg, class_rows, resolve_classes, resolve_thresholds
 from clsclip.config import AnyConfig
+from clsclip.config.base import calibration_entry
 from clsclip.model import SegmentationModel
 from clsclip.pipeline.batches import ImageListDataset, image_loader
 from clsclip.pipeline.images import ImageInput, load_image
@@ -49,6 +53,8 @@ class _UseDefault:
 
 
 _DEFAULT = _UseDefault()
+Threshold = float | Mapping[str, float] | None
+"""A call's threshold: one for every class, some classes' by name, or None (the config's)."""
 
 
 class Segmenter:
@@ -223,43 +229,52 @@ class Segmenter:
     def segment(
         self,
         image: ImageInput,
-        class_names: Sequence[str],
+        class_names: ClassesArg,
         *,
-        threshold: float | None = None,
+        threshold: Threshold = None,
         proposals: ProposalSource | _UseDefault = _DEFAULT,
+        min_score: float | None = None,
     ) -> SegmentationResult: ...
 
     @overload
     def segment(
         self,
         image: list[ImageInput] | tuple[ImageInput, ...],
-        class_names: Sequence[str],
+        class_names: ClassesArg,
         *,
-        threshold: float | None = None,
+        threshold: Threshold = None,
         proposals: ProposalSource | _UseDefault = _DEFAULT,
+        min_score: float | None = None,
     ) -> list[SegmentationResult]: ...
 
     def segment(
         self,
         image: ImageInput | list[ImageInput] | tuple[ImageInput, ...],
-        class_names: Sequence[str],
+        class_names: ClassesArg,
         *,
-        threshold: float | None = None,
+        threshold: Threshold = None,
         proposals: ProposalSource | _UseDefault = _DEFAULT,
+        min_score: float | None = None,
     ) -> SegmentationResult | list[SegmentationResult]:
         """Segment every named class in one image or a list of images.
 
         Args:
             image: a PIL image, an ``H x W x 3`` uint8 RGB array, a file path, an encoded image
                 file's bytes, or a list of these.
-            class_names: K distinct, non-empty names, in plain words (``["dog", "cat"]``).
-            threshold: probability above which a pixel is in a mask; default the config's.
+            class_names: K distinct, non-empty names, in plain words (``["dog", "cat"]``), or
+                class specs: `ClassSpec` objects and mappings (``{"dog": ["dog", "puppy"]}``),
+                mixed freely with names (see docs/calibration.md).
+            threshold: probability above which a pixel is in a mask: one for every class, or a
+                mapping of some classes' (``{"dog": 0.4}``). A spec's own threshold goes first,
+                then this, then the config's ``class_thresholds``, then its ``threshold``.
             proposals: ClsCLIP+ region proposals for this call: None or ``"none"`` (plain
                 ClsCLIP), ``"yolo"`` (ultralytics' default detector), a proposer, or boxes per
                 class ``{"dog": [[x0, y0, x1, y1], ...]}`` in pixels of the original image
                 (exclusive end; used for every image of a list). Default: the segmenter's.
                 Boxes that match a class are cropped with a margin, zoomed to the model input,
                 segmented for that class, and fused back at full resolution.
+            min_score: classes whose presence score (`SegmentationResult.scores`) is below it
+                get empty masks.
 
         Returns:
             A `SegmentationResult` (or a list, for a list of images): each class's low-resolution
@@ -273,7 +288,7 @@ class Segmenter:
                 f"these; got {type(image).__name__}"
             )
         images: list[Any] = [image] if single else list(image)  # type: ignore[arg-type]
-        request = self._prepare(class_names, threshold, proposals)
+        request = self._prepare(class_names, threshold, proposals, min_score)
         settings, results = self._settings(), []
         for start in range(0, len(images), self.chunk_size):
             group = [
@@ -285,10 +300,11 @@ class Segmenter:
 
     def segment_batch(
         self,
-        items: Sequence[tuple[ImageInput, Sequence[str]]],
+        items: Sequence[tuple[ImageInput, ClassesArg]],
         *,
-        thresholds: Sequence[float | None] | None = None,
+        thresholds: Sequence[Threshold] | None = None,
         proposals: Sequence[ProposalSource | _UseDefault] | None = None,
+        min_score: float | None = None,
     ) -> list[SegmentationResult]:
         """Images of different requests, each with its own classes (and threshold and
         proposals), through one pass: each image's class-independent work once, the class
@@ -296,9 +312,10 @@ class Segmenter:
         `segment` on each image alone.
 
         Args:
-            items: ``(image, class_names)`` pairs (images as `segment` takes them).
-            thresholds: one per item (None: the config's).
+            items: ``(image, classes)`` pairs (images and classes as `segment` takes them).
+            thresholds: one per item (None: the config's; or a mapping, as in `segment`).
             proposals: one per item (default: the segmenter's).
+            min_score: as in `segment`, for every item.
         """
         count = len(items)
         thresholds = list(thresholds) if thresholds is not None else [None] * count
@@ -306,7 +323,7 @@ class Segmenter:
         if not len(thresholds) == len(sources) == count:
             raise ValueError("give one threshold and one proposal source per item")
         requests = [
-            self._prepare(names, threshold, source)
+            self._prepare(names, threshold, source, min_score)
             for (_, names), threshold, source in zip(items, thresholds, sources, strict=True)
         ]
         images = [load_image(image, max_pixels=self.max_image_pixels) for image, _ in items]
@@ -316,9 +333,9 @@ class Segmenter:
     def segment_torch(
         self,
         images: torch.Tensor,
-        class_names: Sequence[str],
+        class_names: ClassesArg,
         *,
-        threshold: float | None = None,
+        threshold: Threshold = None,
     ) -> TensorSegmentation:
         """Segment a batch of same-size image tensors without PIL or numpy (plain ClsCLIP).
 
@@ -330,8 +347,7 @@ class Segmenter:
             images: ``B x 3 x H x W`` RGB, uint8 (0..255) or floating point (0..1), on any
                 device (moved to the model's). Resizing is torch's antialiased bicubic, so the
                 output is close to, not bit-equal with, `segment` on the same pixels.
-            class_names: K distinct, non-empty names.
-            threshold: probability threshold of the label maps; default the config's.
+            class_names, threshold: as in `segment` (class specs without negatives).
 
         Returns:
             A `TensorSegmentation`: int32 ``B x H x W`` label maps and float32
@@ -339,19 +355,22 @@ class Segmenter:
         """
         images = check_image_tensors(images)
         request = self._prepare(class_names, threshold, None)
+        if request.layout is not None and any(request.layout.negatives):
+            raise ValueError("segment_torch does not take negatives; use segment")
         return segment_tensors(self._settings(), images, request)
 
     def segment_many(
         self,
         images: Sequence[ImageInput] | Dataset[Any] | Iterable[ImageInput],
-        class_names: Sequence[str],
+        class_names: ClassesArg,
         *,
         batch_size: int = 8,
         workers: int = 0,
-        threshold: float | None = None,
+        threshold: Threshold = None,
         proposals: ProposalSource | _UseDefault = _DEFAULT,
         keep_images: bool = True,
         deterministic: bool = False,
+        min_score: float | None = None,
     ) -> Iterator[ImageOutcome]:
         """Segment many images, decoded ahead by worker processes and batched through the network.
 
@@ -361,7 +380,7 @@ class Segmenter:
             images: a sequence of images (paths, PIL images, arrays), a map-style
                 `torch.utils.data.Dataset` returning them, or any iterable of them (a generator:
                 streamed, never listed first).
-            class_names, threshold, proposals: as in `segment`.
+            class_names, threshold, proposals, min_score: as in `segment`.
             batch_size: images per network call (classes are still run in ``chunk_size`` chunks).
             workers: `DataLoader` worker processes that decode and letterbox (0: in this one).
             keep_images: keep each decoded image in its result (for `overlay`); without
@@ -378,7 +397,7 @@ class Segmenter:
         """
         check_int("batch_size", batch_size)
         check_int("workers", workers, minimum=0)
-        request = self._prepare(class_names, threshold, proposals)
+        request = self._prepare(class_names, threshold, proposals, min_score)
         dataset = ImageListDataset(
             images,
             input_size=self.config.image_size,
@@ -399,16 +418,80 @@ class Segmenter:
         """
         return self._text.get(check_class_names(class_names))
 
+    def calibrate(
+        self,
+        samples: Iterable[tuple[ImageInput, np.ndarray]],
+        class_names: ClassesArg,
+        *,
+        metric: str = "iou",
+        ignore_index: int = 255,
+        proposals: ProposalSource | _UseDefault = _DEFAULT,
+    ) -> Segmenter:
+        """A segmenter calibrated on a small labelled set: per class seen in the set, a scale
+        and bias on the logits (so that ``prob`` is calibrated) and the threshold of the best
+        ``metric``; the classes the set never shows keep a default fitted on all pixels.
+
+        Args:
+            samples: ``(image, label_map)`` pairs; label maps are ``H x W`` integers of the
+                image's size: 0 background, ``k + 1`` for class k, ``ignore_index`` not counted.
+            class_names: the classes the labels number (names or specs, as `segment` takes).
+            metric: ``"iou"`` (the set's IoU per class, as mIoU counts) or ``"f1"`` (the mean
+                of the images' F1).
+            proposals: as in `segment`.
+
+        Returns:
+            A new `Segmenter` on the same network whose config holds ``threshold``,
+            ``class_thresholds`` and ``calibration`` (with the set's size and the figures
+            before and after); `save_pretrained` writes them. This one is unchanged.
+        """
+        from clsclip.pipeline.calibrate import count_pixels
+        from clsclip.results.calibration import METRICS, fit_calibration
+
+        if metric not in METRICS:
+            raise ValueError(f"unknown metric {metric!r}; choose one of {list(METRICS)}")
+        request = self._prepare(class_names, None, proposals)
+        counts = count_pixels(
+            self._settings(), samples, request, ignore_index=ignore_index,
+            keep_images=metric == "f1", max_pixels=self.max_image_pixels,
+        )  # fmt: skip
+        fit = fit_calibration(counts, metric)
+        return self._with_config(dataclasses.replace(self.config, **fit.config_fields()))
+
+    def _with_config(self, config: AnyConfig) -> Segmenter:
+        """This segmenter with another config of the same network (shares its weights)."""
+        backend = copy.copy(self.backend)
+        backend.config = config  # type: ignore[misc]
+        other = copy.copy(self)
+        other.backend = backend
+        return other
+
     def _prepare(
         self,
-        class_names: Sequence[str],
-        threshold: float | None,
+        class_names: ClassesArg,
+        threshold: Threshold,
         proposals: ProposalSource | _UseDefault,
+        min_score: float | None = None,
     ) -> Request:
-        names = check_class_names(class_names)
-        cutoff = check_threshold(self.config.threshold if threshold is None else threshold)
+        specs = resolve_classes(class_names)
+        names = [spec.name for spec in specs]
+        config = self.config
+        values = resolve_thresholds(specs, threshold, config.class_thresholds, config.threshold)
+        base = config.threshold if not isinstance(threshold, (int, float)) else float(threshold)
+        own = {n: v for n, v in zip(names, values, strict=True) if v != base}
         proposer = self.proposer if isinstance(proposals, _UseDefault) else self._resolve(proposals)
-        return Request(names, cutoff, proposer, self.encode_classes(names))
+        if all(spec.plain for spec in specs):
+            text, layout = self.encode_classes(names), None
+        else:
+            text, layout = class_rows(specs, self.encode_classes, config.prompt_rule)
+        scale = bias = None
+        if config.calibration is not None:
+            pairs = [calibration_entry(config.calibration, name) for name in names]
+            device = text.device
+            scale = torch.tensor([a for a, _ in pairs], dtype=torch.float32, device=device)
+            bias = torch.tensor([b for _, b in pairs], dtype=torch.float32, device=device)
+        if min_score is not None:
+            min_score = check_threshold(min_score)
+        return Request(names, base, proposer, text, layout, own, scale, bias, min_score)
 
     def _settings(self) -> Settings:
         config = self.config

@@ -6,6 +6,7 @@ import clsclip
 
 def test_public_api() -> None:
     assert clsclip.__all__ == [
+        "ClassSpec",
         "ClipSegConfig",
         "ClsClipConfig",
         "DenseClipConfig",

@@ -106,10 +106,18 @@ def test_prompt_templates_are_averaged() -> None:
     [
         ([], ValueError, "class_names is empty"),
         ("dog", TypeError, r"single string 'dog'; pass \['dog'\]"),
-        (["dog", 3], TypeError, "class names must be str, got int 3 at position 1"),
+        (
+            ["dog", 3],
+            TypeError,
+            r"class names must be str \(or class specs\), got int 3 at position 1",
+        ),
         (["dog", "  "], ValueError, "class name at position 1 is empty"),
         (["dog", "cat", "Dog "], ValueError, "duplicate class name 'Dog ' at positions 0 and 2"),
-        (None, TypeError, "class_names must be a list of strings, got NoneType"),
+        (
+            None,
+            TypeError,
+            r"class_names must be a list of strings \(or class specs\), got NoneType",
+        ),
     ],
 )
 def test_bad_class_names(segmenter, names, error, message) -> None:

@@ -4,6 +4,7 @@ behind the pipeline's `clsclip.backends.base.Backend` interface."""
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -177,9 +178,14 @@ class OnnxBackend:
         self, folder: str | os.PathLike[str], *, include_backbone: bool | None = None
     ) -> Path:
         """A copy of the export (graphs, description, vocabulary, stored classes), written as
-        one unit like every model folder; load it with ``backend="onnxruntime"``."""
+        one unit like every model folder; load it with ``backend="onnxruntime"``. The
+        description holds this segmenter's config (a calibrated one, say)."""
         target = Path(folder)
+        description = {**self.description, "config": self.config.to_dict()}
         if target.resolve() == self.folder.resolve():
+            if description != self.description:
+                write_folder(target, lambda tmp: _write_description(tmp, description),
+                             replaces={ONNX_CONFIG})  # fmt: skip
             return target
         names = [
             ONNX_CONFIG,
@@ -189,9 +195,10 @@ class OnnxBackend:
         ]
 
         def copy(tmp: Path) -> None:
-            for name in names:
+            for name in names[1:]:
                 if (self.folder / name).is_file():
                     shutil.copy2(self.folder / name, tmp / name)
+            _write_description(tmp, description)
 
         write_folder(target, copy, replaces=set(names))
         return target
@@ -240,3 +247,7 @@ def _stored_vectors(folder: Path, description: dict[str, Any]) -> dict[str, torc
     if vectors.ndim != 2 or len(names) != vectors.shape[0] or not torch.isfinite(vectors).all():
         raise ValueError(f"{folder / str(name)} holds no finite vector per stored class name")
     return dict(zip(names, vectors, strict=True))
+
+
+def _write_description(folder: Path, description: dict[str, Any]) -> None:
+    (folder / ONNX_CONFIG).write_text(json.dumps(description, indent=2), encoding="utf-8")

@@ -8,6 +8,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 USER_ERRORS = (OSError, ValueError, TypeError, ImportError)
 """Errors that are the user's input, reported as one line with exit status 2."""
@@ -17,6 +18,23 @@ def fail(error: BaseException | str) -> int:
     """Print ``clsclip: error: ...`` (one line) and return the exit status 2."""
     print(f"clsclip: error: {error}", file=sys.stderr)
     return 2
+
+
+def resolve_class_args(args: Any) -> None:
+    """``--classes`` or ``--classes-file`` (exactly one) as ``args.class_specs`` (`ClassSpec`s)
+    and ``args.classes`` (their names)."""
+    from clsclip.classes import read_classes_file, resolve_classes
+
+    given = [flag for flag, value in (("--classes", args.classes),
+                                      ("--classes-file", args.classes_file)) if value]  # fmt: skip
+    if len(given) != 1:
+        raise ValueError("give the classes with --classes NAME ... or --classes-file FILE"
+                         + (" (not both)" if given else ""))  # fmt: skip
+    if args.classes_file is not None:
+        args.class_specs = read_classes_file(args.classes_file)
+    else:
+        args.class_specs = resolve_classes(list(args.classes))
+    args.classes = [spec.name for spec in args.class_specs]
 
 
 def check_output_folder(folder: Path, flag: str = "--out") -> None:

@@ -10,7 +10,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from clsclip.cli.common import USER_ERRORS, check_output_folder, fail, terminate_as_interrupt
+from clsclip.cli.common import (
+    USER_ERRORS,
+    check_output_folder,
+    fail,
+    resolve_class_args,
+    terminate_as_interrupt,
+)
 from clsclip.labelling import FORMATS
 from clsclip.optional import require
 
@@ -29,7 +35,12 @@ def add_parser(commands: Any) -> None:
     seg.add_argument("images", nargs="*", type=Path, help="image files or folders of images")
     seg.add_argument("--list", type=Path, default=None, help="a text file of image paths")
     seg.add_argument("--recursive", action="store_true", help="look into subfolders too")
-    seg.add_argument("--classes", nargs="+", required=True, help="class names, e.g. dog cat")
+    seg.add_argument("--classes", nargs="+", default=None, help="class names, e.g. dog cat")
+    seg.add_argument(
+        "--classes-file", type=Path, default=None,
+        help="YAML or JSON mapping of class names to prompts, negatives and thresholds, instead "
+        "of --classes (see docs/calibration.md)",
+    )  # fmt: skip
     seg.add_argument("--model", required=True, help="a model folder or a Hugging Face Hub repo id")
     seg.add_argument("--out", type=Path, required=True, help="output folder")
     seg.add_argument(
@@ -66,6 +77,10 @@ def add_parser(commands: Any) -> None:
     )  # fmt: skip
     seg.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: auto)")
     seg.add_argument("--threshold", type=float, default=None, help="mask threshold in [0, 1]")
+    seg.add_argument(
+        "--min-score", type=float, default=None,
+        help="classes whose presence score in an image is below it get empty masks there",
+    )  # fmt: skip
     seg.add_argument("--chunk-size", type=int, default=16, help="pairs per forward pass")
     seg.add_argument(
         "--precision",
@@ -132,17 +147,23 @@ def _proposer(args: argparse.Namespace, device: str) -> Any:
 def run(args: argparse.Namespace) -> int:
     """The labelling job: 0 done, 1 some images failed, 2 refused (nothing written), 130
     interrupted (``--resume`` goes on)."""
+    import torch
+
     from clsclip.labelling import RunLocked, RunRefused
 
+    threads = torch.get_num_threads()  # --threads is this run's: `main()` may be called again
     try:
-        plan = _plan(args)
-    except (*USER_ERRORS, RunRefused, RunLocked) as e:
-        return fail(e)
-    return _execute(args, plan)
+        try:
+            plan = _plan(args)
+        except (*USER_ERRORS, RunRefused, RunLocked) as e:
+            return fail(e)
+        return _execute(args, plan)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
-    from clsclip.checks import check_class_names, check_int, check_threshold
+    from clsclip.checks import check_int, check_threshold
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ValueError(
@@ -160,9 +181,11 @@ def _check_arguments(args: argparse.Namespace) -> None:
         check_int("--max-image-pixels", args.max_image_pixels, minimum=0)
     if args.threshold is not None:
         check_threshold(args.threshold)
+    if args.min_score is not None:
+        check_threshold(args.min_score)
+    resolve_class_args(args)
     if not args.gpus_per_actor >= 0:
         raise ValueError(f"--gpus-per-actor must be >= 0, got {args.gpus_per_actor}")
-    check_class_names(args.classes)
     if args.engine == "ray":
         require("ray.data", "ray", purpose="--engine ray")
 
@@ -170,6 +193,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
 def _plan(args: argparse.Namespace) -> dict[str, Any]:
     """Everything checked and decided before anything is written."""
     from clsclip.checks import MAX_IMAGE_PIXELS
+    from clsclip.classes import specs_identity
     from clsclip.labelling import check_folder, common_base, list_inputs, read_run
     from clsclip.labelling.spec import model_identity, proposals_identity, run_spec
 
@@ -195,7 +219,7 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
         if args.threads is not None:  # before the model computes anything (class vectors)
             import torch
 
-            torch.set_num_threads(args.threads)
+            torch.set_num_threads(args.threads)  # `run` restores the caller's count
         segmenter = _segmenter(args)
         config = segmenter.config
     proposer = _proposer(args, str(segmenter.device) if segmenter is not None else "cpu")
@@ -204,7 +228,8 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
     formats = tuple(dict.fromkeys(args.format))
     spec = run_spec(
         model=model_identity(args.model, backend=args.backend, revision=args.revision),
-        config=config, classes=args.classes, threshold=threshold, formats=formats,
+        config=config, classes=specs_identity(args.class_specs), threshold=threshold,
+        formats=formats, min_score=args.min_score,
         instances=args.instances,
         proposals=proposals_identity(args.proposals, boxes=args.boxes,
                                      yolo_model=args.yolo_model, yolo_conf=args.yolo_conf),
@@ -240,7 +265,9 @@ def _segmenter(args: argparse.Namespace) -> Any:
         backend=args.backend,
     )
     logger.info("model %s: %s", args.model, segmenter)
-    segmenter.encode_classes(args.classes)  # checks the names once, before any image
+    segmenter.encode_classes(  # checks the names and prompts once, before any image
+        list(dict.fromkeys(t for c in args.class_specs for t in (*c.prompts, *c.negatives)))
+    )
     return segmenter
 
 
@@ -267,7 +294,8 @@ def _execute(args: argparse.Namespace, plan: dict[str, Any]) -> int:
     from clsclip.labelling import OutputOptions, RunLocked, WorkerDied, close_run, execute, open_run
 
     out = plan["out"]
-    options = OutputOptions(out, tuple(args.classes), plan["formats"], args.instances)
+    options = OutputOptions(out, tuple(args.classes), plan["formats"], args.instances,
+                            tuple(args.class_specs), args.min_score)  # fmt: skip
     try:
         state = open_run(out, plan["spec"], resume=args.resume, overwrite=args.overwrite,
                          options=options)  # fmt: skip

@@ -58,6 +58,14 @@ class ModelConfig:
         resize_mode: how an image becomes the square input: ``"letterbox"`` (long side to
             ``image_size``, aspect ratio kept, padded) or ``"resize"`` (stretched to the square,
             as the PASCAL-5i / COCO-20i references do). Train and evaluate a model the same way.
+        class_thresholds: thresholds of named classes, over ``threshold`` (``clsclip
+            calibrate`` writes them; a call's or a class spec's threshold goes first).
+        calibration: what ``clsclip calibrate`` fitted: ``{"classes": {name: {"scale": a,
+            "bias": b}}, "default": {"scale": a, "bias": b}, ...}``; the logits of a class
+            become ``a * logit + b`` (its own entry, else ``default``). None: uncalibrated. The
+            other keys record the calibration set and the figures before and after.
+        prompt_rule: how the prompts of one class spec are combined: ``"mean"`` (one vector)
+            or ``"max"`` (the largest logit of the prompts); see `clsclip.classes`.
     """
 
     MODEL_TYPE: ClassVar[str] = ""
@@ -73,6 +81,9 @@ class ModelConfig:
     image_mean: tuple[float, float, float] | None = None
     image_std: tuple[float, float, float] | None = None
     resize_mode: str = "letterbox"
+    class_thresholds: dict[str, float] = dataclasses.field(default_factory=dict)
+    calibration: dict[str, Any] | None = None
+    prompt_rule: str = "mean"
 
     def __post_init__(self) -> None:
         # Lists (from JSON or users) become tuples, so that the frozen config compares equal.
@@ -112,6 +123,13 @@ class ModelConfig:
         if self.resize_mode not in RESIZE_MODES:
             raise ValueError(
                 f"unknown resize_mode {self.resize_mode!r}; choose one of {list(RESIZE_MODES)}"
+            )
+        _check_class_thresholds(self.class_thresholds)
+        if self.calibration is not None:
+            _check_calibration(self.calibration)
+        if self.prompt_rule not in PROMPT_RULES:
+            raise ValueError(
+                f"unknown prompt_rule {self.prompt_rule!r}; choose one of {list(PROMPT_RULES)}"
             )
         for name in ("image_mean", "image_std"):
             value = getattr(self, name)
@@ -262,3 +280,44 @@ def _check_templates(templates: object) -> None:
             raise ValueError(
                 f"each prompt template must be a str with exactly one '{{}}', got {template!r}"
             )
+
+
+PROMPT_RULES = ("mean", "max")
+"""How the prompts of one class spec are combined (`clsclip.classes.PROMPT_RULES`)."""
+MAX_LOGIT_SCALE = 1e3
+
+
+def _check_class_thresholds(thresholds: object) -> None:
+    if not isinstance(thresholds, Mapping):
+        raise TypeError(f"class_thresholds must map class names to thresholds, got {thresholds!r}")
+    for name, value in thresholds.items():
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"class_thresholds: {name!r} is not a class name")
+        try:
+            check_threshold(value)
+        except (TypeError, ValueError) as e:
+            raise type(e)(f"class_thresholds[{name!r}]: {e}") from None
+
+
+def calibration_entry(calibration: Mapping[str, Any], name: str) -> tuple[float, float]:
+    """``(scale, bias)`` of one class: its own entry, else the default one, else (1, 0)."""
+    entry = calibration.get("classes", {}).get(name) or calibration.get("default")
+    if not entry:
+        return 1.0, 0.0
+    return float(entry["scale"]), float(entry["bias"])
+
+
+def _check_calibration(calibration: object) -> None:
+    if not isinstance(calibration, Mapping):
+        raise TypeError(f"calibration must be a mapping or None, got {type(calibration).__name__}")
+    classes = calibration.get("classes", {})
+    if not isinstance(classes, Mapping):
+        raise TypeError("calibration['classes'] must map class names to {scale, bias}")
+    entries = [(f"calibration['classes'][{k!r}]", v) for k, v in classes.items()]
+    if calibration.get("default") is not None:
+        entries.append(("calibration['default']", calibration["default"]))
+    for where, entry in entries:
+        if not isinstance(entry, Mapping) or set(entry) != {"scale", "bias"}:
+            raise ValueError(f"{where} must be {{'scale': a, 'bias': b}}, got {entry!r}")
+        check_number(f"{where} scale", entry["scale"], maximum=MAX_LOGIT_SCALE)
+        check_number(f"{where} bias", entry["bias"], maximum=MAX_LOGIT_SCALE, positive=False)

@@ -34,12 +34,21 @@ class OutputOptions:
         classes: the class names.
         formats: some of `FORMATS`.
         instances: COCO annotations per connected component instead of per class.
+        specs: the class specs (`clsclip.classes.ClassSpec`) of ``classes`` (empty: the names).
+        min_score: classes below this presence score get empty masks (None: no such rule).
     """
 
     out: Path
     classes: tuple[str, ...]
     formats: tuple[str, ...] = ("png",)
     instances: bool = False
+    specs: tuple[Any, ...] = ()
+    min_score: float | None = None
+
+    @property
+    def segment_classes(self) -> list[Any]:
+        """What `Segmenter.segment_many` is given: the specs, else the names."""
+        return list(self.specs or self.classes)
 
 
 def write_outputs(

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from clsclip.checks import MAX_IMAGE_PIXELS
+from clsclip.classes import specs_identity
 from clsclip.labelling.inputs import InputImage, default_stem
 from clsclip.labelling.outputs import OutputOptions, write_outputs
 from clsclip.labelling.run import Engine, RunState, failed_record, ok_record
@@ -50,7 +51,7 @@ class SegmentBatch:
 
     Args:
         model: a model folder or Hub repo id (as `Segmenter.from_pretrained` takes).
-        classes: the class names.
+        classes: the class names, or class specs (as `clsclip.classes.specs_identity` writes them).
         out: where to write each image's files (None: write nothing, return the columns).
         formats: output formats (see `clsclip.labelling.outputs.FORMATS`).
         threshold: mask threshold (None: the model's).
@@ -67,7 +68,7 @@ class SegmentBatch:
     def __init__(
         self,
         model: str,
-        classes: Sequence[str],
+        classes: Sequence[Any],
         *,
         out: str | None = None,
         formats: Sequence[str] = ("coco",),
@@ -85,9 +86,11 @@ class SegmentBatch:
         yolo_model: str = "yolo11n.pt",
         yolo_conf: float = 0.25,
         max_image_pixels: int | None = MAX_IMAGE_PIXELS,
+        min_score: float | None = None,
     ) -> None:
         import torch
 
+        from clsclip.classes import resolve_classes
         from clsclip.proposals import BoxProposer, YoloProposer
         from clsclip.segmenter import Segmenter
 
@@ -104,14 +107,21 @@ class SegmentBatch:
             self.segmenter.proposer = YoloProposer(
                 yolo_model, conf=yolo_conf, device=str(self.segmenter.device)
             )
-        self.classes = list(classes)
+        self.specs = resolve_classes(classes)  # names, or specs as `specs_identity` writes them
+        self.classes = [spec.name for spec in self.specs]
         self.threshold = threshold
         self.run = run
         self.options = OutputOptions(
-            Path(out) if out else Path("."), tuple(classes), tuple(formats), instances
+            Path(out) if out else Path("."),
+            tuple(self.classes),
+            tuple(formats),
+            instances,
+            tuple(self.specs),
+            min_score,
         )
         self.write = out is not None
-        self.segmenter.encode_classes(self.classes)  # checks the names, fills the cache
+        texts = [t for spec in self.specs for t in (*spec.prompts, *spec.negatives)]
+        self.segmenter.encode_classes(list(dict.fromkeys(texts)))  # checks, fills the cache
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         count = len(next(iter(batch.values())))
@@ -123,8 +133,9 @@ class SegmentBatch:
         images = self._images(batch, count)
         good = [i for i in range(count) if not errors[i]]
         outcomes = self.segmenter.segment_many(
-            [images[i] for i in good], self.classes, threshold=self.threshold,
+            [images[i] for i in good], self.options.segment_classes, threshold=self.threshold,
             keep_images="png" in self.options.formats, deterministic=True,
+            min_score=self.options.min_score,
         )  # fmt: skip
         rows: list[dict[str, Any]] = [
             self._row(keys[i], stems[i], "failed", errors[i]) for i in range(count)
@@ -226,8 +237,10 @@ def ray_engine(
         context.enable_progress_bars = False
         by_key = {image.key: image for image in images}
         rows = [{"key": i.key, "path": str(i.path), "stem": stems[i.key]} for i in images]
-        kwargs = {"model": model, "classes": list(options.classes), "out": str(options.out),
+        classes = specs_identity(options.specs) if options.specs else list(options.classes)
+        kwargs = {"model": model, "classes": classes, "out": str(options.out),
                   "formats": list(options.formats), "threshold": threshold,
+                  "min_score": options.min_score,
                   "instances": options.instances, "run": state.hash, **actor_kwargs}  # fmt: skip
         if kwargs.get("threads") is None and address is None:  # share this machine's cores
             kwargs["threads"] = max(1, (os.cpu_count() or 1) // max(1, actors))

@@ -170,12 +170,13 @@ def local_engine(
     ) -> Iterator[dict[str, Any]]:
         outcomes = segmenter.segment_many(
             [image.path for image in images],
-            list(options.classes),
+            options.segment_classes,
             batch_size=batch_size,
             workers=workers,
             threshold=threshold,
             keep_images="png" in options.formats,
             deterministic=True,
+            min_score=options.min_score,
         )
         start = time.perf_counter()
         for outcome in _loaded(outcomes):

@@ -72,7 +72,7 @@ def run_spec(
     *,
     model: dict[str, Any],
     config: ModelConfig,
-    classes: Sequence[str],
+    classes: Sequence[Any],
     threshold: float,
     formats: Sequence[str],
     instances: bool,
@@ -81,6 +81,7 @@ def run_spec(
     backend: str,
     max_image_pixels: int | None,
     base: Path,
+    min_score: float | None = None,
 ) -> dict[str, Any]:
     """The description ``run.json`` holds (see the module's docstring)."""
     return {
@@ -90,6 +91,7 @@ def run_spec(
         "classes": list(classes),
         "prompt_templates": list(config.prompt_templates),
         "threshold": threshold,
+        "min_score": min_score,
         "image_size": config.image_size,
         "resize_mode": config.resize_mode,
         "formats": sorted(formats),

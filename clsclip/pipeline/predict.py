@@ -3,14 +3,15 @@ class names in, results out. The `Segmenter` facade checks arguments and calls t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from PIL import Image
 
 from clsclip.backends import Backend
+from clsclip.classes.rows import RowLayout
 from clsclip.pipeline.batches import LoadedImage
 from clsclip.pipeline.letterbox import letterbox_tensor
 from clsclip.pipeline.views import ImagePrediction, ViewPlanner
@@ -22,7 +23,7 @@ from clsclip.results import (
     LowResPrediction,
     SegmentationResult,
     TensorSegmentation,
-    threshold_logit,
+    class_cutoffs,
 )
 
 
@@ -32,15 +33,25 @@ class Request:
 
     Attributes:
         names: the K checked class names.
-        threshold: the probability threshold in [0, 1].
+        threshold: the probability threshold in [0, 1] of the classes without their own.
         proposer: ClsCLIP+ region proposals, or None.
-        text: float32 ``K x embed_dim`` class vectors on the backend's device.
+        text: float32 ``R x embed_dim`` vectors of the rows (prompts, negatives) on the
+            backend's device; for plain class names, class k is row k.
+        layout: where each class's rows are (None: class k is row k).
+        class_thresholds: the classes' own thresholds (spec, call, config), by name.
+        scale, bias: float32 ``K`` calibration of the class logits (None: none).
+        min_score: classes whose presence score is below it get empty masks.
     """
 
     names: list[str]
     threshold: float
     proposer: Proposer | None
     text: torch.Tensor
+    layout: RowLayout | None = None
+    class_thresholds: Mapping[str, float] = field(default_factory=dict)
+    scale: torch.Tensor | None = None
+    bias: torch.Tensor | None = None
+    min_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -70,9 +81,8 @@ def predict_images(
         if request.proposer is not None and image is not None:
             found = request.proposer.propose(image, request.names)
         ready = prepared[i] if prepared is not None else None
-        planner.plan_image(
-            image, request.names, found, settings.matcher, settings.zoom, settings.encode, ready
-        )
+        planner.plan_image(image, request.names, found, settings.matcher, settings.zoom,
+                           settings.encode, ready, request.layout)  # fmt: skip
     with settings.backend.inference():
         return planner.run(
             request.text, chunk_size=settings.chunk_size, fusion=settings.zoom.fusion
@@ -99,9 +109,9 @@ def predict_requests(
     planner = ViewPlanner(settings.backend, settings.image_size, settings.resize_mode)
     for image, request in items:
         found = request.proposer.propose(image, request.names) if request.proposer else None
-        rows = range(offsets[id(request)], offsets[id(request)] + len(request.names))
+        layout = request.layout or RowLayout.plain(len(request.names))
         planner.plan_image(image, request.names, found, settings.matcher, settings.zoom,
-                           settings.encode, None, rows)  # fmt: skip
+                           settings.encode, None, layout.shifted(offsets[id(request)]))  # fmt: skip
     with settings.backend.inference():
         return planner.run(torch.cat(texts), chunk_size=settings.chunk_size,
                            fusion=settings.zoom.fusion)  # fmt: skip
@@ -130,7 +140,7 @@ def predict_requests_plain(
     for image, request in items:
         found = request.proposer.propose(image, request.names) if request.proposer else None
         planner.plan_image(image, request.names, found, settings.matcher, settings.zoom,
-                           settings.encode)  # fmt: skip
+                           settings.encode, None, request.layout)  # fmt: skip
     with settings.backend.inference():
         return planner.run(items[0][1].text, chunk_size=settings.chunk_size,
                            fusion=settings.zoom.fusion)  # fmt: skip
@@ -138,9 +148,13 @@ def predict_requests_plain(
 
 def result_of(request: Request, prediction: ImagePrediction) -> SegmentationResult:
     """The user's result of one image's prediction."""
+    low_res = prediction.prediction
+    if request.scale is not None or request.bias is not None:
+        low_res = low_res.with_calibration(request.scale, request.bias)
     return SegmentationResult(
-        request.names, prediction.prediction, request.threshold, prediction.image, prediction.boxes
-    )
+        request.names, low_res, request.threshold, prediction.image, prediction.boxes,
+        class_thresholds=request.class_thresholds, min_score=request.min_score,
+    )  # fmt: skip
 
 
 def stream_outcomes(
@@ -205,9 +219,15 @@ def segment_tensors(
             )
             out = backend.predict_logits(pixels, request.text, chunk_size=settings.chunk_size)
             logits.append(out.float().to(backend.device))
-        low_res = torch.cat(logits)
-        cutoff = threshold_logit(request.threshold)
-        labels = torch.stack(
-            [FullResolution(LowResPrediction(x, box)).label_map(cutoff)[0] for x in low_res]
-        )
+        rows = torch.cat(logits)
+        layout = request.layout or RowLayout.plain(len(request.names))
+        low_res = rows if layout.is_plain else torch.stack(
+            [torch.stack([x[list(r)].amax(dim=0) for r in layout.prompts]) for x in rows]
+        )  # fmt: skip
+        thresholds = [request.class_thresholds.get(n, request.threshold) for n in request.names]
+        cutoffs = class_cutoffs(thresholds, len(request.names))
+        labels = torch.stack([
+            FullResolution(LowResPrediction(x, box, scale=request.scale, bias=request.bias))
+            .label_map(cutoffs)[0] for x in low_res
+        ])  # fmt: skip
     return TensorSegmentation(request.names, labels, low_res, box, request.threshold)

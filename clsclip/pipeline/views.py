@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from clsclip.backends import Backend
+from clsclip.classes.rows import RowLayout
 from clsclip.geometry import Letterbox, Region
 from clsclip.pipeline.letterbox import letterbox_image
 from clsclip.proposals.base import Proposals
@@ -36,7 +37,7 @@ class _Crop:
 class _ImagePlan:
     image: Image.Image | None
     view: int
-    classes: list[int]  # rows of the text tensor, in the image's class order
+    layout: RowLayout  # where the image's classes are in the text tensor
     crops: list[_Crop] = field(default_factory=list)
     boxes: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -83,19 +84,20 @@ class ViewPlanner:
         settings: ZoomSettings,
         encode: TextEncoder,
         prepared: tuple[torch.Tensor, Letterbox] | None = None,
-        rows: Sequence[int] | None = None,
+        layout: RowLayout | None = None,
     ) -> _ImagePlan:
         """Plan one image: its whole view (``prepared`` when already letterboxed) for every
-        class, and a crop view per region of matching proposals (these need ``image``).
+        row of its classes (prompts and negatives), and a crop view per region of matching
+        proposals (these need ``image``), for the prompt rows of the classes they serve.
 
-        ``rows``: where the image's classes are in the text tensor `run` gets (default: rows
-        0 .. K - 1); images of different requests share one pass with their own classes.
+        ``layout``: where the image's classes are in the text tensor `run` gets (default: class
+        k is row k); images of different requests share one pass with their own rows.
         """
         view = self.add_view(image, None, prepared)
-        classes = list(range(len(class_names))) if rows is None else list(rows)
-        plan = _ImagePlan(image=image, view=view, classes=classes)
+        layout = layout if layout is not None else RowLayout.plain(len(class_names))
+        plan = _ImagePlan(image=image, view=view, layout=layout)
         self.plans.append(plan)
-        self.pairs += [(view, k) for k in classes]
+        self.pairs += [(view, row) for row in layout.all_rows]
         if proposals is None or not len(proposals):
             return plan
         if image is None:
@@ -117,8 +119,10 @@ class ViewPlanner:
                     continue
                 if region not in crop_views:  # one view per region, shared by its classes
                     crop_views[region] = self.add_view(image, region)
-                plan.crops.append(_Crop(crop_views[region], k, region))
-                self.pairs.append((crop_views[region], classes[k]))
+                if not any(c.view == crop_views[region] and c.class_index == k
+                           for c in plan.crops):  # fmt: skip
+                    plan.crops.append(_Crop(crop_views[region], k, region))
+                    self.pairs += [(crop_views[region], row) for row in layout.prompts[k]]
                 used.append(proposals.boxes[i])
             if used:
                 plan.boxes[class_names[k]] = np.stack(used).astype(np.float32)
@@ -132,17 +136,24 @@ class ViewPlanner:
         logits, boxes = self._logits(text, chunk_size)
         out = []
         for plan in self.plans:
-            full = torch.stack([logits[(plan.view, k)] for k in plan.classes])
+            layout = plan.layout
+            full = torch.stack([_largest(logits, plan.view, rows) for rows in layout.prompts])
             crops = tuple(
                 CropLogits(
                     crop.class_index,
                     crop.region,
                     boxes[crop.view],
-                    logits[(crop.view, plan.classes[crop.class_index])],
+                    _largest(logits, crop.view, layout.prompts[crop.class_index]),
                 )
                 for crop in plan.crops
             )
-            prediction = LowResPrediction(full, boxes[plan.view], crops, fusion)
+            owners = [k for k, rows in enumerate(layout.negatives) for _ in rows]
+            negatives = None
+            if owners:
+                rows = [row for rows in layout.negatives for row in rows]
+                negatives = torch.stack([logits[(plan.view, row)] for row in rows])
+            prediction = LowResPrediction(full, boxes[plan.view], crops, fusion, negatives,
+                                          tuple(owners))  # fmt: skip
             out.append(ImagePrediction(plan.image, prediction, plan.boxes))
         return out
 
@@ -179,3 +190,12 @@ class ViewPlanner:
         return letterbox_image(
             image, self.image_size, backend.image_mean, backend.image_std, self.resize_mode
         )
+
+
+def _largest(
+    logits: dict[tuple[int, int], torch.Tensor], view: int, rows: Sequence[int]
+) -> torch.Tensor:
+    """A class's logits on a view: its one row's, or the largest of its prompt rows' per cell."""
+    if len(rows) == 1:
+        return logits[(view, rows[0])]
+    return torch.stack([logits[(view, row)] for row in rows]).amax(dim=0)

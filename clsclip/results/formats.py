@@ -14,7 +14,7 @@ from PIL import Image
 
 from clsclip.optional import require
 from clsclip.results.drawing import palette
-from clsclip.results.restore import FullResolution, LowResPrediction, threshold_logit
+from clsclip.results.restore import FullResolution, LowResPrediction, class_cutoffs
 
 
 def encode_rle(mask: np.ndarray) -> dict[str, Any]:
@@ -39,21 +39,27 @@ def _components(mask: np.ndarray) -> list[np.ndarray]:
 
 
 def present_classes(
-    prediction: LowResPrediction, threshold: float
+    prediction: LowResPrediction, threshold: float | Sequence[float]
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """(k, float32 probabilities, bool mask) of each class whose mask is not empty, one class at
-    a time; the mask thresholds logits exactly as `SegmentationResult.mask` does."""
+    a time; the mask thresholds logits exactly as `SegmentationResult.mask` does (``threshold``:
+    one probability threshold, or one per class)."""
     full = FullResolution(prediction)
-    cutoff = threshold_logit(threshold)
+    cutoffs = class_cutoffs(threshold, prediction.num_classes)
     for k in range(prediction.num_classes):
         logits = full.class_logits(k)
+        cutoff = cutoffs if isinstance(cutoffs, float) else cutoffs[k]
         mask = (logits > cutoff).cpu().numpy()
         if mask.any():
             yield k, logits.sigmoid_().cpu().numpy(), mask
 
 
 def coco_annotations(
-    prediction: LowResPrediction, threshold: float, *, image_id: int, instances: bool = False
+    prediction: LowResPrediction,
+    threshold: float | Sequence[float],
+    *,
+    image_id: int,
+    instances: bool = False,
 ) -> list[dict[str, Any]]:
     """COCO annotations of one image's network output at a probability threshold: per class
     with a non-empty mask, one annotation (or, with ``instances``, one per 8-connected
@@ -86,7 +92,7 @@ def coco_categories(class_names: Sequence[str]) -> list[dict[str, Any]]:
 
 
 def to_supervision(
-    prediction: LowResPrediction, class_names: Sequence[str], threshold: float
+    prediction: LowResPrediction, class_names: Sequence[str], threshold: float | Sequence[float]
 ) -> Any:
     """A `supervision.Detections`: one detection per class with a non-empty mask (``mask``
     bool ``N x H x W``, ``xyxy`` its box, ``class_id`` k, ``confidence`` the mean probability

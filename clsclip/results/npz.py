@@ -9,10 +9,11 @@ the pixel limit of images), and object arrays are refused (no pickle).
 from __future__ import annotations
 
 import json
+import math
 import os
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -41,14 +42,20 @@ _ENTRIES = (
 )  # fmt: skip
 
 
+_OPTIONAL = ("class_thresholds", "min_score", "negatives", "negative_of", "scale", "bias")
+"""Entries of files written since class specs and calibration (absent: none of them)."""
+
+
 @dataclass(frozen=True)
 class NpzContent:
-    """What a result file holds: names, network output, threshold, proposal boxes per class."""
+    """What a result file holds: names, network output, thresholds, proposal boxes per class."""
 
     class_names: list[str]
     prediction: LowResPrediction
     threshold: float
     boxes: dict[str, np.ndarray]
+    class_thresholds: dict[str, float] = field(default_factory=dict)
+    min_score: float | None = None
 
 
 def write_npz(
@@ -58,6 +65,8 @@ def write_npz(
     prediction: LowResPrediction,
     threshold: float,
     boxes: Mapping[str, np.ndarray],
+    class_thresholds: Mapping[str, float] | None = None,
+    min_score: float | None = None,
 ) -> None:
     """Write one result's network output (`read_npz` reads it back); equal inputs give equal
     bytes."""
@@ -79,7 +88,18 @@ def write_npz(
         if crops
         else np.zeros((0, *grid), np.float32),
         boxes=np.asarray(json.dumps({k: v.tolist() for k, v in boxes.items()})),
-    )
+        class_thresholds=np.asarray(json.dumps(dict(class_thresholds or {}))),
+        min_score=np.float64(math.nan if min_score is None else min_score),
+        negatives=(prediction.negatives.numpy() if prediction.negatives is not None
+                   else np.zeros((0, *grid), np.float32)),
+        negative_of=np.asarray(prediction.negative_of, np.int64),
+        scale=_vector(prediction.scale),
+        bias=_vector(prediction.bias),
+    )  # fmt: skip
+
+
+def _vector(value: torch.Tensor | None) -> np.ndarray:
+    return np.zeros(0, np.float32) if value is None else value.numpy().astype(np.float32)
 
 
 def _savez(path: str | os.PathLike[str] | BinaryIO, **arrays: np.ndarray) -> None:
@@ -158,8 +178,50 @@ def read_npz(
             boxes = {str(k): np.asarray(v, np.float32).reshape(-1, 4) for k, v in boxes.items()}
         except (TypeError, ValueError) as e:
             raise ValueError(f"{name}: 'boxes' must hold N x 4 boxes per class: {e}") from e
-    prediction = LowResPrediction(logits, box, crops, fusion)  # type: ignore[arg-type]
-    return NpzContent(names, prediction, threshold, boxes)
+        extra = _optional(read, names, grid, name) if _OPTIONAL[0] in headers else {}
+    thresholds, min_score = extra.pop("class_thresholds", {}), extra.pop("min_score", None)
+    try:
+        prediction = LowResPrediction(logits, box, crops, fusion, **extra)  # type: ignore[arg-type]
+    except ValueError as e:
+        raise ValueError(f"{name}: {e}") from None
+    return NpzContent(names, prediction, threshold, boxes, thresholds, min_score)
+
+
+def _optional(read: _Reader, names: list[str], grid: tuple[int, ...], name: str) -> dict[str, Any]:
+    """The class-spec and calibration entries, checked."""
+    missing = [e for e in _OPTIONAL if e not in read.headers]
+    if missing:
+        raise ValueError(f"{name} is not a clsclip result file: missing entries {missing}")
+    thresholds = read.json("class_thresholds")
+    if (
+        not isinstance(thresholds, dict)
+        or not set(thresholds) <= set(names)
+        or not all(isinstance(v, (int, float)) and 0.0 <= v <= 1.0 for v in thresholds.values())
+    ):
+        raise ValueError(f"{name}: 'class_thresholds' must map class names to numbers in [0, 1]")
+    min_score = float(read.scalar("min_score", np.floating))
+    if not (math.isnan(min_score) or 0.0 <= min_score <= 1.0):
+        raise ValueError(f"{name}: 'min_score' must be in [0, 1], got {min_score}")
+    shape = read.shape("negatives", 3, np.floating)
+    if shape[1:] != grid[1:] or shape[0] > MAX_CLASSES:
+        raise ValueError(f"{name}: 'negatives' must be N x {grid[1]} x {grid[2]}, got {shape}")
+    negatives = read.array("negatives", shape, np.floating).astype(np.float32)
+    owners = read.array("negative_of", (shape[0],), np.integer)
+    out: dict[str, Any] = {
+        "class_thresholds": {str(k): float(v) for k, v in thresholds.items()},
+        "min_score": None if math.isnan(min_score) else min_score,
+        "negatives": torch.from_numpy(negatives) if shape[0] else None,
+        "negative_of": tuple(int(k) for k in owners),
+    }
+    for entry in ("scale", "bias"):
+        count = read.shape(entry, 1, np.floating)[0]
+        if count not in (0, len(names)):
+            raise ValueError(f"{name}: {entry!r} must hold 0 or {len(names)} values, got {count}")
+        values = read.array(entry, (count,), np.floating).astype(np.float32)
+        if not np.isfinite(values).all() or (entry == "scale" and (values <= 0).any()):
+            raise ValueError(f"{name}: {entry!r} must be finite (and a scale positive)")
+        out[entry] = torch.from_numpy(values) if count else None
+    return out
 
 
 def _entry(filename: str) -> str:

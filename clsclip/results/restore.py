@@ -57,12 +57,22 @@ class LowResPrediction:
         letterbox: where the image sat inside the square input.
         crops: ClsCLIP+ crop logits (empty without proposals).
         fusion: how crops merge with the whole image (see `clsclip.proposals.zoom.ZoomSettings`).
+        negatives: float32 ``N x h' x w'`` logits of negative prompts on the whole image's grid
+            (None: none); at every pixel where one of class k's negatives is above class k's
+            logit, class k is out (logit ``-inf``: probability 0).
+        negative_of: the class each negative belongs to (N entries).
+        scale, bias: float32 ``K`` calibration of the logits, ``scale * logit + bias``, applied
+            after fusion and negatives (None: 1 and 0).
     """
 
     logits: torch.Tensor
     letterbox: Letterbox
     crops: tuple[CropLogits, ...] = ()
     fusion: FusionMode = "max"
+    negatives: torch.Tensor | None = None
+    negative_of: tuple[int, ...] = ()
+    scale: torch.Tensor | None = None
+    bias: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.logits.ndim != 3:
@@ -73,6 +83,24 @@ class LowResPrediction:
         for crop in self.crops:
             if not 0 <= crop.class_index < num_classes:
                 raise ValueError(f"crop class {crop.class_index} is not in 0 .. {num_classes - 1}")
+        count = 0 if self.negatives is None else int(self.negatives.shape[0])
+        if len(self.negative_of) != count or any(
+            not 0 <= k < num_classes for k in self.negative_of
+        ):
+            raise ValueError(
+                f"negative_of must name a class in 0 .. {num_classes - 1} for each of the "
+                f"{count} negatives, got {list(self.negative_of)}"
+            )
+        if self.negatives is not None and self.negatives.shape[1:] != self.logits.shape[1:]:
+            raise ValueError("negatives must be on the grid of the logits")
+        for name in ("scale", "bias"):
+            value = getattr(self, name)
+            if value is not None and tuple(value.shape) != (num_classes,):
+                raise ValueError(f"{name} must hold one value per class ({num_classes})")
+
+    @property
+    def calibrated(self) -> bool:
+        return self.scale is not None or self.bias is not None
 
     @property
     def num_classes(self) -> int:
@@ -85,7 +113,53 @@ class LowResPrediction:
     def to(self, device: str | torch.device) -> LowResPrediction:
         """The same prediction with every tensor on ``device``."""
         crops = tuple(replace(c, logits=c.logits.to(device)) for c in self.crops)
-        return replace(self, logits=self.logits.to(device), crops=crops)
+
+        def move(tensor: torch.Tensor | None) -> torch.Tensor | None:
+            return None if tensor is None else tensor.to(device)
+
+        return replace(self, logits=self.logits.to(device), crops=crops,
+                       negatives=move(self.negatives), scale=move(self.scale),
+                       bias=move(self.bias))  # fmt: skip
+
+    def with_calibration(
+        self, scale: torch.Tensor | None, bias: torch.Tensor | None
+    ) -> LowResPrediction:
+        """The same output with another calibration (None: none)."""
+        device = self.logits.device
+        return replace(
+            self,
+            scale=None if scale is None else scale.to(device, torch.float32),
+            bias=None if bias is None else bias.to(device, torch.float32),
+        )
+
+    def cell_logits(self) -> torch.Tensor:
+        """float32 ``K x h' x w'``: the whole image's logits on the grid with negatives and
+        calibration applied (as `FullResolution` applies them per pixel), for image-level
+        scores."""
+        logits = self.logits.float()
+        if self.negatives is not None:
+            logits = logits.clone()
+            for k, negative in zip(self.negative_of, self.negatives.float(), strict=True):
+                logits[k] = torch.where(negative > logits[k], -math.inf, logits[k])
+        return _calibrate(logits, self.scale, self.bias, range(self.num_classes))
+
+
+def _calibrate(
+    logits: torch.Tensor,
+    scale: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    classes: Sequence[int],
+) -> torch.Tensor:
+    """``scale * logits + bias`` per class (the first axis holds ``classes``)."""
+    if scale is None and bias is None:
+        return logits
+    shape = (len(classes),) + (1,) * (logits.ndim - 1)
+    index = torch.as_tensor(list(classes), device=logits.device)
+    if scale is not None:
+        logits = logits * scale[index].reshape(shape)
+    if bias is not None:
+        logits = logits + bias[index].reshape(shape)
+    return logits
 
 
 def threshold_logit(threshold: float) -> float:
@@ -98,6 +172,19 @@ def threshold_logit(threshold: float) -> float:
     if threshold >= 1.0:
         return math.inf
     return math.log(threshold) - math.log1p(-threshold)
+
+
+def class_cutoffs(threshold: float | Sequence[float], num_classes: int) -> float | list[float]:
+    """Logit cutoffs of probability thresholds: one number stays one (every class alike), a
+    sequence gives one per class (`ValueError` for the wrong count)."""
+    if isinstance(threshold, (int, float)):
+        return threshold_logit(float(threshold))
+    values = list(threshold)
+    if len(values) != num_classes:
+        raise ValueError(f"give one threshold per class ({num_classes}), got {len(values)}")
+    if len(set(values)) == 1:
+        return threshold_logit(values[0])
+    return [threshold_logit(v) for v in values]
 
 
 def axis_weights(grid: int, input_size: int, resized: int, original: int) -> torch.Tensor:
@@ -170,7 +257,7 @@ class FullResolution:
         self._band_bytes = band_bytes
         self._per_class = 4 * self.width * max(logits.shape[1], 1)
         self.class_chunk = max(1, min(prediction.num_classes, band_bytes // self._per_class))
-        self._columns: dict[tuple[int, ...], torch.Tensor] = {}
+        self._columns: dict[tuple[int | str, ...], torch.Tensor] = {}
         self._cache_columns = prediction.num_classes * self._per_class <= _CACHE_BYTES
         crops = prediction.crops
         self._crop_top = np.array([c.region[1] for c in crops], dtype=np.int64)
@@ -189,7 +276,38 @@ class FullResolution:
             yield start, min(self.height, start + rows)
 
     def band(self, classes: Sequence[int], start: int, stop: int) -> torch.Tensor:
-        """float32 ``len(classes) x (stop - start) x W``: fused logits of rows ``start:stop``."""
+        """float32 ``len(classes) x (stop - start) x W``: logits of rows ``start:stop``, crops
+        fused, negatives applied, calibrated."""
+        out = self._fused(classes, start, stop)
+        prediction = self.prediction
+        if prediction.negatives is not None:
+            out = self._negatives_applied(out, classes, start, stop)
+        return _calibrate(out, prediction.scale, prediction.bias, classes)
+
+    def _negatives_applied(
+        self, out: torch.Tensor, classes: Sequence[int], start: int, stop: int
+    ) -> torch.Tensor:
+        owners = self.prediction.negative_of
+        wanted = [i for i, k in enumerate(owners) if k in set(classes)]
+        if not wanted:
+            return out
+        position = {k: i for i, k in enumerate(classes)}
+        key: tuple[int | str, ...] = ("negatives", *wanted)
+        columns = self._columns.get(key)
+        if columns is None:
+            assert self.prediction.negatives is not None
+            index = torch.as_tensor(wanted, device=self._logits.device)
+            columns = self._view.columns(self.prediction.negatives.float()[index])
+            if self._cache_columns and self._view.cols_t is not None:
+                self._columns[key] = columns
+        negatives = self._view.rows_of(columns, start, stop)
+        out = out.clone()
+        for j, i in enumerate(wanted):
+            target = out[position[owners[i]]]
+            target.masked_fill_(negatives[j] > target, -math.inf)
+        return out
+
+    def _fused(self, classes: Sequence[int], start: int, stop: int) -> torch.Tensor:
         out = self._view.rows_of(self._columns_of(classes), start, stop)
         crops = self._crops_in(classes, start, stop)
         if not crops:
@@ -229,18 +347,28 @@ class FullResolution:
             out[start:stop] = band if threshold is None else band > threshold
         return out
 
-    def label_map(self, threshold: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def label_map(
+        self, threshold: float | Sequence[float]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One pass over every class: the label map and per-class statistics.
 
         Args:
-            threshold: on logits (see `threshold_logit`).
+            threshold: on logits (see `threshold_logit`): one for every class, or one per class.
 
         Returns:
-            int32 ``H x W`` labels (0 background, k + 1 where class k is above the threshold and
-            has the largest logit; ties go to the lower k), int64 ``K`` pixel counts above the
-            threshold, and float32 ``K`` largest logits.
+            int32 ``H x W`` labels (0 background, k + 1 where class k is above its threshold
+            and has the largest logit of the classes above theirs; ties go to the lower k),
+            int64 ``K`` pixel counts above the threshold, and float32 ``K`` largest logits.
         """
         device, num_classes = self._logits.device, self.prediction.num_classes
+        per_class: torch.Tensor | None = None
+        uniform = 0.0
+        if isinstance(threshold, (int, float)):
+            uniform = float(threshold)
+        else:
+            per_class = torch.as_tensor(list(threshold), dtype=torch.float32, device=device)
+            if per_class.shape != (num_classes,):
+                raise ValueError(f"give one threshold per class ({num_classes})")
         labels = torch.empty(self.height, self.width, dtype=torch.int32, device=device)
         areas = torch.zeros(num_classes, dtype=torch.int64, device=device)
         peaks = torch.full((num_classes,), -math.inf, device=device)
@@ -248,7 +376,7 @@ class FullResolution:
         for start, stop in self.row_bands(self.class_chunk):
             if num_classes == 1:  # no competition between classes: the mask is the label map
                 logits = self.band([0], start, stop)[0]
-                above = logits > threshold
+                above = logits > (uniform if per_class is None else per_class[0])
                 areas += above.float().sum().long()
                 peaks = torch.maximum(peaks, logits.amax())
                 labels[start:stop] = above
@@ -257,13 +385,18 @@ class FullResolution:
             best_index = torch.zeros(0, device=device)
             for chunk in chunks:
                 logits = self.band(chunk, start, stop)
+                cut: float | torch.Tensor = uniform
+                if per_class is not None:
+                    cut = per_class[chunk[0] : chunk[-1] + 1].reshape(-1, 1, 1)
+                above_cells = logits > cut
                 # A band holds < 2**24 values per class, so float32 counts are exact.
-                above = (logits > threshold).float().sum(dim=(1, 2)).long()
-                areas[chunk[0] : chunk[-1] + 1] += above
+                areas[chunk[0] : chunk[-1] + 1] += above_cells.float().sum(dim=(1, 2)).long()
                 peak = logits.amax(dim=(1, 2))
                 peaks[chunk[0] : chunk[-1] + 1] = torch.maximum(
                     peaks[chunk[0] : chunk[-1] + 1], peak
                 )
+                if per_class is not None:  # only classes above their own threshold compete
+                    logits = torch.where(above_cells, logits, -math.inf)
                 value, index = _best_class(logits)
                 if best is None:
                     best, best_index = value, index + chunk[0]
@@ -272,7 +405,8 @@ class FullResolution:
                     best = torch.where(better, value, best)
                     best_index = torch.where(better, index + chunk[0], best_index)
             assert best is not None
-            labels[start:stop] = torch.where(best > threshold, best_index + 1, 0).to(torch.int32)
+            found = best > (uniform if per_class is None else -math.inf)
+            labels[start:stop] = torch.where(found, best_index + 1, 0).to(torch.int32)
         return labels, areas, peaks
 
     def _columns_of(self, classes: Sequence[int]) -> torch.Tensor:
@@ -322,3 +456,36 @@ def _best_class(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         torch.maximum(best, logits[k], out=best)
         index.masked_fill_(better, k)
     return best, index
+
+
+PRESENCE_POOL = 3
+"""Side of the mean filter over patch-grid cells before the peak of `presence_scores`."""
+
+
+def presence_scores(prediction: LowResPrediction) -> np.ndarray:
+    """float32 ``K``: each class's presence score, the sigmoid of the largest
+    ``PRESENCE_POOL`` x ``PRESENCE_POOL`` mean of its logits on the patch grid, inside the image
+    (the letterbox padding left out), over the whole image and its ClsCLIP+ crops, with
+    negatives and calibration applied. Read from the low-resolution output only."""
+    num_classes = prediction.num_classes
+    peaks = _pooled_peak(prediction.cell_logits(), prediction.letterbox)
+    for crop in prediction.crops:
+        k = crop.class_index
+        logits = _calibrate(crop.logits.float()[None], prediction.scale, prediction.bias, [k])
+        peaks[k] = torch.maximum(peaks[k], _pooled_peak(logits, crop.letterbox)[0])
+    assert peaks.shape == (num_classes,)
+    return peaks.sigmoid().cpu().numpy().astype(np.float32)
+
+
+def _pooled_peak(logits: torch.Tensor, box: Letterbox) -> torch.Tensor:
+    grid_h, grid_w = int(logits.shape[1]), int(logits.shape[2])
+    rows = max(1, min(grid_h, math.ceil(box.resized_size[0] * grid_h / box.input_size)))
+    cols = max(1, min(grid_w, math.ceil(box.resized_size[1] * grid_w / box.input_size)))
+    if (grid_h, grid_w) == box.original_size == box.resized_size:  # logits at the image's size
+        rows, cols = grid_h, grid_w
+    inside = logits[:, :rows, :cols].clamp(min=-1e4)  # negatives' -inf: very unlikely, finite
+    pooled = torch.nn.functional.avg_pool2d(
+        inside[:, None], PRESENCE_POOL, stride=1, padding=PRESENCE_POOL // 2,
+        count_include_pad=False,
+    )  # fmt: skip
+    return pooled.amax(dim=(1, 2, 3))

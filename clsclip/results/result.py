@@ -18,7 +18,14 @@ from clsclip.geometry import Letterbox
 from clsclip.results import formats
 from clsclip.results.drawing import draw_boxes, overlay_label_map, palette
 from clsclip.results.npz import read_npz, write_npz
-from clsclip.results.restore import CropLogits, FullResolution, LowResPrediction, threshold_logit
+from clsclip.results.restore import (
+    CropLogits,
+    FullResolution,
+    LowResPrediction,
+    class_cutoffs,
+    presence_scores,
+    threshold_logit,
+)
 from clsclip.storage.files import write_atomic, write_json
 
 
@@ -39,11 +46,16 @@ class SegmentationResult:
     Args:
         class_names: the K queried names, in the order of the first axis of the logits.
         prediction: the network output and its geometry.
-        threshold: probability above which a pixel is in a class's mask, in [0, 1].
+        threshold: probability above which a pixel is in a class's mask, in [0, 1], for the
+            classes without a threshold of their own.
         image: the RGB input image, kept for drawing; may be None.
         boxes: per class, the proposal boxes (float32 ``N x 4``, ``x0, y0, x1, y1`` in pixels of
             the original image, exclusive end) that were zoomed into; classes without boxes are
             absent.
+        class_thresholds: thresholds of some classes by name (class specs, the call, the
+            model's calibration), over ``threshold``.
+        min_score: classes whose presence score (`scores`) is below it get empty masks (None:
+            keep every class).
     """
 
     def __init__(
@@ -53,6 +65,9 @@ class SegmentationResult:
         threshold: float = 0.5,
         image: Image.Image | None = None,
         boxes: dict[str, np.ndarray] | None = None,
+        *,
+        class_thresholds: Mapping[str, float] | None = None,
+        min_score: float | None = None,
     ) -> None:
         if not isinstance(prediction, LowResPrediction):
             raise TypeError(
@@ -68,7 +83,14 @@ class SegmentationResult:
         self.threshold = check_threshold(threshold)
         self.image = image
         self.boxes = dict(boxes) if boxes is not None else {}
+        own = dict(class_thresholds or {})
+        unknown = sorted(set(own) - set(self.class_names))
+        if unknown:
+            raise ValueError(f"thresholds given for {unknown}, not among {self.class_names}")
+        self._own = {name: check_threshold(value) for name, value in own.items()}
+        self.min_score = None if min_score is None else check_threshold(min_score)
         self._label_pass: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._scores: np.ndarray | None = None
 
     @classmethod
     def from_probs(
@@ -117,25 +139,56 @@ class SegmentationResult:
         """``(H, W)`` of the image in pixels."""
         return self.prediction.letterbox.original_size
 
-    def with_threshold(self, threshold: float) -> SegmentationResult:
-        """The same network output with masks and label map at another threshold (no network
-        work is redone; the label map is recomputed on demand)."""
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """Each class's mask threshold (its own, else `threshold`), by name."""
+        return {name: self._own.get(name, self.threshold) for name in self.class_names}
+
+    @property
+    def scores(self) -> dict[str, float]:
+        """Each class's presence score in [0, 1], by name: how sure the model is that the class
+        is in the image at all. The largest probability of the class's 3 x 3-smoothed map on
+        the patch grid, inside the image (crops included, negatives and calibration applied):
+        one cell is not enough, a patch of them is. No network work; a few kB read."""
+        if self._scores is None:
+            self._scores = presence_scores(self.prediction)
+        return {name: float(self._scores[k]) for k, name in enumerate(self.class_names)}
+
+    def with_threshold(self, threshold: float | Mapping[str, float]) -> SegmentationResult:
+        """The same network output with masks and label map at other thresholds (no network
+        work is redone): one number for every class, or a mapping of some classes' thresholds
+        (the others keep theirs)."""
+        if isinstance(threshold, Mapping):
+            own = {**self._own, **threshold}
+            return self._copy(self.threshold, own)
+        return self._copy(threshold, {})
+
+    def _copy(
+        self, threshold: float, own: Mapping[str, float], prediction: LowResPrediction | None = None
+    ) -> SegmentationResult:
         return SegmentationResult(
-            list(self.class_names), self.prediction, threshold, self.image, dict(self.boxes)
-        )
+            list(self.class_names), prediction if prediction is not None else self.prediction,
+            threshold, self.image, dict(self.boxes), class_thresholds=own,
+            min_score=self.min_score,
+        )  # fmt: skip
 
     def to(self, device: str | torch.device) -> SegmentationResult:
         """The same result with its logits on ``device`` (e.g. ``"cpu"`` to free GPU memory);
         full-resolution work then runs there."""
-        moved = SegmentationResult(
-            list(self.class_names),
-            self.prediction.to(device),
-            self.threshold,
-            self.image,
-            dict(self.boxes),
-        )
-        moved._label_pass = self._label_pass
+        moved = self._copy(self.threshold, self._own, self.prediction.to(device))
+        moved._label_pass, moved._scores = self._label_pass, self._scores
         return moved
+
+    def effective_thresholds(self) -> list[float]:
+        """The probability threshold of each class's mask, in class order: its threshold, or 1
+        (an empty mask) for a class whose score is below ``min_score``."""
+        thresholds = self.thresholds
+        out = [thresholds[name] for name in self.class_names]
+        if self.min_score is not None:
+            scores = self.scores
+            out = [1.0 if scores[n] < self.min_score else t
+                   for n, t in zip(self.class_names, out, strict=True)]  # fmt: skip
+        return out
 
     @property
     def label_map(self) -> np.ndarray:
@@ -193,9 +246,11 @@ class SegmentationResult:
         return out
 
     def summary(self) -> dict[str, Any]:
-        """A JSON-ready summary: size, threshold and per-class area and peak probability."""
+        """A JSON-ready summary: size, threshold and per class its area, peak probability,
+        presence score and threshold."""
         height, width = self.size
         _, areas, peaks = self._labels()
+        scores, thresholds = self.scores, self.thresholds
         classes = [
             {
                 "name": name,
@@ -203,11 +258,16 @@ class SegmentationResult:
                 "area_pixels": int(areas[k]),
                 "area_fraction": float(areas[k]) / (height * width),
                 "max_prob": float(peaks[k]),
+                "score": scores[name],
+                "threshold": thresholds[name],
                 "boxes": self.boxes[name].round(2).tolist() if name in self.boxes else [],
             }
             for k, name in enumerate(self.class_names)
         ]
-        return {"height": height, "width": width, "threshold": self.threshold, "classes": classes}
+        out = {"height": height, "width": width, "threshold": self.threshold, "classes": classes}
+        if self.min_score is not None:
+            out["min_score"] = self.min_score
+        return out
 
     def save(self, out_dir: str | os.PathLike[str], stem: str) -> list[Path]:
         """Write one mask PNG per class, ``{stem}_overlay.png`` and ``{stem}.json`` into out_dir.
@@ -241,14 +301,16 @@ class SegmentationResult:
         ``instances``, one per 8-connected component. `clsclip.results.formats.coco_categories`
         gives the matching categories."""
         return formats.coco_annotations(
-            self.prediction, self.threshold, image_id=image_id, instances=instances
+            self.prediction, self.effective_thresholds(), image_id=image_id, instances=instances
         )
 
     def to_supervision(self) -> Any:
         """A `supervision.Detections` (needs ``clsclip[supervision]``): one detection per class
         with a non-empty mask, ``class_id`` k, ``confidence`` the mean probability inside,
         ``data["class_name"]``."""
-        return formats.to_supervision(self.prediction, self.class_names, self.threshold)
+        return formats.to_supervision(
+            self.prediction, self.class_names, self.effective_thresholds()
+        )
 
     def save_npz(self, path: str | os.PathLike[str] | BinaryIO) -> None:
         """Write the network output (low-resolution logits, crops, geometry, names, threshold)
@@ -259,6 +321,8 @@ class SegmentationResult:
             prediction=self.prediction,
             threshold=self.threshold,
             boxes=self.boxes,
+            class_thresholds=self._own,
+            min_score=self.min_score,
         )
 
     @classmethod
@@ -269,13 +333,16 @@ class SegmentationResult:
         before anything is allocated (see `clsclip.results.npz.read_npz`): `ValueError` naming
         the entry for a file that is not one, or declares more than the pixel limit of images."""
         content = read_npz(path)
-        return cls(content.class_names, content.prediction, content.threshold, image, content.boxes)
+        return cls(content.class_names, content.prediction, content.threshold, image,
+                   content.boxes, class_thresholds=content.class_thresholds,
+                   min_score=content.min_score)  # fmt: skip
 
     def __repr__(self) -> str:
         height, width = self.size
+        own = f", class_thresholds={self._own}" if self._own else ""
         return (
             f"SegmentationResult(classes={self.class_names!r}, size=({height}, {width}), "
-            f"threshold={self.threshold}, crops={len(self.crops)}, "
+            f"threshold={self.threshold}{own}, crops={len(self.crops)}, "
             f"device={str(self.prediction.device)!r})"
         )
 
@@ -284,7 +351,8 @@ class SegmentationResult:
 
     def _labels(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self._label_pass is None:
-            labels, areas, peaks = self._full().label_map(threshold_logit(self.threshold))
+            cutoffs = class_cutoffs(self.effective_thresholds(), len(self.class_names))
+            labels, areas, peaks = self._full().label_map(cutoffs)
             self._label_pass = (
                 labels.cpu().numpy(),
                 areas.cpu().numpy(),
@@ -296,7 +364,8 @@ class SegmentationResult:
         if len(self.class_names) == 1 and self._label_pass is not None:
             return self._label_pass[0] == 1  # one class: its mask is the label map
         full = full if full is not None else self._full()
-        return full.class_mask(k, threshold_logit(self.threshold)).cpu().numpy()
+        cutoff = threshold_logit(self.effective_thresholds()[k])
+        return full.class_mask(k, cutoff).cpu().numpy()
 
     def _index(self, class_name: str) -> int:
         try:

@@ -48,9 +48,15 @@ SEGMENT_OPENAPI: dict[str, Any] = {
                 "image": {"type": "string", "format": "binary",
                           "description": "the image file (PNG, JPEG, WebP, TIFF, ...)"},
                 "classes": {"type": "string", "example": '["dog", "grass"]',
-                            "description": "a JSON list of class names"},
-                "threshold": {"type": "number", "minimum": 0, "maximum": 1,
-                              "description": "mask threshold (default: the model's)"},
+                            "description": "a JSON list of class names or class specs "
+                            '({"name": "dog", "prompts": [...], "negatives": [...]}), '
+                            "or an object from names to prompts"},
+                "threshold": {"type": "string", "example": "0.5",
+                              "description": "mask threshold in [0, 1] (default: the "
+                              'model\'s), or a JSON object of some classes\' ({"dog": 0.4})'},
+                "min_score": {"type": "number", "minimum": 0, "maximum": 1,
+                              "description": "classes whose presence score is below it get "
+                              "empty masks"},
                 "boxes": {"type": "string", "example": '{"dog": [[10, 20, 200, 180]]}',
                           "description": "ClsCLIP+ boxes per class, JSON, in pixels"},
                 "format": {"type": "string", "enum": ["json", "label_png"], "default": "json"},
@@ -113,12 +119,16 @@ def create_app(
 
     def run_batch(requests: Sequence[ServeRequest]) -> list[Any]:
         items = [(r.image, list(r.classes)) for r in requests]
+        scores = {r.min_score for r in requests}
+        if len(scores) > 1:  # min_score is one per call: requests that differ run alone
+            return [_alone(segmenter, r) for r in requests]
         try:
             return list(
                 segmenter.segment_batch(
                     items,
                     thresholds=[r.threshold for r in requests],
                     proposals=[_proposals(segmenter, r) for r in requests],
+                    min_score=scores.pop(),
                 )
             )
         except Exception:  # one bad request must not fail its batch: run them one by one
@@ -235,7 +245,7 @@ def _alone(segmenter: Any, request: ServeRequest) -> Any:
     try:
         return segmenter.segment_batch(
             [(request.image, list(request.classes))], thresholds=[request.threshold],
-            proposals=[_proposals(segmenter, request)],
+            proposals=[_proposals(segmenter, request)], min_score=request.min_score,
         )[0]  # fmt: skip
     except (ValueError, TypeError) as e:
         return ApiError(422, "bad_request", str(e))
@@ -265,12 +275,18 @@ async def _parse(request: Any, limits: Limits) -> ServeRequest:
     data = await upload.read()
     classes = parse_classes(_text(form, "classes"), limits)
     threshold = parse_threshold(_text(form, "threshold"))
-    boxes = parse_boxes(_text(form, "boxes"), classes, limits)
+    if isinstance(threshold, dict):
+        unknown = sorted(set(threshold) - {spec.name for spec in classes})
+        if unknown:
+            raise ApiError(422, "bad_threshold", f"thresholds given for {unknown}, which are "
+                           "not among the classes")  # fmt: skip
+    min_score = parse_threshold(_text(form, "min_score"), "min_score")
+    boxes = parse_boxes(_text(form, "boxes"), [spec.name for spec in classes], limits)
     output = _text(form, "format") or "json"
     if output not in FORMATS:
         raise ApiError(422, "bad_format", f"format must be one of {list(FORMATS)}, got {output!r}")
     image = await run_in_threadpool(decode_image, data, limits)
-    return ServeRequest(image, classes, threshold, boxes, output)
+    return ServeRequest(image, classes, threshold, boxes, output, min_score)  # type: ignore[arg-type]
 
 
 def _text(form: Any, name: str) -> str | None:

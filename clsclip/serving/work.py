@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from clsclip.checks import check_class_names, check_threshold
+from clsclip.checks import check_threshold
+from clsclip.classes import ClassSpec, resolve_classes
 from clsclip.pipeline.images import load_image
 from clsclip.proposals.boxes import BoxProposer
 from clsclip.results import SegmentationResult
@@ -60,13 +61,17 @@ class ServeRequest:
     """One checked request: the decoded image, its classes, threshold, boxes and format."""
 
     image: Image.Image
-    classes: tuple[str, ...]
-    threshold: float | None
+    classes: tuple[ClassSpec, ...]
+    threshold: float | dict[str, float] | None
     boxes: Mapping[str, Any] | None
     format: str
+    min_score: float | None = None
 
 
-def parse_classes(text: str | None, limits: Limits) -> tuple[str, ...]:
+def parse_classes(text: str | None, limits: Limits) -> tuple[ClassSpec, ...]:
+    """The ``classes`` field: a JSON list of names and class specs (``{"name": "dog",
+    "prompts": [...], "negatives": [...], "threshold": 0.4}``, or ``{"dog": [...]}``), or one
+    JSON object from names to prompts, as `Segmenter.segment` takes them."""
     if text is None:
         raise ApiError(
             422, "missing_field", "the form needs a 'classes' field (a JSON list of names)"
@@ -75,30 +80,48 @@ def parse_classes(text: str | None, limits: Limits) -> tuple[str, ...]:
         value = json.loads(text)
     except json.JSONDecodeError as e:
         raise ApiError(422, "bad_classes", f"'classes' is not JSON: {e}") from None
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ApiError(422, "bad_classes", "'classes' must be a JSON list of class names")
-    if len(value) > limits.max_classes:
-        raise ApiError(413, "too_many_classes", f"{len(value)} classes, over the limit of "
-                       f"{limits.max_classes}", limit="max_classes")  # fmt: skip
-    for name in value:
-        if len(name) > limits.max_name_chars:
-            raise ApiError(413, "name_too_long", f"class name {name[:40]!r}... is {len(name)} "
-                           f"characters, over the limit of {limits.max_name_chars}",
-                           limit="max_name_chars")  # fmt: skip
+    if not isinstance(value, (list, dict)):
+        raise ApiError(422, "bad_classes", "'classes' must be a JSON list of class names "
+                       "(or class specs), or an object from names to prompts")  # fmt: skip
     try:
-        return tuple(check_class_names(value))
+        specs = resolve_classes(value)
     except (TypeError, ValueError) as e:
         raise ApiError(422, "bad_classes", str(e)) from None
+    if len(specs) > limits.max_classes:
+        raise ApiError(413, "too_many_classes", f"{len(specs)} classes, over the limit of "
+                       f"{limits.max_classes}", limit="max_classes")  # fmt: skip
+    texts = sum((len(s.prompts) + len(s.negatives) for s in specs), 0)
+    if texts > 4 * limits.max_classes:
+        raise ApiError(413, "too_many_prompts", f"{texts} prompts and negatives, over the limit "
+                       f"of {4 * limits.max_classes} (4 x max_classes)",
+                       limit="max_classes")  # fmt: skip
+    for spec in specs:
+        for name in (spec.name, *spec.prompts, *spec.negatives):
+            if len(name) > limits.max_name_chars:
+                raise ApiError(413, "name_too_long", f"class name {name[:40]!r}... is "
+                               f"{len(name)} characters, over the limit of "
+                               f"{limits.max_name_chars}", limit="max_name_chars")  # fmt: skip
+    return tuple(specs)
 
 
-def parse_threshold(text: str | None) -> float | None:
+def parse_threshold(text: str | None, field: str = "threshold") -> float | dict[str, float] | None:
+    """A number in [0, 1], or (for ``threshold``) a JSON object of some classes' thresholds."""
     if text is None or text == "":
         return None
     try:
-        return check_threshold(float(text))
-    except ValueError:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = text
+    if isinstance(value, dict) and field == "threshold":
+        try:
+            return {str(k): check_threshold(v) for k, v in value.items()}
+        except (TypeError, ValueError) as e:
+            raise ApiError(422, "bad_threshold", f"threshold: {e}") from None
+    try:
+        return check_threshold(float(value))
+    except (TypeError, ValueError):
         raise ApiError(
-            422, "bad_threshold", f"threshold must be a number in [0, 1], got {text!r}"
+            422, f"bad_{field}", f"{field} must be a number in [0, 1], got {text!r}"
         ) from None
 
 
@@ -148,9 +171,11 @@ def decode_image(data: bytes, limits: Limits) -> Image.Image:
 
 def answer_json(result: SegmentationResult, model: str) -> dict[str, Any]:
     """The JSON answer: the image size, the model, and per class its name, label, area, score
-    (mean probability inside its mask, 0 for an empty one) and mask as COCO compressed RLE
-    (the encoding of ``clsclip segment --format coco``)."""
+    (mean probability inside its mask, 0 for an empty one), presence (the image-level score of
+    `SegmentationResult.scores`), threshold and mask as COCO compressed RLE (the encoding of
+    ``clsclip segment --format coco``)."""
     height, width = result.size
+    presence, thresholds = result.scores, result.thresholds
     classes = []
     for k, name in enumerate(result.class_names):
         mask = result.mask(name)
@@ -158,6 +183,7 @@ def answer_json(result: SegmentationResult, model: str) -> dict[str, Any]:
         score = float(result.prob(name)[mask].mean()) if area else 0.0
         classes.append({"name": name, "label": k + 1, "area": area,
                         "score": score if math.isfinite(score) else 0.0,
+                        "presence": presence[name], "threshold": thresholds[name],
                         "mask": encode_rle(mask)})  # fmt: skip
     return {"width": width, "height": height, "model": model, "threshold": result.threshold,
             "classes": classes}  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from clsclip import ClipSegConfig, Segmenter
+from clsclip import ClassSpec, ClipSegConfig, Segmenter
 from clsclip.cli import main
 from tests.conftest import TINY_BACKBONE, random_rgb, tiny_segmenter
 
@@ -70,15 +71,24 @@ def _dense(method: str, size: int, background: tuple[str, ...]) -> Segmenter:
 
 CASES = [
     ("clsclip", 64),
-    ("clsclip", 96),
     ("clsclip-prior-layer1", 64),
     ("clsclip-no-injection", 96),
-    ("clipseg-refined", 64),
     ("clipseg-refined", 96),
     ("clipseg-plain", 96),
     ("dense-clearclip", 64),
     ("dense-naclip", 64),
 ]
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tmp_path_factory) -> tuple[Path, list[str]]:
+    """One export of `tiny_segmenter()` with stored classes dog and cat (read-only: tests copy
+    it before changing anything), and the warnings the export gave."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = tiny_segmenter().export_onnx(tmp_path_factory.mktemp("export") / "e",
+                                           classes=["dog", "cat"])  # fmt: skip
+    return out, [str(w.message) for w in caught]
 
 
 @pytest.mark.parametrize(("name", "size"), CASES)
@@ -103,12 +113,41 @@ def test_onnxruntime_logits_agree_with_torch(tmp_path, name, size) -> None:
     np.testing.assert_array_equal(a.masks[clear], b.masks[clear])
 
 
-def test_export_files_and_class_vectors(tmp_path) -> None:
+def test_onnxruntime_with_class_specs_thresholds_and_calibration(tmp_path, tiny_export) -> None:
+    """Specs (several prompts, negatives, own thresholds) and a calibrated config give the same
+    answer on onnxruntime as on torch; saving the export keeps the calibrated config."""
+    config = {"prompt_rule": "max", "class_thresholds": {"cat": 0.56}}
     seg = tiny_segmenter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        out = seg.export_onnx(tmp_path / "e", classes=["dog", "cat"])
-    assert not [w for w in caught if "training mode" in str(w.message)]
+    seg = seg._with_config(dataclasses.replace(seg.config, **config))
+    ort = Segmenter.from_pretrained(tiny_export[0], backend="onnxruntime")
+    ort = ort._with_config(dataclasses.replace(ort.config, **config))
+    classes = [{"dog": {"prompts": ["dog", "puppy"], "negatives": ["statue"]}}, "cat",
+               ClassSpec("tree", ("tree", "bush"), threshold=0.58)]  # fmt: skip
+    image = random_rgb(37, 53, seed=3)
+    a = seg.segment(image, classes, threshold={"dog": 0.57})
+    b = ort.segment(image, classes, threshold={"dog": 0.57})
+    assert a.thresholds == b.thresholds == {"dog": 0.57, "cat": 0.56, "tree": 0.58}
+    assert (a.low_res_logits - b.low_res_logits).abs().max() < 1e-4
+    clear = np.abs(a.probs - np.array(list(a.thresholds.values()))[:, None, None]) > 1e-4
+    np.testing.assert_array_equal(a.masks[clear], b.masks[clear])
+    assert a.scores == pytest.approx(b.scores, abs=1e-5)
+    calibration = {"classes": {"dog": {"scale": 2.0, "bias": -1.0}},
+                   "default": {"scale": 0.5, "bias": 0.1}}  # fmt: skip
+    calibrated = ort._with_config(dataclasses.replace(ort.config, calibration=calibration))
+    back = Segmenter.from_pretrained(
+        calibrated.save_pretrained(tmp_path / "calibrated"), backend="onnxruntime"
+    )
+    assert back.config.calibration == calibration
+    raw, cal = ort.segment(image, ["dog", "cat"]), back.segment(image, ["dog", "cat"])
+    for k, (scale, bias) in enumerate([(2.0, -1.0), (0.5, 0.1)]):
+        expected = torch.sigmoid(scale * raw._full().class_logits(k) + bias).numpy()
+        np.testing.assert_allclose(cal.probs[k], expected, atol=2e-6, rtol=0)
+
+
+def test_export_files_and_class_vectors(tmp_path, tiny_export) -> None:
+    seg = tiny_segmenter()
+    out, caught = tiny_export
+    assert not [w for w in caught if "training mode" in w]
     names = sorted(p.name for p in out.iterdir())
     assert names == [
         "bpe_simple_vocab_16e6.txt.gz",
@@ -196,9 +235,9 @@ def test_example_tokenizer_matches_open_clip() -> None:
     np.testing.assert_array_equal(mine(texts), theirs(texts).numpy())
 
 
-def test_int8_export_is_quantised_and_close(tmp_path) -> None:
+def test_int8_export_is_quantised_and_close(tmp_path, tiny_export) -> None:
     seg = tiny_segmenter()
-    fp32 = seg.export_onnx(tmp_path / "fp32")
+    fp32 = tiny_export[0]
     int8 = seg.export_onnx(tmp_path / "int8", int8=True)
     assert json.loads((int8 / "clsclip-onnx.json").read_text())["precision"] == "int8"
     assert (int8 / "views.onnx").stat().st_size < (fp32 / "views.onnx").stat().st_size
@@ -209,12 +248,16 @@ def test_int8_export_is_quantised_and_close(tmp_path) -> None:
     assert torch.corrcoef(torch.stack([a, b]))[0, 1] > 0.95
 
 
-def test_export_replaces_a_previous_export_whole_or_not_at_all(tmp_path, monkeypatch) -> None:
+def test_export_replaces_a_previous_export_whole_or_not_at_all(
+    tmp_path, monkeypatch, tiny_export
+) -> None:
+    import shutil
+
     import onnx
 
     seg = tiny_segmenter()
     out = tmp_path / "e"
-    seg.export_onnx(out, classes=["dog"])
+    shutil.copytree(tiny_export[0], out)  # an earlier export, with stored classes
     (out / "README.md").write_text("mine")
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 

@@ -52,6 +52,96 @@ def test_segment_writes_masks_overlay_and_summary(saved_model, tmp_path) -> None
     ]
 
 
+def test_threads_flag_is_the_runs_own(saved_model, tmp_path) -> None:
+    """`main()` called in a process (tests, notebooks) leaves torch's thread count as it was:
+    a leaked ``--threads 1`` changed later runs' logits in their last bits."""
+    import torch
+
+    Image.fromarray(random_rgb(20, 30, seed=2)).save(tmp_path / "a.png")
+    before = torch.get_num_threads()
+    argv = ["segment", str(tmp_path / "a.png"), "--classes", "dog", "--model", str(saved_model)]
+    assert main([*argv, "--out", str(tmp_path / "out"), "--threads", "1"]) == 0
+    assert torch.get_num_threads() == before
+
+
+CLASSES_YAML = """
+# the classes of one labelling job
+dog: [dog, puppy]
+cat:
+  prompts: [cat, kitten]
+  negatives: [a statue of a cat]
+  threshold: 0.45
+tree:
+"""
+SPECS = {
+    "dog": ["dog", "puppy"],
+    "cat": {"prompts": ["cat", "kitten"], "negatives": ["a statue of a cat"], "threshold": 0.45},
+    "tree": None,
+}
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_classes_file_equals_the_same_specs_in_python(saved_model, tmp_path, suffix) -> None:
+    from clsclip import Segmenter
+
+    classes = tmp_path / f"classes{suffix}"
+    classes.write_text(CLASSES_YAML if suffix == ".yaml" else json.dumps(SPECS))
+    Image.fromarray(random_rgb(40, 56, seed=3)).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    argv = ["segment", str(tmp_path / "a.png"), "--classes-file", str(classes), "--model",
+            str(saved_model), "--out", str(out), "--format", "label", "npz", "coco"]  # fmt: skip
+    assert main([*argv, "--threshold", "0.4", "--min-score", "0.1"]) == 0
+    expected = Segmenter.from_pretrained(saved_model).segment(
+        tmp_path / "a.png", SPECS, threshold=0.4, min_score=0.1
+    )
+    assert expected.thresholds == {"dog": 0.4, "cat": 0.45, "tree": 0.4}
+    np.testing.assert_array_equal(np.asarray(Image.open(out / "a_label.png")), expected.label_map)
+    with np.load(out / "a.npz") as saved:
+        np.testing.assert_array_equal(saved["logits"], expected.low_res_logits.numpy())
+    coco = json.loads((out / "coco.json").read_text())
+    assert [c["name"] for c in coco["categories"]] == ["dog", "cat", "tree"]
+    run = json.loads((out / "run.json").read_text())
+    assert run["classes"] == [
+        {"name": "dog", "prompts": ["dog", "puppy"]},
+        {"name": "cat", "prompts": ["cat", "kitten"], "negatives": ["a statue of a cat"],
+         "threshold": 0.45},
+        "tree",
+    ] and run["min_score"] == 0.1  # fmt: skip
+    # another spec is another run: --resume refuses it
+    classes.write_text(CLASSES_YAML.replace("kitten", "kitty") if suffix == ".yaml"
+                       else json.dumps({**SPECS, "dog": ["dog"]}))  # fmt: skip
+    assert main([*argv, "--threshold", "0.4", "--min-score", "0.1", "--resume"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "- dog\n- cat\n",
+            "must be a mapping from class names to prompts (see docs/calibration.md), got list",
+        ),
+        (
+            "",
+            "must be a mapping from class names to prompts (see docs/calibration.md), got an "
+            "empty file",
+        ),
+        ("dog: [\n", "cannot be parsed"),
+        ("dog: []\n", "class 'dog': the prompt list is empty"),
+        ("dog: {prompts: [dog], negatives: [dog]}\n", "'dog' is both a prompt and a negative"),
+        ("dog: {threshold: 2}\n", "class 'dog': threshold must be a number in [0, 1], got 2"),
+    ],
+)
+def test_bad_classes_files_are_one_line_errors(saved_model, tmp_path, capsys, text, message):
+    classes = tmp_path / "classes.yaml"
+    classes.write_text(text)
+    Image.fromarray(random_rgb(20, 30, seed=2)).save(tmp_path / "a.png")
+    argv = ["segment", str(tmp_path / "a.png"), "--classes-file", str(classes), "--model",
+            str(saved_model), "--out", str(tmp_path / "out")]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and str(classes) in err and err.count("\n") == 1
+
+
 def test_bad_image_is_reported_and_others_still_written(saved_model, tmp_path, capsys) -> None:
     Image.fromarray(random_rgb(10, 10)).save(tmp_path / "good.png")
     (tmp_path / "bad.png").write_bytes(b"garbage")

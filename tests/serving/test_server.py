@@ -117,6 +117,38 @@ def test_answers_equal_segment(server, local) -> None:
         assert_label_png(png.content, reference, exact=True)
 
 
+def test_class_specs_per_class_thresholds_and_min_score(server, local) -> None:
+    data = png_bytes(50, 60, seed=11)
+    classes = [{"name": "dog", "prompts": ["dog", "puppy"], "negatives": ["cat"]}, "grass",
+               {"sky": {"threshold": 0.9}}]  # fmt: skip
+    cut = _splitting_threshold(local.segment(_image(data), ["dog", "puppy"]))
+    thresholds = {"dog": cut, "grass": cut}
+    reference = local.segment(_image(data), classes, threshold=thresholds)
+    assert 0 < reference.mask("dog").mean() < 1
+    answer = server.segment(data, classes, threshold=thresholds)
+    assert answer.status_code == 200, answer.text
+    assert_answer(answer.json(), reference, exact=True)
+    entries = answer.json()["classes"]
+    assert [c["threshold"] for c in entries] == [cut, cut, 0.9]
+    assert [c["presence"] for c in entries] == pytest.approx(list(reference.scores.values()))
+    scores = reference.scores
+    low = min(scores, key=scores.get)
+    floor = (scores[low] + sorted(scores.values())[1]) / 2
+    dropped = server.segment(data, classes, threshold=thresholds, min_score=floor)
+    areas = {c["name"]: c["area"] for c in dropped.json()["classes"]}
+    assert areas[low] == 0 and all(
+        areas[n] == int(reference.mask(n).sum()) for n in areas if n != low
+    )
+    message = _error(server.segment(data, ["dog"], threshold={"cat": 0.4}), 422, "bad_threshold")
+    assert "thresholds given for ['cat']" in message
+    message = _error(server.segment(data, [{"dog": {"prompt": "x"}}]), 422, "bad_classes")
+    assert "unknown keys ['prompt']" in message
+    many = [{"name": f"c{i}", "prompts": [f"p{i}-{j}" for j in range(5)]} for i in range(12)]
+    assert "60 prompts and negatives, over the limit of 48" in _error(
+        server.segment(data, many), 413, "too_many_prompts"
+    )
+
+
 def local_model_id(server) -> str:
     return server.process.args[server.process.args.index("--model") + 1]
 
