@@ -49,8 +49,17 @@ def add_parser(commands: Any) -> None:
         choices=FORMATS,
         default=["png"],
         help="png: masks, overlay, JSON per image; label: one palette PNG label map per image; "
-        "coco: one COCO JSON (RLE) for the run; npz: low-resolution logits (default: png)",
+        "coco: one COCO JSON (RLE) for the run; npz: low-resolution logits; label-studio: one "
+        "Label Studio tasks JSON with brush pre-annotations and its labelling config XML "
+        "(default: png)",
     )
+    seg.add_argument(
+        "--ls-image-root", default=None,
+        help="label-studio: URL prefix of the images (their paths relative to the inputs' "
+        "folder follow); default: local-files URLs of their absolute paths",
+    )  # fmt: skip
+    seg.add_argument("--ls-from-name", default="label", help="label-studio: the BrushLabels name")
+    seg.add_argument("--ls-to-name", default="image", help="label-studio: the Image tag name")
     seg.add_argument("--instances", action="store_true", help="coco: one annotation per blob")
     seg.add_argument("--batch-size", type=int, default=8, help="images per network call")
     seg.add_argument("--workers", type=int, default=0, help="image decoding processes")
@@ -295,7 +304,8 @@ def _execute(args: argparse.Namespace, plan: dict[str, Any]) -> int:
 
     out = plan["out"]
     options = OutputOptions(out, tuple(args.classes), plan["formats"], args.instances,
-                            tuple(args.class_specs), args.min_score)  # fmt: skip
+                            tuple(args.class_specs), args.min_score, args.ls_image_root,
+                            args.ls_from_name, args.ls_to_name)  # fmt: skip
     try:
         state = open_run(out, plan["spec"], resume=args.resume, overwrite=args.overwrite,
                          options=options)  # fmt: skip

@@ -16,7 +16,9 @@ from pathlib import Path, PurePosixPath
 
 from clsclip.pipeline.images import IMAGE_SUFFIXES
 
-RESERVED_NAMES = ("run", "manifest", "classes", "coco", "coco-parts")
+RESERVED_NAMES = (
+    "run", "manifest", "classes", "coco", "coco-parts", "label-studio", "label-studio-parts"
+)  # fmt: skip
 """Top-level names of the run's own files: an image's stem never starts with one."""
 MAX_COMPONENT_BYTES = 120
 """Longest stem component kept as it is: file systems allow 255 bytes per name, and outputs

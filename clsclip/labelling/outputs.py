@@ -20,9 +20,12 @@ from clsclip.storage.files import write_atomic, write_json
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("png", "label", "coco", "npz")
+FORMATS = ("png", "label", "coco", "npz", "label-studio")
 COCO_PARTS = "coco-parts"
-RUN_FILES = (RUN_FILE, MANIFEST, "classes.json", "coco.json", COCO_PARTS)
+LS_PARTS = "label-studio-parts"
+LS_TASKS, LS_CONFIG = "label-studio.json", "label-studio.xml"
+RUN_FILES = (RUN_FILE, MANIFEST, "classes.json", "coco.json", COCO_PARTS, LS_TASKS, LS_CONFIG,
+             LS_PARTS)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ class OutputOptions:
         instances: COCO annotations per connected component instead of per class.
         specs: the class specs (`clsclip.classes.ClassSpec`) of ``classes`` (empty: the names).
         min_score: classes below this presence score get empty masks (None: no such rule).
+        ls_image_root, ls_from_name, ls_to_name: Label Studio tasks: the prefix of image URLs
+            (None: local-file URLs of the images' paths) and the config's tag names.
     """
 
     out: Path
@@ -44,6 +49,9 @@ class OutputOptions:
     instances: bool = False
     specs: tuple[Any, ...] = ()
     min_score: float | None = None
+    ls_image_root: str | None = None
+    ls_from_name: str = "label"
+    ls_to_name: str = "image"
 
     @property
     def segment_classes(self) -> list[Any]:
@@ -83,6 +91,11 @@ def write_outputs(
         path = out / COCO_PARTS / f"{stem}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, part)
+        paths.append(path)
+    if "label-studio" in options.formats:  # the tag names and URLs are set when merged
+        path = out / LS_PARTS / f"{stem}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json(path, result.to_label_studio(instances=options.instances))
         paths.append(path)
     return [p.relative_to(out).as_posix() for p in paths], annotations
 
@@ -162,3 +175,53 @@ def merge_coco(
             coco["annotations"].append({"id": len(coco["annotations"]) + 1, **annotation})
     write_json(out / "coco.json", coco, indent=None)
     return broken
+
+
+def merge_label_studio(
+    out: Path, records: Sequence[Mapping[str, Any]], options: OutputOptions, model_version: str
+) -> list[str]:
+    """``label-studio.json`` (one task per ok image, in key order, with its prediction) and
+    ``label-studio.xml`` (the matching ``BrushLabels`` config) from the parts. Returns the keys
+    whose part could not be read (failures: ``--resume`` redoes them)."""
+    from clsclip.results.label_studio import labeling_config
+
+    tasks: list[dict[str, Any]] = []
+    broken: list[str] = []
+    for record in sorted(records, key=lambda r: r["key"]):
+        if record.get("status") != "ok":
+            continue
+        path = out / LS_PARTS / f"{record['stem']}.json"
+        try:
+            prediction = json.loads(path.read_text(encoding="utf-8"))
+            regions = prediction["result"]
+            if not isinstance(regions, list):
+                raise ValueError("not a Label Studio prediction")
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            logger.error("cannot read %s (%s); --resume redoes %s", path, e, record["key"])
+            broken.append(record["key"])
+            continue
+        for region in regions:
+            region["from_name"], region["to_name"] = options.ls_from_name, options.ls_to_name
+        prediction["model_version"] = model_version
+        tasks.append({"data": {"image": image_url(record, options.ls_image_root)},
+                      "meta": {"clsclip_key": record["key"]},
+                      "predictions": [prediction]})  # fmt: skip
+    write_json(out / LS_TASKS, tasks, indent=None)
+    colors = palette(len(options.classes)).tolist()
+    config = labeling_config(
+        list(options.classes), colors, from_name=options.ls_from_name, to_name=options.ls_to_name
+    )
+    write_atomic(out / LS_CONFIG, lambda tmp: tmp.write_text(config, encoding="utf-8"))
+    return broken
+
+
+def image_url(record: Mapping[str, Any], root: str | None) -> str:
+    """How a Label Studio task names its image: ``root`` + the image's key (its path relative
+    to the run's base folder, URL-quoted), or without a root a local-files URL of its absolute
+    path (Label Studio serves it with ``LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true`` and
+    ``LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=/``)."""
+    from urllib.parse import quote
+
+    if root is not None:
+        return root + quote(str(record["key"]))
+    return "/data/local-files/?d=" + quote(str(record["image"]).lstrip("/"))

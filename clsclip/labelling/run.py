@@ -32,11 +32,14 @@ from clsclip.labelling.manifest import (
 from clsclip.labelling.outputs import (
     OutputOptions,
     merge_coco,
+    merge_label_studio,
     outputs_exist,
     remove_run,
     write_classes,
     write_outputs,
 )
+from clsclip.storage.files import remove_all_temporaries
+from clsclip.version import __version__
 
 logger = logging.getLogger(__name__)
 
@@ -261,10 +264,17 @@ def execute(
                 report.written += 1
             else:
                 report.failed += 1
+    left_over = remove_all_temporaries(options.out)  # the engine is done: no writer is left
+    if left_over:
+        logger.info("removed %d temporary file(s) of interrupted writes", left_over)
     keys = {image.key for image in images}
     records = [r for k, r in state.records.items() if k in keys]
     if "coco" in options.formats:
         report.broken_parts = merge_coco(options.out, records, options.classes, threshold)
+    if "label-studio" in options.formats:
+        version = f"clsclip {__version__} run {state.hash[:12]}"
+        broken = merge_label_studio(options.out, records, options, version)
+        report.broken_parts = sorted(set(report.broken_parts) | set(broken))
     report.total_failed = sum(r.get("status") != "ok" for r in records) + len(report.broken_parts)
     return report
 

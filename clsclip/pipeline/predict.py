@@ -230,4 +230,5 @@ def segment_tensors(
             FullResolution(LowResPrediction(x, box, scale=request.scale, bias=request.bias))
             .label_map(cutoffs)[0] for x in low_res
         ])  # fmt: skip
-    return TensorSegmentation(request.names, labels, low_res, box, request.threshold)
+    return TensorSegmentation(request.names, labels, low_res, box, request.threshold,
+                              request.class_thresholds, request.scale, request.bias)  # fmt: skip

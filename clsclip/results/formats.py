@@ -87,6 +87,32 @@ def coco_annotations(
     return out
 
 
+def label_studio_prediction(
+    prediction: LowResPrediction,
+    class_names: Sequence[str],
+    threshold: float | Sequence[float],
+    *,
+    from_name: str = "label",
+    to_name: str = "image",
+    model_version: str = "clsclip",
+    instances: bool = False,
+) -> dict[str, Any]:
+    """A Label Studio prediction of one image: ``{"model_version", "score", "result"}``, one
+    brush region per class with a non-empty mask (or, with ``instances``, per 8-connected
+    component), its score the mean probability inside; the prediction's score is the mean of
+    its regions' (0 for none)."""
+    from clsclip.results.label_studio import brush_results
+
+    regions = []
+    for k, prob, mask in present_classes(prediction, threshold):
+        for part in _components(mask) if instances else [mask]:
+            regions.append((class_names[k], part, float(prob[part].mean())))
+    result = brush_results(regions, prediction.letterbox.original_size, from_name=from_name,
+                           to_name=to_name)  # fmt: skip
+    score = float(np.mean([r["score"] for r in result])) if result else 0.0
+    return {"model_version": model_version, "score": round(score, 6), "result": result}
+
+
 def coco_categories(class_names: Sequence[str]) -> list[dict[str, Any]]:
     return [{"id": k + 1, "name": name, "supercategory": ""} for k, name in enumerate(class_names)]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -312,6 +312,25 @@ class SegmentationResult:
             self.prediction, self.class_names, self.effective_thresholds()
         )
 
+    def to_label_studio(
+        self,
+        *,
+        from_name: str = "label",
+        to_name: str = "image",
+        model_version: str = "clsclip",
+        instances: bool = False,
+    ) -> dict[str, Any]:
+        """A Label Studio prediction (a task's ``predictions`` entry): one ``brushlabels``
+        region (Label Studio's RLE) per class with a non-empty mask, or per 8-connected
+        component with ``instances`` (needs ``clsclip[coco]`` for scipy), with its score;
+        ``from_name`` / ``to_name`` name the config's ``BrushLabels`` and ``Image`` tags
+        (`clsclip.results.label_studio.labeling_config` writes a matching config)."""
+        return formats.label_studio_prediction(
+            self.prediction, self.class_names, self.effective_thresholds(),
+            from_name=from_name, to_name=to_name, model_version=model_version,
+            instances=instances,
+        )  # fmt: skip
+
     def save_npz(self, path: str | os.PathLike[str] | BinaryIO) -> None:
         """Write the network output (low-resolution logits, crops, geometry, names, threshold)
         to a compressed ``.npz``, to re-threshold or post-process later: see `load_npz`."""
@@ -386,7 +405,9 @@ class TensorSegmentation:
             is above the threshold and has the largest logit.
         low_res_logits: float32 ``B x K x h' x w'`` on the patch grid of the square input.
         letterbox: where every image sat inside the square input.
-        threshold: the probability threshold of the label maps.
+        threshold: the probability threshold of the classes without their own.
+        class_thresholds: the classes' own thresholds, by name.
+        scale, bias: float32 ``K`` calibration of the logits (None: none).
     """
 
     class_names: list[str]
@@ -394,11 +415,18 @@ class TensorSegmentation:
     low_res_logits: torch.Tensor
     letterbox: Letterbox
     threshold: float
+    class_thresholds: Mapping[str, float] = field(default_factory=dict)
+    scale: torch.Tensor | None = None
+    bias: torch.Tensor | None = None
 
     def result(self, index: int, image: Image.Image | None = None) -> SegmentationResult:
-        """Image ``index`` as a `SegmentationResult` (masks, probabilities, summary, drawing)."""
-        prediction = LowResPrediction(self.low_res_logits[index], self.letterbox)
-        return SegmentationResult(list(self.class_names), prediction, self.threshold, image)
+        """Image ``index`` as a `SegmentationResult` (masks, probabilities, summary, drawing),
+        with the same thresholds and calibration as the label maps."""
+        prediction = LowResPrediction(
+            self.low_res_logits[index], self.letterbox, scale=self.scale, bias=self.bias
+        )
+        return SegmentationResult(list(self.class_names), prediction, self.threshold, image,
+                                  class_thresholds=self.class_thresholds)  # fmt: skip
 
 
 @dataclass

@@ -102,6 +102,27 @@ def remove_stale_in(folder: Path) -> None:
     _remove_stale(folder, ".")
 
 
+def remove_all_temporaries(folder: Path) -> int:
+    """Remove every temporary under ``folder`` (any depth), whoever wrote it; returns how many.
+
+    Only for a folder no one else writes now: a labelling run calls it when its engine has
+    finished, holding the folder's lock. A writer killed mid-write (a Ray actor, say) may
+    still be an unreaped process, which `remove_stale` must treat as alive."""
+    marker = f".{_TAG}-tmp-"
+    count = 0
+    for root, dirs, files in os.walk(folder):
+        for name in [*files, *dirs]:
+            if name.startswith(".") and marker in name:
+                entry = Path(root) / name
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry, ignore_errors=True)
+                    dirs.remove(name)
+                else:
+                    entry.unlink(missing_ok=True)
+                count += 1
+    return count
+
+
 def _remove_stale(parent: Path, prefix: str) -> None:
     if not parent.is_dir():
         return

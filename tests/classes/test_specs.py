@@ -212,3 +212,23 @@ def test_config_class_thresholds_and_rule_are_checked_and_saved(tmp_path) -> Non
     back = Segmenter.from_pretrained(seg.save_pretrained(tmp_path / "m"))
     assert back.config.class_thresholds == {"dog": 0.3} and back.config.prompt_rule == "max"
     assert back.segment(random_rgb(20, 20), ["dog", "cat"]).thresholds["dog"] == 0.3
+
+
+def test_segment_torch_takes_specs_thresholds_and_calibration() -> None:
+    calibration = {"classes": {"cat": {"scale": 3.0, "bias": -0.2}}, "default": None}
+    seg = tiny_segmenter(prompt_rule="max", class_thresholds={"cat": 0.45},
+                         calibration=calibration)  # fmt: skip
+    images = [random_rgb(64, 64, seed=s) for s in range(2)]  # the input size: no resizing
+    batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+    classes = {"dog": ["dog", "puppy"], "cat": "cat"}
+    out = seg.segment_torch(batch, classes, threshold={"dog": 0.56})
+    for b, image in enumerate(images):
+        expected = seg.segment(image, classes, threshold={"dog": 0.56})
+        torch.testing.assert_close(out.low_res_logits[b], expected.low_res_logits, atol=1e-5,
+                                   rtol=0)  # fmt: skip
+        result = out.result(b)
+        assert result.thresholds == expected.thresholds == {"dog": 0.56, "cat": 0.45}
+        near = np.abs(expected.probs - np.array([0.56, 0.45])[:, None, None]).min(0) < 1e-4
+        np.testing.assert_array_equal(out.label_maps[b].numpy()[~near], expected.label_map[~near])
+        np.testing.assert_array_equal(result.label_map[~near], expected.label_map[~near])
+        np.testing.assert_allclose(result.prob("cat"), expected.prob("cat"), atol=1e-5)

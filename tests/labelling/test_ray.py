@@ -183,3 +183,18 @@ def test_the_callable_class_returns_plain_columns(local_outputs, images) -> None
     assert {entry["name"] for entry in coco} <= set(CLASSES)
     from_bytes = labeller({"bytes": np.asarray([Path(paths[0]).read_bytes()], dtype=object)})
     assert from_bytes["coco"][0] == columns["coco"][0]
+    # class specs travel as JSON (what --classes-file gives the actors): the same masks as
+    # Segmenter.segment with those specs
+    from clsclip import Segmenter
+    from clsclip.classes import resolve_classes, specs_identity
+
+    specs = resolve_classes({"dog": ["dog", "puppy"], "cat": {"prompts": ["cat"], "negatives":
+                             ["tree"], "threshold": 0.5}, "tree": None})  # fmt: skip
+    labeller = SegmentBatch(str(model), specs_identity(specs), threshold=0.45, min_score=0.2)
+    coco = json.loads(labeller({"path": np.asarray(paths[:1])})["coco"][0])
+    expected = Segmenter.from_pretrained(model).segment(paths[0], specs, threshold=0.45,
+                                                        min_score=0.2)  # fmt: skip
+    assert [a["name"] for a in coco] == [n for n in expected.class_names if expected.mask(n).any()]
+    assert [a["area"] for a in coco] == [
+        int(expected.mask(n).sum()) for n in expected.class_names if expected.mask(n).any()
+    ]

@@ -292,3 +292,25 @@ def test_a_killed_decoding_worker_stops_the_run_and_resume_completes_it(
     argv_whole = [a if a != str(out) else str(whole) for a in argv]
     assert main(argv_whole) == 0
     assert_same_outputs(_outputs(out), _outputs(whole))
+
+
+def test_temporaries_of_writers_killed_mid_write_are_gone_when_the_run_ends(
+    tmp_path, saved_model
+) -> None:
+    """A Ray actor killed while writing leaves a temporary that its replacement does not see as
+    stale (the dead process may be unreaped, its pid still "alive"); the run removes every
+    temporary when its engine has finished (it holds the folder's lock, so no writer is left)."""
+    folder = tmp_path / "in"
+    _images(folder, 2)
+    out = tmp_path / "out"
+    assert _run([str(folder)], saved_model, out) == 0
+    sub = out / "deeper"
+    sub.mkdir()
+    litter = [out / f".img00_label.png.clsclip-tmp-{os.getpid()}-0123abcd",
+              sub / f".x.json.clsclip-tmp-{os.getpid()}-89abcdef"]  # fmt: skip
+    for path in litter:
+        path.write_bytes(b"half a file")
+    (out / ".notes").write_text("a user's hidden file stays")
+    assert _run([str(folder)], saved_model, out, "--resume") == 0
+    assert not any(p.exists() for p in litter)
+    assert (out / ".notes").read_text() == "a user's hidden file stays"
