@@ -62,3 +62,18 @@ def random_rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
 @pytest.fixture
 def rgb_image() -> Image.Image:
     return Image.fromarray(random_rgb(37, 53))
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """One ONNX export of `tiny_segmenter()` (seed 0) with stored classes dog and cat, shared by
+    the tests (each export costs seconds): read it, copy it before changing anything. Also the
+    warnings the export gave."""
+    import warnings
+
+    pytest.importorskip("onnxruntime")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        folder = tmp_path_factory.mktemp("tiny-onnx") / "export"
+        out = tiny_segmenter().export_onnx(folder, classes=["dog", "cat"])
+    return out, [str(w.message) for w in caught]

@@ -6,7 +6,6 @@ import dataclasses
 import json
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -80,17 +79,6 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def tiny_export(tmp_path_factory) -> tuple[Path, list[str]]:
-    """One export of `tiny_segmenter()` with stored classes dog and cat (read-only: tests copy
-    it before changing anything), and the warnings the export gave."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        out = tiny_segmenter().export_onnx(tmp_path_factory.mktemp("export") / "e",
-                                           classes=["dog", "cat"])  # fmt: skip
-    return out, [str(w.message) for w in caught]
-
-
 @pytest.mark.parametrize(("name", "size"), CASES)
 def test_onnxruntime_logits_agree_with_torch(tmp_path, name, size) -> None:
     seg = MODELS[name](size)
@@ -113,13 +101,15 @@ def test_onnxruntime_logits_agree_with_torch(tmp_path, name, size) -> None:
     np.testing.assert_array_equal(a.masks[clear], b.masks[clear])
 
 
-def test_onnxruntime_with_class_specs_thresholds_and_calibration(tmp_path, tiny_export) -> None:
+def test_onnxruntime_with_class_specs_thresholds_and_calibration(
+    tmp_path, tiny_onnx_export
+) -> None:
     """Specs (several prompts, negatives, own thresholds) and a calibrated config give the same
     answer on onnxruntime as on torch; saving the export keeps the calibrated config."""
     config = {"prompt_rule": "max", "class_thresholds": {"cat": 0.56}}
     seg = tiny_segmenter()
     seg = seg._with_config(dataclasses.replace(seg.config, **config))
-    ort = Segmenter.from_pretrained(tiny_export[0], backend="onnxruntime")
+    ort = Segmenter.from_pretrained(tiny_onnx_export[0], backend="onnxruntime")
     ort = ort._with_config(dataclasses.replace(ort.config, **config))
     classes = [{"dog": {"prompts": ["dog", "puppy"], "negatives": ["statue"]}}, "cat",
                ClassSpec("tree", ("tree", "bush"), threshold=0.58)]  # fmt: skip
@@ -144,9 +134,9 @@ def test_onnxruntime_with_class_specs_thresholds_and_calibration(tmp_path, tiny_
         np.testing.assert_allclose(cal.probs[k], expected, atol=2e-6, rtol=0)
 
 
-def test_export_files_and_class_vectors(tmp_path, tiny_export) -> None:
+def test_export_files_and_class_vectors(tmp_path, tiny_onnx_export) -> None:
     seg = tiny_segmenter()
-    out, caught = tiny_export
+    out, caught = tiny_onnx_export
     assert not [w for w in caught if "training mode" in w]
     names = sorted(p.name for p in out.iterdir())
     assert names == [
@@ -235,9 +225,9 @@ def test_example_tokenizer_matches_open_clip() -> None:
     np.testing.assert_array_equal(mine(texts), theirs(texts).numpy())
 
 
-def test_int8_export_is_quantised_and_close(tmp_path, tiny_export) -> None:
+def test_int8_export_is_quantised_and_close(tmp_path, tiny_onnx_export) -> None:
     seg = tiny_segmenter()
-    fp32 = tiny_export[0]
+    fp32 = tiny_onnx_export[0]
     int8 = seg.export_onnx(tmp_path / "int8", int8=True)
     assert json.loads((int8 / "clsclip-onnx.json").read_text())["precision"] == "int8"
     assert (int8 / "views.onnx").stat().st_size < (fp32 / "views.onnx").stat().st_size
@@ -249,7 +239,7 @@ def test_int8_export_is_quantised_and_close(tmp_path, tiny_export) -> None:
 
 
 def test_export_replaces_a_previous_export_whole_or_not_at_all(
-    tmp_path, monkeypatch, tiny_export
+    tmp_path, monkeypatch, tiny_onnx_export
 ) -> None:
     import shutil
 
@@ -257,7 +247,7 @@ def test_export_replaces_a_previous_export_whole_or_not_at_all(
 
     seg = tiny_segmenter()
     out = tmp_path / "e"
-    shutil.copytree(tiny_export[0], out)  # an earlier export, with stored classes
+    shutil.copytree(tiny_onnx_export[0], out)  # an earlier export, with stored classes
     (out / "README.md").write_text("mine")
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 

@@ -425,9 +425,8 @@ def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_exits_0(slow_m
         assert "Traceback" not in "".join(slow.log)
 
 
-def test_answers_equal_segment_with_onnxruntime(tmp_path, segmenter) -> None:
-    pytest.importorskip("onnxruntime")
-    export = segmenter.export_onnx(tmp_path / "onnx")
+def test_answers_equal_segment_with_onnxruntime(tiny_onnx_export) -> None:
+    export = tiny_onnx_export[0]  # tiny_segmenter()'s, the `segmenter` fixture's weights
     local = Segmenter.from_pretrained(export, backend="onnxruntime")
     with running_server(export, "--backend", "onnxruntime", "--max-wait-ms", "30") as ort:
         images = [png_bytes(33 + 4 * i, 41, seed=50 + i) for i in range(3)]
