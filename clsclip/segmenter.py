@@ -445,10 +445,9 @@ class Segmenter:
             before and after); `save_pretrained` writes them. This one is unchanged.
         """
         from clsclip.pipeline.calibrate import count_pixels
-        from clsclip.results.calibration import METRICS, fit_calibration
+        from clsclip.results.calibration import check_metric, fit_calibration
 
-        if metric not in METRICS:
-            raise ValueError(f"unknown metric {metric!r}; choose one of {list(METRICS)}")
+        check_metric(metric)  # before any image is segmented
         request = self._prepare(class_names, None, proposals)
         counts = count_pixels(
             self._settings(), samples, request, ignore_index=ignore_index,

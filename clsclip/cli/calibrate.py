@@ -116,12 +116,13 @@ def coco_samples(
 def run(args: argparse.Namespace) -> int:
     try:
         if args.coco is not None and args.classes is None and args.classes_file is None:
-            names, samples = coco_samples(args.images, args.coco, None)
-            args.classes = names
-        resolve_class_args(args)
-        if args.coco is not None:
+            args.classes, samples = coco_samples(args.images, args.coco, None)  # all categories
+            resolve_class_args(args)
+        elif args.coco is not None:
+            resolve_class_args(args)
             _, samples = coco_samples(args.images, args.coco, args.classes)
         else:
+            resolve_class_args(args)
             pairs = label_folder_samples(args.images, args.labels)
             samples = _label_samples(pairs)
         check_output_folder(args.out)

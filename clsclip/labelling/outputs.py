@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,6 +137,42 @@ def remove_run(out: Path, records: Mapping[str, Mapping[str, Any]]) -> None:
             path.unlink(missing_ok=True)
 
 
+def read_parts(
+    out: Path,
+    folder: str,
+    records: Sequence[Mapping[str, Any]],
+    check: Callable[[Any], None],
+) -> tuple[list[tuple[Mapping[str, Any], Any]], list[str]]:
+    """The per-image parts (``folder/{stem}.json``) of the ok records, in key order, each
+    passed through ``check`` (which raises for a part of the wrong shape); and the keys whose
+    part could not be read or checked (logged: ``--resume`` redoes them)."""
+    parts: list[tuple[Mapping[str, Any], Any]] = []
+    broken: list[str] = []
+    for record in sorted(records, key=lambda r: r["key"]):
+        if record.get("status") != "ok":
+            continue
+        path = out / folder / f"{record['stem']}.json"
+        try:
+            part = json.loads(path.read_text(encoding="utf-8"))
+            check(part)
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            logger.error("cannot read %s (%s); --resume redoes %s", path, e, record["key"])
+            broken.append(record["key"])
+            continue
+        parts.append((record, part))
+    return parts, broken
+
+
+def _check_coco_part(part: Any) -> None:
+    if not isinstance(part["image"], dict) or not isinstance(part["annotations"], list):
+        raise ValueError("not a COCO part")
+
+
+def _check_label_studio_part(part: Any) -> None:
+    if not isinstance(part["result"], list):
+        raise ValueError("not a Label Studio prediction")
+
+
 def merge_coco(
     out: Path, records: Sequence[Mapping[str, Any]], classes: Sequence[str], threshold: float
 ) -> list[str]:
@@ -152,21 +188,10 @@ def merge_coco(
         "annotations": [],
         "categories": coco_categories(list(classes)),
     }
-    broken: list[str] = []
     ids: dict[int, str] = {}
-    for record in sorted(records, key=lambda r: r["key"]):
-        if record.get("status") != "ok":
-            continue
-        path = out / COCO_PARTS / f"{record['stem']}.json"
-        try:
-            part = json.loads(path.read_text(encoding="utf-8"))
-            image, annotations = part["image"], part["annotations"]
-            if not isinstance(image, dict) or not isinstance(annotations, list):
-                raise ValueError("not a COCO part")
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            logger.error("cannot read %s (%s); --resume redoes %s", path, e, record["key"])
-            broken.append(record["key"])
-            continue
+    parts, broken = read_parts(out, COCO_PARTS, records, _check_coco_part)
+    for record, part in parts:
+        image, annotations = part["image"], part["annotations"]
         if image["id"] in ids:
             raise ValueError(f"images {ids[image['id']]!r} and {record['key']!r} share a COCO id")
         ids[image["id"]] = record["key"]
@@ -186,21 +211,9 @@ def merge_label_studio(
     from clsclip.results.label_studio import labeling_config
 
     tasks: list[dict[str, Any]] = []
-    broken: list[str] = []
-    for record in sorted(records, key=lambda r: r["key"]):
-        if record.get("status") != "ok":
-            continue
-        path = out / LS_PARTS / f"{record['stem']}.json"
-        try:
-            prediction = json.loads(path.read_text(encoding="utf-8"))
-            regions = prediction["result"]
-            if not isinstance(regions, list):
-                raise ValueError("not a Label Studio prediction")
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            logger.error("cannot read %s (%s); --resume redoes %s", path, e, record["key"])
-            broken.append(record["key"])
-            continue
-        for region in regions:
+    parts, broken = read_parts(out, LS_PARTS, records, _check_label_studio_part)
+    for record, prediction in parts:
+        for region in prediction["result"]:
             region["from_name"], region["to_name"] = options.ls_from_name, options.ls_to_name
         prediction["model_version"] = model_version
         tasks.append({"data": {"image": image_url(record, options.ls_image_root)},

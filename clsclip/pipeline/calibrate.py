@@ -3,6 +3,7 @@ its labels (`clsclip.results.calibration`), one image at a time."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
@@ -34,7 +35,7 @@ def count_pixels(
                 f"sample {i}: give (image, label_map) pairs, got {type(sample).__name__}"
             )
         image, labels = sample
-        where = f"sample {i}" + (f" ({image})" if isinstance(image, (str,)) else "")
+        where = f"sample {i}" + (f" ({image})" if isinstance(image, (str, os.PathLike)) else "")
         loaded = load_image(image, max_pixels=max_pixels)
         labels = check_label_map(labels, loaded.size, len(request.names), ignore_index, where)
         prediction = predict_images(settings, [loaded], raw)[0]

@@ -32,6 +32,13 @@ METRICS = ("iou", "f1")
 ECE_BINS = 15
 
 
+def check_metric(metric: str) -> str:
+    """``metric`` if it is one of `METRICS`; `ValueError` naming it otherwise."""
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {list(METRICS)}")
+    return metric
+
+
 @dataclass
 class PixelCounts:
     """Histograms of one labelled set's raw logits, per class.
@@ -180,8 +187,7 @@ def best_cut(
     """The edge index with the best metric (the lowest one among equals) and its value. IoU is
     the dataset's (all images' pixels counted together, as mIoU is); F1 is the mean of the
     images' F1 over the images where the class is or is predicted."""
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; choose one of {list(METRICS)}")
+    check_metric(metric)
     if metric == "f1":
         with np.errstate(invalid="ignore"), _quiet_nanmean():
             scores = np.nanmean([_f1_cuts(p, n) for p, n in per_image], axis=0)
@@ -298,8 +304,7 @@ class CalibrationFit:
 def fit_calibration(counts: PixelCounts, metric: str = "iou") -> CalibrationFit:
     """Fit every class the set shows, and the pooled default for the others; a class the set
     never shows keeps the default, and is named (logged, and in ``absent``)."""
-    if metric not in METRICS:
-        raise ValueError(f"unknown metric {metric!r}; choose one of {list(METRICS)}")
+    check_metric(metric)
     if counts.images == 0:
         raise ValueError("the calibration set is empty")
     if metric == "f1" and not counts.keep_images:

@@ -30,6 +30,7 @@ from clsclip.serving.work import (
     label_png,
     parse_boxes,
     parse_classes,
+    parse_min_score,
     parse_threshold,
 )
 
@@ -280,13 +281,13 @@ async def _parse(request: Any, limits: Limits) -> ServeRequest:
         if unknown:
             raise ApiError(422, "bad_threshold", f"thresholds given for {unknown}, which are "
                            "not among the classes")  # fmt: skip
-    min_score = parse_threshold(_text(form, "min_score"), "min_score")
+    min_score = parse_min_score(_text(form, "min_score"))
     boxes = parse_boxes(_text(form, "boxes"), [spec.name for spec in classes], limits)
     output = _text(form, "format") or "json"
     if output not in FORMATS:
         raise ApiError(422, "bad_format", f"format must be one of {list(FORMATS)}, got {output!r}")
     image = await run_in_threadpool(decode_image, data, limits)
-    return ServeRequest(image, classes, threshold, boxes, output, min_score)  # type: ignore[arg-type]
+    return ServeRequest(image, classes, threshold, boxes, output, min_score)
 
 
 def _text(form: Any, name: str) -> str | None:

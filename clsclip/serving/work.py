@@ -104,22 +104,31 @@ def parse_classes(text: str | None, limits: Limits) -> tuple[ClassSpec, ...]:
     return tuple(specs)
 
 
-def parse_threshold(text: str | None, field: str = "threshold") -> float | dict[str, float] | None:
-    """A number in [0, 1], or (for ``threshold``) a JSON object of some classes' thresholds."""
+def parse_threshold(text: str | None) -> float | dict[str, float] | None:
+    """The ``threshold`` field: a number in [0, 1], or a JSON object of some classes'
+    thresholds (``{"dog": 0.4}``)."""
     if text is None or text == "":
         return None
+    if not text.lstrip().startswith("{"):
+        return _unit_number(text, "threshold")
     try:
         value = json.loads(text)
-    except json.JSONDecodeError:
-        value = text
-    if isinstance(value, dict) and field == "threshold":
-        try:
-            return {str(k): check_threshold(v) for k, v in value.items()}
-        except (TypeError, ValueError) as e:
-            raise ApiError(422, "bad_threshold", f"threshold: {e}") from None
+        if not isinstance(value, dict):
+            raise ValueError("not a JSON object")
+        return {str(k): check_threshold(v) for k, v in value.items()}
+    except (TypeError, ValueError) as e:  # json.JSONDecodeError is a ValueError
+        raise ApiError(422, "bad_threshold", f"threshold: {e}") from None
+
+
+def parse_min_score(text: str | None) -> float | None:
+    """The ``min_score`` field: a number in [0, 1]."""
+    return None if text is None or text == "" else _unit_number(text, "min_score")
+
+
+def _unit_number(text: str, field: str) -> float:
     try:
-        return check_threshold(float(value))
-    except (TypeError, ValueError):
+        return check_threshold(float(text))
+    except ValueError:
         raise ApiError(
             422, f"bad_{field}", f"{field} must be a number in [0, 1], got {text!r}"
         ) from None
