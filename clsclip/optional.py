@@ -18,6 +18,8 @@ EXTRAS: dict[str, str] = {
     "uvicorn": "serve",
     "python_multipart": "serve",
     "prometheus_client": "serve",
+    "fiftyone": "fiftyone",
+    "autodistill": "autodistill",
 }
 """The extra that brings each optional top-level package."""
 

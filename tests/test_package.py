@@ -20,14 +20,16 @@ def test_public_api() -> None:
 
 
 def test_import_is_light_and_offline() -> None:
-    """`import clsclip` loads no ultralytics, training code, Hub client or open_clip."""
+    """`import clsclip` loads no ultralytics, training code, Hub client, open_clip or any
+    annotation tool."""
     code = (
         "import sys, socket\n"
         "def no_network(*a, **k): raise AssertionError('network touched on import')\n"
         "socket.socket.connect = no_network\n"
         "import clsclip\n"
         "bad = [m for m in ('ultralytics', 'clsclip.training', 'clsclip.evaluation', 'fastapi',"
-        " 'clsclip.serving', 'uvicorn', 'huggingface_hub', 'open_clip', 'transformers')"
+        " 'clsclip.serving', 'uvicorn', 'huggingface_hub', 'open_clip', 'transformers',"
+        " 'fiftyone', 'autodistill', 'datumaro', 'clsclip.integrations')"
         " if m in sys.modules]\n"
         "assert not bad, bad\n"
     )

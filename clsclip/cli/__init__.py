@@ -6,7 +6,7 @@ import argparse
 import logging
 from collections.abc import Sequence
 
-from clsclip.cli import calibrate, data, evaluate, export, info, segment, serve, train
+from clsclip.cli import calibrate, convert, data, evaluate, export, info, segment, serve, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -15,7 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     commands = parser.add_subparsers(dest="command", required=True)
-    for module in (segment, serve, calibrate, train, evaluate, data, export, info):
+    for module in (segment, convert, serve, calibrate, train, evaluate, data, export, info):
         module.add_parser(commands)
     return parser
 

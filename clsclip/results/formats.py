@@ -1,7 +1,7 @@
-"""Results in the formats other tools read: COCO RLE, supervision, label PNGs.
+"""Results in the formats other tools read: COCO RLE, supervision, FiftyOne, label PNGs.
 
-pycocotools (the reference COCO RLE codec), scipy (connected components) and supervision are
-optional extras, imported when used, with an install hint.
+pycocotools (the reference COCO RLE codec), scipy (connected components), supervision and
+fiftyone are optional extras, imported when used, with an install hint.
 """
 
 from __future__ import annotations
@@ -69,21 +69,20 @@ def coco_annotations(
     (mean probability inside the mask) and ``iscrowd`` 0; ``id`` is left for the caller.
     """
     out = []
-    for k, prob, mask in present_classes(prediction, threshold):
-        for part in _components(mask) if instances else [mask]:
-            rle = encode_rle(part)
-            area, bbox = _rle_stats(rle)
-            out.append(
-                {
-                    "image_id": image_id,
-                    "category_id": k + 1,
-                    "segmentation": rle,
-                    "area": area,
-                    "bbox": bbox,
-                    "score": float(prob[part].mean()),
-                    "iscrowd": 0,
-                }
-            )
+    for k, part, score in regions(prediction, threshold, instances=instances):
+        rle = encode_rle(part)
+        area, bbox = _rle_stats(rle)
+        out.append(
+            {
+                "image_id": image_id,
+                "category_id": k + 1,
+                "segmentation": rle,
+                "area": area,
+                "bbox": bbox,
+                "score": score,
+                "iscrowd": 0,
+            }
+        )
     return out
 
 
@@ -103,11 +102,11 @@ def label_studio_prediction(
     its regions' (0 for none)."""
     from clsclip.results.label_studio import brush_results
 
-    regions = []
-    for k, prob, mask in present_classes(prediction, threshold):
-        for part in _components(mask) if instances else [mask]:
-            regions.append((class_names[k], part, float(prob[part].mean())))
-    result = brush_results(regions, prediction.letterbox.original_size, from_name=from_name,
+    found = [
+        (class_names[k], part, score)
+        for k, part, score in regions(prediction, threshold, instances=instances)
+    ]
+    result = brush_results(found, prediction.letterbox.original_size, from_name=from_name,
                            to_name=to_name)  # fmt: skip
     score = float(np.mean([r["score"] for r in result])) if result else 0.0
     return {"model_version": model_version, "score": round(score, 6), "result": result}
@@ -117,20 +116,40 @@ def coco_categories(class_names: Sequence[str]) -> list[dict[str, Any]]:
     return [{"id": k + 1, "name": name, "supercategory": ""} for k, name in enumerate(class_names)]
 
 
+def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """``x0, y0, x1, y1`` (exclusive end) of a non-empty bool mask."""
+    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def regions(
+    prediction: LowResPrediction, threshold: float | Sequence[float], *, instances: bool = False
+) -> Iterator[tuple[int, np.ndarray, float]]:
+    """(k, bool mask, mean probability inside) of each class with a non-empty mask, in class
+    order; with ``instances``, one per 8-connected component (needs scipy)."""
+    for k, prob, mask in present_classes(prediction, threshold):
+        for part in _components(mask) if instances else [mask]:
+            yield k, part, float(prob[part].mean())
+
+
 def to_supervision(
-    prediction: LowResPrediction, class_names: Sequence[str], threshold: float | Sequence[float]
+    prediction: LowResPrediction,
+    class_names: Sequence[str],
+    threshold: float | Sequence[float],
+    *,
+    instances: bool = False,
 ) -> Any:
-    """A `supervision.Detections`: one detection per class with a non-empty mask (``mask``
-    bool ``N x H x W``, ``xyxy`` its box, ``class_id`` k, ``confidence`` the mean probability
-    inside the mask, ``data["class_name"]``)."""
+    """A `supervision.Detections`: one detection per class with a non-empty mask, or per
+    8-connected component with ``instances`` (``mask`` bool ``N x H x W``, ``xyxy`` its box,
+    ``class_id`` k, ``confidence`` the mean probability inside the mask,
+    ``data["class_name"]``)."""
     sv = require("supervision", "supervision", purpose="to_supervision")
     masks, ids, scores, boxes = [], [], [], []
-    for k, prob, mask in present_classes(prediction, threshold):
-        rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
-        boxes.append([cols[0], rows[0], cols[-1] + 1, rows[-1] + 1])
+    for k, mask, score in regions(prediction, threshold, instances=instances):
+        boxes.append(_box(mask))
         masks.append(mask)
         ids.append(k)
-        scores.append(float(prob[mask].mean()))
+        scores.append(score)
     height, width = prediction.letterbox.original_size
     return sv.Detections(
         xyxy=np.asarray(boxes, np.float32).reshape(-1, 4),
@@ -139,6 +158,57 @@ def to_supervision(
         confidence=np.asarray(scores, np.float32),
         data={"class_name": np.asarray([class_names[k] for k in ids], dtype=str)},
     )
+
+
+def mask_targets(class_names: Sequence[str]) -> dict[int, str]:
+    """FiftyOne's mask targets of a label map: ``{k + 1: name}`` (0 is background)."""
+    return {k + 1: name for k, name in enumerate(class_names)}
+
+
+def _relative_span(start: int, end: int, size: int) -> tuple[float, float]:
+    """``start / size`` and ``(end - start) / size``, nudged up by ulps where needed so that
+    ``int(size * x) == start`` and ``int(size * (x + w)) == end``: FiftyOne (eta) truncates
+    relative boxes to pixels, and ``15 / 52 * 52`` is 14.999999999999998."""
+    x = start / size
+    while int(size * x) < start:
+        x = float(np.nextafter(x, np.inf))
+    w = end / size - x
+    while int(size * (x + w)) < end:
+        w = float(np.nextafter(w, np.inf))
+    return x, w
+
+
+def to_fiftyone(
+    prediction: LowResPrediction,
+    class_names: Sequence[str],
+    threshold: float | Sequence[float],
+    label_map: np.ndarray,
+    *,
+    instances: bool = False,
+) -> Any:
+    """A `fiftyone.core.labels.Segmentation` of the label map (uint8, or uint16 beyond 255
+    classes; values as `mask_targets`), or with ``instances`` a `Detections`: one per
+    8-connected component of each class's mask, ``bounding_box`` relative ``[x, y, w, h]``
+    (FiftyOne's renderer gives back the exact pixels),
+    ``mask`` the component cropped to its box, ``confidence`` the mean probability inside."""
+    labels = require("fiftyone.core.labels", "fiftyone", purpose="to_fiftyone")
+    if not instances:
+        dtype = np.uint8 if len(class_names) <= 255 else np.uint16
+        return labels.Segmentation(mask=label_map.astype(dtype))
+    height, width = prediction.letterbox.original_size
+    detections = []
+    for k, mask, score in regions(prediction, threshold, instances=True):
+        x0, y0, x1, y1 = _box(mask)
+        (x, w), (y, h) = _relative_span(x0, x1, width), _relative_span(y0, y1, height)
+        detections.append(
+            labels.Detection(
+                label=class_names[k],
+                bounding_box=[x, y, w, h],
+                mask=mask[y0:y1, x0:x1],
+                confidence=score,
+            )
+        )
+    return labels.Detections(detections=detections)
 
 
 def label_image(label_map: np.ndarray, num_classes: int) -> Image.Image:

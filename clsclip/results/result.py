@@ -304,13 +304,31 @@ class SegmentationResult:
             self.prediction, self.effective_thresholds(), image_id=image_id, instances=instances
         )
 
-    def to_supervision(self) -> Any:
+    def to_supervision(self, *, instances: bool = False) -> Any:
         """A `supervision.Detections` (needs ``clsclip[supervision]``): one detection per class
-        with a non-empty mask, ``class_id`` k, ``confidence`` the mean probability inside,
-        ``data["class_name"]``."""
+        with a non-empty mask, or per 8-connected component with ``instances`` (needs
+        ``clsclip[coco]`` for scipy), ``class_id`` k, ``confidence`` the mean probability
+        inside, ``data["class_name"]``."""
         return formats.to_supervision(
-            self.prediction, self.class_names, self.effective_thresholds()
+            self.prediction, self.class_names, self.effective_thresholds(), instances=instances
         )
+
+    def to_fiftyone(self, *, instances: bool = False) -> Any:
+        """A FiftyOne label (needs ``clsclip[fiftyone]``): a ``Segmentation`` holding
+        `label_map` (0 background, k + 1 class k: `mask_targets` names the values), or with
+        ``instances`` a ``Detections`` with one masked detection per 8-connected component of
+        each class (needs ``clsclip[coco]`` for scipy)."""
+        label_map = self.label_map if not instances else np.zeros((0, 0), np.int32)
+        return formats.to_fiftyone(
+            self.prediction, self.class_names, self.effective_thresholds(), label_map,
+            instances=instances,
+        )  # fmt: skip
+
+    @property
+    def mask_targets(self) -> dict[int, str]:
+        """The values of `label_map` and `to_fiftyone`'s mask: ``{k + 1: class k}`` (FiftyOne's
+        ``dataset.mask_targets[field]``)."""
+        return formats.mask_targets(self.class_names)
 
     def to_label_studio(
         self,

@@ -61,3 +61,35 @@ def test_local_file_urls_without_a_root(tmp_path, saved_model) -> None:
     (task,) = json.loads((out / "label-studio.json").read_text())
     assert task["data"]["image"] == "/data/local-files/?d=" + str(path).lstrip("/")
     assert (out / "img00.json").is_file()  # other formats beside it
+
+
+def test_hostile_names_nothing_found_and_no_image(tmp_path, saved_model) -> None:
+    """Quotes, XML metacharacters and unicode survive into the tasks and the config; an image
+    where no class is found is a task with an empty prediction; a run with no image done writes
+    an empty task list and the config."""
+    names = ['hot "dog"', "<b>&amp;</b>", "chien 🐕 ü", "it's"]
+    (path,) = _images(tmp_path / "in", 1)
+    out = tmp_path / "out"
+    argv = ["segment", str(path), "--classes", *names, "--model", str(saved_model), "--out",
+            str(out), "--format", "label-studio", "--threshold", "0.57"]  # fmt: skip
+    assert main(argv) == 0
+    config = label_config.parse_config((out / "label-studio.xml").read_text(encoding="utf-8"))
+    assert config["label"]["labels"] == names
+    (task,) = json.loads((out / "label-studio.json").read_text(encoding="utf-8"))
+    reference = Segmenter.from_pretrained(saved_model).segment(path, names, threshold=0.57)
+    shown = {r["value"]["brushlabels"][0] for r in task["predictions"][0]["result"]}
+    assert shown == {n for n in names if reference.mask(n).any()} and shown
+    empty = tmp_path / "empty"
+    argv = ["segment", str(path), "--classes", *names, "--model", str(saved_model), "--out",
+            str(empty), "--format", "label-studio", "--threshold", "0.9999"]  # fmt: skip
+    assert main(argv) == 0
+    (task,) = json.loads((empty / "label-studio.json").read_text())
+    assert task["predictions"] == [{"model_version": task["predictions"][0]["model_version"],
+                                    "score": 0.0, "result": []}]  # fmt: skip
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    none = tmp_path / "none"
+    argv = ["segment", str(tmp_path / "bad.png"), "--classes", *names, "--model",
+            str(saved_model), "--out", str(none), "--format", "label-studio"]  # fmt: skip
+    assert main(argv) == 1
+    assert json.loads((none / "label-studio.json").read_text()) == []
+    assert label_config.parse_config((none / "label-studio.xml").read_text())["label"]["labels"]
