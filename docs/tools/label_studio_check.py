@@ -11,8 +11,8 @@ then, with a run made by ``clsclip segment ... --format label-studio``:
     python docs/tools/label_studio_check.py RUN_DIR --url http://127.0.0.1:8089 --token TOKEN
 
 It creates a project whose labelling config is the run's ``label-studio.xml`` (Label Studio
-validates it), imports ``label-studio.json`` (Label Studio validates every prediction against the
-config: labels, tag names), reads every task and prediction back through the API, and decodes
+validates it), imports ``label-studio.json``, reads every task and prediction back through the
+API, and decodes
 each brush region with Label Studio's converter: the masks must equal the ones the run wrote.
 Prints one line per task and exits 1 on any difference. Needs ``label-studio-converter`` here
 (the ``dev`` extra).
