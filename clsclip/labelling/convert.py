@@ -127,14 +127,14 @@ def _write_coco(run: Path, records: Sequence[Mapping[str, Any]], out: Path, mode
     if not path.is_file():
         raise ValueError(f"{path} is missing: finish the run (--resume) first")
     coco = json.loads(path.read_text(encoding="utf-8"))
-    keys = {record["image"]: record["key"] for record in records}
-    if sorted(image["file_name"] for image in coco["images"]) != sorted(keys):
+    key_of = {record["image"]: record["key"] for record in records}
+    if sorted(image["file_name"] for image in coco["images"]) != sorted(key_of):
         raise ValueError(
             f"{path} does not hold the images the manifest has done (the run was stopped "
             "before its merge): finish it with --resume first"
         )
     for image in coco["images"]:
-        image["file_name"] = keys[image["file_name"]]
+        image["file_name"] = key_of[image["file_name"]]
     (out / "annotations").mkdir()
     write_json(out / "annotations" / "instances_default.json", coco, indent=None)
     pairs = [(r["key"], Path(r["image"]), out / "images" / r["key"]) for r in records]

@@ -178,23 +178,22 @@ def _relative_span(start: int, end: int, size: int) -> tuple[float, float]:
     return x, w
 
 
-def to_fiftyone(
-    prediction: LowResPrediction,
-    class_names: Sequence[str],
-    threshold: float | Sequence[float],
-    label_map: np.ndarray,
-    *,
-    instances: bool = False,
-) -> Any:
-    """A `fiftyone.core.labels.Segmentation` of the label map (uint8, or uint16 beyond 255
-    classes; values as `mask_targets`), or with ``instances`` a `Detections`: one per
-    8-connected component of each class's mask, ``bounding_box`` relative ``[x, y, w, h]``
-    (FiftyOne's renderer gives back the exact pixels),
-    ``mask`` the component cropped to its box, ``confidence`` the mean probability inside."""
+def fiftyone_segmentation(label_map: np.ndarray, num_classes: int) -> Any:
+    """A `fiftyone.core.labels.Segmentation` of a label map (0 background, k + 1 class k: the
+    values of `mask_targets`): uint8 up to 255 classes, uint16 beyond, as `label_image`."""
     labels = require("fiftyone.core.labels", "fiftyone", purpose="to_fiftyone")
-    if not instances:
-        dtype = np.uint8 if len(class_names) <= 255 else np.uint16
-        return labels.Segmentation(mask=label_map.astype(dtype))
+    dtype = np.uint8 if num_classes <= 255 else np.uint16
+    return labels.Segmentation(mask=label_map.astype(dtype))
+
+
+def fiftyone_detections(
+    prediction: LowResPrediction, class_names: Sequence[str], threshold: float | Sequence[float]
+) -> Any:
+    """A `fiftyone.core.labels.Detections`: one per 8-connected component of each class's
+    mask, ``bounding_box`` relative ``[x, y, w, h]`` (FiftyOne's renderer gives back the exact
+    pixels), ``mask`` the component cropped to its box, ``confidence`` the mean probability
+    inside."""
+    labels = require("fiftyone.core.labels", "fiftyone", purpose="to_fiftyone")
     height, width = prediction.letterbox.original_size
     detections = []
     for k, mask, score in regions(prediction, threshold, instances=True):

@@ -318,11 +318,11 @@ class SegmentationResult:
         `label_map` (0 background, k + 1 class k: `mask_targets` names the values), or with
         ``instances`` a ``Detections`` with one masked detection per 8-connected component of
         each class (needs ``clsclip[coco]`` for scipy)."""
-        label_map = self.label_map if not instances else np.zeros((0, 0), np.int32)
-        return formats.to_fiftyone(
-            self.prediction, self.class_names, self.effective_thresholds(), label_map,
-            instances=instances,
-        )  # fmt: skip
+        if instances:
+            return formats.fiftyone_detections(
+                self.prediction, self.class_names, self.effective_thresholds()
+            )
+        return formats.fiftyone_segmentation(self.label_map, len(self.class_names))
 
     @property
     def mask_targets(self) -> dict[int, str]:
