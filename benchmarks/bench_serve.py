@@ -102,16 +102,10 @@ class Server:
         if "listening on" not in line:
             raise RuntimeError(f"the server did not start: {line!r}")
         self.url = line.rsplit(" ", 1)[1].strip()
-        import httpx
+        from clsclip.serving.readiness import wait_until_ready
 
-        for _ in range(600):
-            try:
-                if httpx.get(self.url + "/readyz", timeout=5).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("the server never became ready")
+        if not wait_until_ready(self.url, timeout_s=60):
+            raise RuntimeError("the server never became ready")
 
     def stop(self) -> None:
         self.process.terminate()

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,6 +18,8 @@ from typing import Any
 import httpx
 import numpy as np
 from PIL import Image
+
+from clsclip.serving.readiness import wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -90,15 +91,7 @@ def running_server(model: Path, *flags: str, key: str | None = None) -> Iterator
         process.kill()
         raise RuntimeError("the server did not start:\n" + "".join(log))
     server = Server(process, url[0], key, log)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(server.url + "/readyz", timeout=5).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    else:
+    if not wait_until_ready(server.url, timeout_s=60):
         process.kill()
         raise RuntimeError("the server never became ready:\n" + "".join(log))
     try:
