@@ -16,6 +16,7 @@ from typing import Protocol, runtime_checkable
 import torch
 
 from clsclip.config import AnyConfig
+from clsclip.model.scores import ScoringRule
 
 
 @runtime_checkable
@@ -28,8 +29,8 @@ class Backend(Protocol):
         device: where tensors it returns live.
         precision: the numeric precision it runs at (``"fp32"``, ``"bf16"``, ``"int8"`` ...).
         image_mean, image_std: RGB normalisation of its inputs, in [0, 1] units.
-        class_scores: ``"independent"`` (each class scored alone: ClsCLIP, CLIPSeg) or
-            ``"softmax"`` (the classes of a call compete, as in the training-free dense models).
+        scoring: how raw scores become class logits: independent (ClsCLIP, CLIPSeg) or
+            competing classes and background prompts (the training-free models).
     """
 
     @property
@@ -51,7 +52,12 @@ class Backend(Protocol):
     def image_std(self) -> tuple[float, float, float]: ...
 
     @property
-    def class_scores(self) -> str: ...
+    def scoring(self) -> ScoringRule: ...
+
+    def background_vectors(self) -> torch.Tensor:
+        """``B x embed_dim`` (float32, on `device`) vectors every view is also scored against
+        when the classes compete (the background prompts); ``0 x embed_dim`` when none."""
+        ...
 
     def grid_for(self, image_size: int) -> tuple[int, int]:
         """The ``(h, w)`` grid of logits of a square input of ``image_size`` pixels."""
@@ -64,13 +70,14 @@ class Backend(Protocol):
     def predict_pairs(
         self, pixels: torch.Tensor, text: torch.Tensor, pairs: torch.Tensor, *, chunk_size: int
     ) -> torch.Tensor:
-        """Logits ``P x h' x w'`` of chosen (view, class) pairs of ``V x 3 x S x S`` views."""
+        """Raw scores ``P x h' x w'`` of chosen (view, row) pairs of ``V x 3 x S x S`` views
+        (independent classes' logits; see `scoring`)."""
         ...
 
     def predict_logits(
         self, pixels: torch.Tensor, text: torch.Tensor, *, chunk_size: int
     ) -> torch.Tensor:
-        """Logits ``B x K x h' x w'`` of every class for every image."""
+        """Raw scores ``B x K x h' x w'`` of every row for every image."""
         ...
 
     def inference(self) -> AbstractContextManager[None]:

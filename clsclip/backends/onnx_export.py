@@ -179,8 +179,8 @@ def describe(
         # over templates, normalise again; CLIPSeg: average the raw vectors.
         "text_normalize": not isinstance(model, ClipSegModel),
         # "independent": one sigmoid per class; "softmax": the classes (and the background
-        # prompts) compete, see clsclip.model.scores.dense_logits.
-        "class_scores": model.class_scores,
+        # prompts) compete: the scoring rule, clsclip.model.scores.ScoringRule.
+        "class_scores": model.scoring.kind,
         "background_prompts": list(getattr(model, "background_prompts", ())),
         "tokenizer": {
             "type": "clip-bpe",

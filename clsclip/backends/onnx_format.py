@@ -22,11 +22,11 @@ from clsclip.config import (
     config_from_dict,
 )
 from clsclip.geometry import RESIZE_MODES
+from clsclip.model.scores import SCORING_RULES
 
 ONNX_CONFIG = "clsclip-onnx.json"
 FORMAT = "clsclip-onnx"
 FORMAT_VERSION = 1
-CLASS_SCORES = ("independent", "softmax")
 GRAPHS = {"text": "text.onnx", "views": "views.onnx", "decode": "decode.onnx"}
 CLASSES_FILE = "classes.npz"
 VOCABULARY = "bpe_simple_vocab_16e6.txt.gz"
@@ -139,8 +139,8 @@ def _check_values(data: dict[str, Any], path: Path) -> None:
         raise _fail(path, "prompt_templates", "a non-empty list of str with one '{}'", templates)
     if not isinstance(data.get("text_normalize"), bool):
         raise _fail(path, "text_normalize", "true or false", data.get("text_normalize"))
-    if data.get("class_scores", "independent") not in CLASS_SCORES:
-        raise _fail(path, "class_scores", f"one of {list(CLASS_SCORES)}", data.get("class_scores"))
+    if data.get("class_scores", "independent") not in SCORING_RULES:
+        raise _fail(path, "class_scores", f"one of {list(SCORING_RULES)}", data.get("class_scores"))
     background = data.get("background_prompts", [])
     if not isinstance(background, list) or not all(isinstance(b, str) and b for b in background):
         raise _fail(path, "background_prompts", "a list of non-empty names", background)

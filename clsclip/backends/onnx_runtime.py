@@ -25,6 +25,7 @@ from clsclip.backends.onnx_format import (
 from clsclip.checks import resolve_device
 from clsclip.model.base import all_pairs, run_pairs
 from clsclip.model.prompts import combine_prompts, tokenize_prompts
+from clsclip.model.scores import ScoringRule
 from clsclip.optional import require
 from clsclip.storage.files import write_folder
 
@@ -94,7 +95,7 @@ class OnnxBackend:
         self.image_size = int(description["image_size"])
         self._grid = (int(description["grid"][0]), int(description["grid"][1]))
         self._stored = _stored_vectors(self.folder, description)
-        self.class_scores = str(description.get("class_scores", "independent"))
+        self.scoring = ScoringRule(str(description.get("class_scores", "independent")))
         background = list(description.get("background_prompts", []))
         self._background = self.encode_class_names(background) if background else None
         logger.info("loaded exported clsclip model from %s (onnxruntime)", self.folder)
@@ -140,19 +141,14 @@ class OnnxBackend:
         self, pixels: torch.Tensor, text: torch.Tensor, pairs: torch.Tensor, *, chunk_size: int
     ) -> torch.Tensor:
         grid = self.grid_for(pixels.shape[-1])
-        joint = None
-        if self.class_scores == "softmax":
-            joint = self._background if self._background is not None else text[:0]
         return run_pairs(
-            self._encode_views,
-            self._decode_rows,
-            pixels,
-            text,
-            pairs,
-            grid,
-            chunk_size=chunk_size,
-            joint=joint,
+            self._encode_views, self._decode_rows, pixels, text, pairs, grid, chunk_size=chunk_size
         )
+
+    def background_vectors(self) -> torch.Tensor:
+        if self._background is None:  # no rows: their width is never read
+            return torch.zeros(0, 0)
+        return self._background
 
     def predict_logits(
         self, pixels: torch.Tensor, text: torch.Tensor, *, chunk_size: int

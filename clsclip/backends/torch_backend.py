@@ -8,6 +8,7 @@ import copy
 import logging
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -30,6 +31,7 @@ from clsclip.model import (
     build_model,
 )
 from clsclip.model.clipseg_convert import state_dict_from_transformers
+from clsclip.model.scores import ScoringRule
 from clsclip.storage.folder import save_model_folder
 from clsclip.storage.hub import resolve_model_files
 from clsclip.storage.weights import (
@@ -41,6 +43,13 @@ from clsclip.storage.weights import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Placement:
+    """Where a network is: one object for every backend that shares the network."""
+
+    device: torch.device
 
 
 class TorchBackend:
@@ -72,7 +81,7 @@ class TorchBackend:
             )
         check_config(config)
         self.config = config
-        self.device = device
+        self._placement = _Placement(device)  # shared by copies that share the model
         self.model = model.to(device).eval()
         self.precision: Precision
         self.precision, self.precision_reason = resolve_precision(precision, device)
@@ -126,9 +135,13 @@ class TorchBackend:
         return cls(model, config, device=device, precision=precision)
 
     @property
-    def class_scores(self) -> str:
-        """``"independent"`` (a sigmoid per class) or ``"softmax"`` (classes compete)."""
-        return self.model.class_scores
+    def scoring(self) -> ScoringRule:
+        """How raw scores become class logits (independent, or competing classes)."""
+        return self.model.scoring
+
+    def background_vectors(self) -> torch.Tensor:
+        with torch.inference_mode():
+            return self.model.background_vectors(self.device).float()
 
     @property
     def image_mean(self) -> tuple[float, float, float]:
@@ -163,11 +176,17 @@ class TorchBackend:
         with torch.inference_mode(), autocast(self.precision, self.device):
             yield
 
+    @property
+    def device(self) -> torch.device:
+        return self._placement.device
+
     def to(self, device: str | torch.device) -> None:
+        """Move the network; every backend that shares it (`copy.copy`, as a calibrated
+        segmenter's) moves with it, and knows."""
         target = resolve_device(device)
         check_precision(self.precision, target)
         self.model.to(target)
-        self.device = target
+        self._placement.device = target
 
     def save_pretrained(
         self, folder: str | os.PathLike[str], *, include_backbone: bool | None = None

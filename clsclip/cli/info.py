@@ -21,8 +21,9 @@ def add_parser(commands: Any) -> None:
     info.set_defaults(run=run)
 
 
-def describe(source: str) -> dict[str, Any]:
-    """The family, model type and settings of a saved model (its config), plus its files."""
+def read_config(source: str) -> tuple[Any, dict[str, str]]:
+    """The config of a saved model (folder, Hub repo or ONNX export), of its own family, read
+    without loading weights; and what its files are."""
     from clsclip.backends.onnx_format import ONNX_CONFIG, description_config, read_description
     from clsclip.config import config_from_dict
     from clsclip.storage.hub import resolve_model_files
@@ -30,11 +31,15 @@ def describe(source: str) -> dict[str, Any]:
     folder = Path(source)
     if (folder / ONNX_CONFIG).is_file():
         config = description_config(read_description(folder), folder / ONNX_CONFIG)
-        files = {"format": "ONNX export (backend onnxruntime)"}
-    else:
-        found = resolve_model_files(source)
-        config = config_from_dict(found.config_data)
-        files = {"weights": str(found.weights) if found.weights else "none (config only)"}
+        return config, {"format": "ONNX export (backend onnxruntime)"}
+    found = resolve_model_files(source)
+    config = config_from_dict(found.config_data)
+    return config, {"weights": str(found.weights) if found.weights else "none (config only)"}
+
+
+def describe(source: str) -> dict[str, Any]:
+    """The family, model type and settings of a saved model (its config), plus its files."""
+    config, files = read_config(source)
     return {"family": config.FAMILY, "model_type": config.MODEL_TYPE, **files,
             "config": config.to_dict()}  # fmt: skip
 

@@ -242,7 +242,8 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
         instances=args.instances,
         proposals=proposals_identity(args.proposals, boxes=args.boxes,
                                      yolo_model=args.yolo_model, yolo_conf=args.yolo_conf),
-        precision=args.precision, backend=args.backend, max_image_pixels=limit, base=base,
+        precision=_resolved_precision(args, segmenter), backend=args.backend,
+        max_image_pixels=limit, base=base,
     )  # fmt: skip
     check_folder(out, spec, resume=args.resume, overwrite=args.overwrite)  # reads only
     check_output_folder(out)
@@ -253,12 +254,25 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
             "threshold": threshold, "formats": formats, "limit": limit}  # fmt: skip
 
 
-def _config(args: argparse.Namespace) -> Any:
-    """The model's config, read without loading the model (the Ray driver needs no model)."""
-    from clsclip.cli.info import describe
-    from clsclip.config import config_from_dict
+def _resolved_precision(args: argparse.Namespace, segmenter: Any) -> str:
+    """What ``--precision`` resolves to here (``auto``: bf16 or fp32 by this CPU), as run.json
+    stores it: a resume on a machine that would resolve it otherwise is another run."""
+    if segmenter is not None:
+        return str(segmenter.precision)
+    import torch
 
-    return config_from_dict(describe(args.model)["config"])
+    from clsclip.backends.precision import resolve_precision
+
+    device = torch.device("cuda" if args.gpus_per_actor > 0 else "cpu")
+    return resolve_precision(args.precision, device)[0]
+
+
+def _config(args: argparse.Namespace) -> Any:
+    """The model's config (of its own family: ClsCLIP, CLIPSeg, training-free), read without
+    loading the model (the Ray driver needs no model)."""
+    from clsclip.cli.info import read_config
+
+    return read_config(args.model)[0]
 
 
 def _segmenter(args: argparse.Namespace) -> Any:
@@ -289,7 +303,7 @@ def _engine(args: argparse.Namespace, plan: dict[str, Any], options: Any) -> Any
     from clsclip.labelling.ray_engine import ray_engine
 
     boxes = json.loads(args.boxes.read_text(encoding="utf-8")) if args.boxes else None
-    actor = {"device": args.device, "precision": args.precision, "backend": args.backend,
+    actor = {"device": args.device, "precision": plan["spec"]["precision"], "backend": args.backend,
              "revision": args.revision, "chunk_size": args.chunk_size, "boxes": boxes,
              "proposals": args.proposals, "yolo_model": args.yolo_model,
              "yolo_conf": args.yolo_conf, "max_image_pixels": plan["limit"],

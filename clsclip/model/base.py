@@ -9,13 +9,9 @@ from torch import nn
 
 from clsclip.model.backbone import ClipBackbone
 from clsclip.model.prompts import tokenize_prompts
-from clsclip.model.scores import dense_logits
+from clsclip.model.scores import ScoringRule
 
 Tokenizer = Callable[[list[str]], torch.Tensor]
-ClassScores = str
-"""``"independent"``: each class's logit stands alone (ClsCLIP, CLIPSeg: a sigmoid per class);
-``"softmax"``: the classes compete, every view is scored against all of them and the extra
-vectors (`clsclip.model.scores.dense_logits`)."""
 
 
 class SegmentationModel(nn.Module):
@@ -31,11 +27,12 @@ class SegmentationModel(nn.Module):
 
     tokenizer: Callable[..., torch.Tensor]
     prompt_templates: tuple[str, ...]
-    class_scores: ClassScores = "independent"
+    scoring: ScoringRule = ScoringRule("independent")
+    """How raw scores become class logits (`clsclip.model.scores.ScoringRule`)."""
 
-    def extra_text(self, device: torch.device) -> torch.Tensor:
-        """Vectors every view is also scored against with ``class_scores = "softmax"`` (the
-        background prompts): ``B x embed_dim``, none by default."""
+    def background_vectors(self, device: torch.device) -> torch.Tensor:
+        """Vectors every view is also scored against when the classes compete (the background
+        prompts): ``B x embed_dim``, none by default."""
         return torch.zeros(0, self.backbone.embed_dim, device=device)
 
     def tokenize_prompts(self, names: Sequence[str]) -> torch.Tensor:
@@ -81,25 +78,19 @@ class SegmentationModel(nn.Module):
     def predict_pairs(
         self, pixels: torch.Tensor, text: torch.Tensor, pairs: torch.Tensor, *, chunk_size: int
     ) -> torch.Tensor:
-        """Chosen (view, class) pairs, each view's class-independent work run once (see
-        `run_pairs`): logits ``P x h' x w'`` in the order of ``pairs``."""
+        """Chosen (view, row) pairs, each view's class-independent work run once (see
+        `run_pairs`): raw scores ``P x h' x w'`` in the order of ``pairs`` (the logits of
+        independent classes; `scoring` turns competing ones into logits)."""
         grid = self.grid_for(pixels.shape[-1])
-        joint = self.extra_text(text.device) if self.class_scores == "softmax" else None
         return run_pairs(
-            self.encode_views,
-            self.decode_rows,
-            pixels,
-            text,
-            pairs,
-            grid,
-            chunk_size=chunk_size,
-            joint=joint,
+            self.encode_views, self.decode_rows, pixels, text, pairs, grid, chunk_size=chunk_size
         )
 
     def predict_logits(
         self, pixels: torch.Tensor, text: torch.Tensor, *, chunk_size: int
     ) -> torch.Tensor:
-        """Every class for every image: ``B x 3 x S x S``, ``K x E`` -> ``B x K x h' x w'``."""
+        """Every row for every image: ``B x 3 x S x S``, ``K x E`` -> ``B x K x h' x w'`` raw
+        scores (as `predict_pairs`)."""
         pairs = all_pairs(pixels.shape[0], text.shape[0], pixels.device)
         logits = self.predict_pairs(pixels, text, pairs, chunk_size=chunk_size)
         return logits.reshape(pixels.shape[0], text.shape[0], *logits.shape[-2:])
@@ -118,7 +109,6 @@ def run_pairs(
     grid: tuple[int, int],
     *,
     chunk_size: int,
-    joint: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The one chunked loop over (view, class) pairs, for torch modules and ONNX graphs alike.
 
@@ -131,9 +121,6 @@ def run_pairs(
         grid: the patch grid of the input.
         chunk_size: views per pass through the shared work, and pairs per pass through the
             class-dependent one; peak memory grows with it, not with K.
-        joint: for classes that compete (``class_scores = "softmax"``), the extra vectors
-            ``B x E`` every view is also scored against (may be empty): every view of a pair is
-            scored against all K classes and these, and `dense_logits` makes the pair's logit.
 
     Returns:
         Logits ``P x h' x w'`` in the order of ``pairs``.
@@ -142,10 +129,6 @@ def run_pairs(
     shared = [torch.cat(parts) for parts in zip(*chunks, strict=True)]
     pairs = pairs.to(shared[0].device)
     text = text.to(shared[0].device)
-    if joint is not None:
-        return _joint_pairs(
-            decode_rows, shared, text, joint.to(text.device), pairs, grid, chunk_size
-        )
     outputs = []
     for start in range(0, pairs.shape[0], chunk_size):
         chunk = pairs[start : start + chunk_size]
@@ -159,29 +142,3 @@ def all_pairs(num_views: int, num_classes: int, device: torch.device) -> torch.T
     return torch.cartesian_prod(
         torch.arange(num_views, device=device), torch.arange(num_classes, device=device)
     ).reshape(-1, 2)
-
-
-def _joint_pairs(
-    decode_rows: DecodeRows,
-    shared: list[torch.Tensor],
-    text: torch.Tensor,
-    extra: torch.Tensor,
-    pairs: torch.Tensor,
-    grid: tuple[int, int],
-    chunk_size: int,
-) -> torch.Tensor:
-    """`run_pairs` for competing classes: each view of ``pairs`` scored against every class and
-    the extra vectors, ``chunk_size`` views at a time, then the pairs' logits gathered."""
-    vectors = torch.cat([text, extra.to(text.dtype)])
-    num_classes, total = text.shape[0], vectors.shape[0]
-    views = torch.unique(pairs[:, 0])
-    out = torch.empty(pairs.shape[0], *grid, device=text.device)
-    for start in range(0, views.shape[0], chunk_size):
-        chunk = views[start : start + chunk_size]
-        rows = [x[chunk].repeat_interleave(total, dim=0) for x in shared]
-        scores = decode_rows(rows, vectors.repeat(chunk.shape[0], 1), grid)
-        logits = dense_logits(scores.view(chunk.shape[0], total, *grid), num_classes)
-        for i, view in enumerate(chunk.tolist()):
-            picked = torch.nonzero(pairs[:, 0] == view).flatten()
-            out[picked] = logits[i, pairs[picked, 1]].to(out.dtype)
-    return out

@@ -12,6 +12,7 @@ from clsclip.model.backbone import ClipBackbone
 from clsclip.model.base import SegmentationModel, Tokenizer
 from clsclip.model.dense_attention import dense_last_block
 from clsclip.model.prompts import combine_prompts
+from clsclip.model.scores import ScoringRule
 
 
 def window_offsets(size: int, window: int, stride: int) -> list[int]:
@@ -28,11 +29,11 @@ class DenseClipModel(SegmentationModel):
 
     Build it with `clsclip.model.build_model` from a `DenseClipConfig`. `encode_views` gives
     each view's dense features on its patch grid (windows averaged where they overlap),
-    `decode_rows` their scaled cosine similarity with class vectors, and `predict_pairs` turns
-    these into per-class logits that compete across the classes (`dense_logits`).
+    `decode_rows` their scaled cosine similarity with class vectors; the classes of an image
+    and the background prompts compete (`scoring`, `clsclip.model.scores.ScoringRule`).
     """
 
-    class_scores = "softmax"
+    scoring = ScoringRule("softmax")
 
     def __init__(
         self,
@@ -129,7 +130,3 @@ class DenseClipModel(SegmentationModel):
         unit = F.normalize(text.to(shared[0].dtype), dim=-1)
         scores = torch.einsum("pne,pe->pn", shared[0], unit) * self.logit_scale
         return scores.reshape(scores.shape[0], grid[0], grid[1])
-
-    def extra_text(self, device: torch.device) -> torch.Tensor:
-        """The vectors every view also scores against (the background prompts)."""
-        return self.background_vectors(device)

@@ -92,14 +92,12 @@ def predict_images(
 def predict_requests(
     settings: Settings, items: Sequence[tuple[Image.Image, Request]]
 ) -> list[ImagePrediction]:
-    """Images of different requests (their own classes, thresholds, proposals) through one
-    pass: the class-independent work once per image, each image's classes from one text
-    tensor. Backends whose classes compete (``class_scores == "softmax"``) score every view
-    against all rows of it, so their images go in groups of one class list each."""
+    """Images of different requests (their own classes, specs, thresholds, proposals) through
+    one pass: the class-independent work once per image, each request's rows once in one text
+    tensor. Each image is scored against its own request's rows only (the scoring rule sees an
+    image's own classes), so a request never sees another's classes."""
     if not items:
         return []
-    if settings.backend.class_scores == "softmax":
-        return _per_class_list(settings, items)
     offsets: dict[int, int] = {}
     texts: list[torch.Tensor] = []
     for _, request in items:
@@ -114,35 +112,6 @@ def predict_requests(
                            settings.encode, None, layout.shifted(offsets[id(request)]))  # fmt: skip
     with settings.backend.inference():
         return planner.run(torch.cat(texts), chunk_size=settings.chunk_size,
-                           fusion=settings.zoom.fusion)  # fmt: skip
-
-
-def _per_class_list(
-    settings: Settings, items: Sequence[tuple[Image.Image, Request]]
-) -> list[ImagePrediction]:
-    groups: dict[tuple[str, ...], list[int]] = {}
-    for i, (_, request) in enumerate(items):
-        groups.setdefault(tuple(request.names), []).append(i)
-    out: list[ImagePrediction | None] = [None] * len(items)
-    for indices in groups.values():  # each group: one class list, so one text tensor
-        group = [items[i] for i in indices]
-        for i, prediction in zip(indices, predict_requests_plain(settings, group), strict=True):
-            out[i] = prediction
-    return [p for p in out if p is not None]
-
-
-def predict_requests_plain(
-    settings: Settings, items: Sequence[tuple[Image.Image, Request]]
-) -> list[ImagePrediction]:
-    """`predict_images` for images that share one request's classes (their proposals may
-    differ)."""
-    planner = ViewPlanner(settings.backend, settings.image_size, settings.resize_mode)
-    for image, request in items:
-        found = request.proposer.propose(image, request.names) if request.proposer else None
-        planner.plan_image(image, request.names, found, settings.matcher, settings.zoom,
-                           settings.encode, None, request.layout)  # fmt: skip
-    with settings.backend.inference():
-        return planner.run(items[0][1].text, chunk_size=settings.chunk_size,
                            fusion=settings.zoom.fusion)  # fmt: skip
 
 
@@ -207,6 +176,13 @@ def segment_tensors(
     """Same-size image tensors through letterbox, network and label maps, all in torch on the
     backend's device (plain ClsCLIP: no proposals)."""
     backend = settings.backend
+    rule = backend.scoring
+    layout = request.layout or RowLayout.plain(len(request.names))
+    text = request.text
+    extra = backend.background_vectors() if rule.competes else text[:0]
+    if extra.shape[0]:
+        text = torch.cat([text, extra.to(text)])
+    background = list(range(request.text.shape[0], text.shape[0]))
     logits = []
     with backend.inference():
         for chunk in images.split(settings.chunk_size):
@@ -217,13 +193,14 @@ def segment_tensors(
                 backend.image_std,
                 settings.resize_mode,
             )
-            out = backend.predict_logits(pixels, request.text, chunk_size=settings.chunk_size)
+            out = backend.predict_logits(pixels, text, chunk_size=settings.chunk_size)
             logits.append(out.float().to(backend.device))
-        rows = torch.cat(logits)
-        layout = request.layout or RowLayout.plain(len(request.names))
-        low_res = rows if layout.is_plain else torch.stack(
-            [torch.stack([x[list(r)].amax(dim=0) for r in layout.prompts]) for x in rows]
-        )  # fmt: skip
+        low_res = torch.stack([
+            rule.class_logits(
+                torch.stack([x[list(rows)].amax(dim=0) for rows in layout.prompts]), x[background]
+            )
+            for x in torch.cat(logits)
+        ])  # fmt: skip
         thresholds = [request.class_thresholds.get(n, request.threshold) for n in request.names]
         cutoffs = class_cutoffs(thresholds, len(request.names))
         labels = torch.stack([

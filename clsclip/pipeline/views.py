@@ -62,9 +62,17 @@ class ViewPlanner:
         self.backend = backend
         self.image_size = image_size
         self.resize_mode = resize_mode
+        self.rule = backend.scoring
         self.views: list[_View] = []
-        self.pairs: list[tuple[int, int]] = []
+        self.pairs: list[tuple[int, int]] = []  # (view, row), each once
+        self._paired: set[tuple[int, int]] = set()
         self.plans: list[_ImagePlan] = []
+
+    def _pair(self, view: int, rows: Sequence[int]) -> None:
+        for row in rows:
+            if (view, row) not in self._paired:
+                self._paired.add((view, row))
+                self.pairs.append((view, row))
 
     def add_view(
         self,
@@ -88,7 +96,9 @@ class ViewPlanner:
     ) -> _ImagePlan:
         """Plan one image: its whole view (``prepared`` when already letterboxed) for every
         row of its classes (prompts and negatives), and a crop view per region of matching
-        proposals (these need ``image``), for the prompt rows of the classes they serve.
+        proposals (these need ``image``), for the prompt rows of the classes they serve (of
+        all the image's classes when they compete). Every view is also scored against the
+        background rows of a competing scoring rule, when `run` runs.
 
         ``layout``: where the image's classes are in the text tensor `run` gets (default: class
         k is row k); images of different requests share one pass with their own rows.
@@ -97,7 +107,7 @@ class ViewPlanner:
         layout = layout if layout is not None else RowLayout.plain(len(class_names))
         plan = _ImagePlan(image=image, view=view, layout=layout)
         self.plans.append(plan)
-        self.pairs += [(view, row) for row in layout.all_rows]
+        self._pair(view, layout.all_rows)
         if proposals is None or not len(proposals):
             return plan
         if image is None:
@@ -122,7 +132,8 @@ class ViewPlanner:
                 if not any(c.view == crop_views[region] and c.class_index == k
                            for c in plan.crops):  # fmt: skip
                     plan.crops.append(_Crop(crop_views[region], k, region))
-                    self.pairs += [(crop_views[region], row) for row in layout.prompts[k]]
+                    competitors = layout.prompts if self.rule.competes else [layout.prompts[k]]
+                    self._pair(crop_views[region], [r for rows in competitors for r in rows])
                 used.append(proposals.boxes[i])
             if used:
                 plan.boxes[class_names[k]] = np.stack(used).astype(np.float32)
@@ -133,34 +144,54 @@ class ViewPlanner:
     ) -> list[ImagePrediction]:
         """Run every pair of the planned images, ``chunk_size`` views at a time; one prediction
         per image, in planning order. The logits stay at low resolution."""
-        logits, boxes = self._logits(text, chunk_size)
+        rule = self.rule
+        background: list[int] = []
+        if rule.competes:
+            extra = self.backend.background_vectors()
+            if extra.shape[0]:
+                background = list(range(text.shape[0], text.shape[0] + extra.shape[0]))
+                text = torch.cat([text, extra.to(text)])
+                for view in range(len(self.views)):
+                    self._pair(view, background)
+        raw, boxes = self._logits(text, chunk_size)
+
+        def scored(view: int, layout: RowLayout) -> tuple[torch.Tensor, torch.Tensor]:
+            """A view's raw class scores and logits (``K x h' x w'`` each)."""
+            classes = torch.stack([_largest(raw, view, rows) for rows in layout.prompts])
+            rows = [raw[(view, row)] for row in background]
+            grid = classes.shape[1:]
+            others = torch.stack(rows) if rows else classes.new_zeros(0, *grid)
+            return classes, rule.class_logits(classes, others)
+
         out = []
         for plan in self.plans:
             layout = plan.layout
-            full = torch.stack([_largest(logits, plan.view, rows) for rows in layout.prompts])
-            crops = tuple(
-                CropLogits(
-                    crop.class_index,
-                    crop.region,
-                    boxes[crop.view],
-                    _largest(logits, crop.view, layout.prompts[crop.class_index]),
-                )
-                for crop in plan.crops
-            )
-            owners = [k for k, rows in enumerate(layout.negatives) for _ in rows]
+            classes, full = scored(plan.view, layout)
+            crop_logits: dict[int, torch.Tensor] = {}
+            crops = []
+            for crop in plan.crops:
+                if rule.competes:
+                    if crop.view not in crop_logits:
+                        crop_logits[crop.view] = scored(crop.view, layout)[1]
+                    logits = crop_logits[crop.view][crop.class_index]
+                else:
+                    logits = _largest(raw, crop.view, layout.prompts[crop.class_index]).float()
+                crops.append(CropLogits(crop.class_index, crop.region, boxes[crop.view], logits))
+            owners = tuple(k for k, rows in enumerate(layout.negatives) for _ in rows)
             negatives = None
             if owners:
                 rows = [row for rows in layout.negatives for row in rows]
-                negatives = torch.stack([logits[(plan.view, row)] for row in rows])
-            prediction = LowResPrediction(full, boxes[plan.view], crops, fusion, negatives,
-                                          tuple(owners))  # fmt: skip
+                found = torch.stack([raw[(plan.view, row)] for row in rows])
+                negatives = rule.negative_logits(classes, full, found, owners)
+            prediction = LowResPrediction(full, boxes[plan.view], tuple(crops), fusion,
+                                          negatives, owners)  # fmt: skip
             out.append(ImagePrediction(plan.image, prediction, plan.boxes))
         return out
 
     def _logits(
         self, text: torch.Tensor, chunk_size: int
     ) -> tuple[dict[tuple[int, int], torch.Tensor], dict[int, Letterbox]]:
-        """float32 ``h' x w'`` logits per (view, class) pair, and each view's letterbox."""
+        """float32 ``h' x w'`` raw scores per (view, row) pair, and each view's letterbox."""
         device = text.device
         by_chunk: dict[int, list[tuple[int, int]]] = {}
         for view, k in self.pairs:  # the pairs of each chunk of views, in their order

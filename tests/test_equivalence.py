@@ -1,0 +1,243 @@
+"""One answer, whatever the way in: every entry point, model family and class spec gives the
+answer of `Segmenter.segment` on one image alone.
+
+The matrix: model families (ClsCLIP, CLIPSeg converted from transformers, training-free
+ClearCLIP and NACLIP with and without background prompts) x class specs (names, several
+prompts, negatives, per-class thresholds, min_score) x ways in (`segment_batch` mixed with other
+requests that share the names but not the specs, `segment_many` with and without decoding
+workers, `segment_torch`, the CLI, the onnxruntime backend).
+
+Equal means: the same computation gives the same bits (``exact``); a request batched with
+others goes through matrix products of another size, which round their last bit differently,
+so its probabilities agree within `TOLERANCE` and its masks may differ only at pixels that close
+to their threshold (`TOLERANCE`; onnxruntime: `ONNX_TOLERANCE`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from clsclip import Segmenter
+from clsclip.cli import main
+from clsclip.config import DenseClipConfig
+from tests.conftest import TINY_BACKBONE, random_rgb, tiny_segmenter
+
+TOLERANCE = {"clipseg": 1e-4}
+"""Probabilities of a batched request, per family (default 1e-5): the tiny random CLIPSeg's
+logits are in the hundreds, so the last bit of a product is about 1e-4 of a probability."""
+ONNX_TOLERANCE = 1e-4
+NAMES = ["dog", "cat", "grass"]
+
+FAMILIES = ["clsclip", "clipseg", "clearclip", "naclip", "naclip-no-background"]
+
+SPECS: dict[str, Any] = {
+    "names": NAMES,
+    "prompts": {"dog": ["dog", "puppy"], "cat": "a photo of a cat", "grass": None},
+    "negatives": {"dog": {"negatives": ["a statue of a dog"]}, "cat": None, "grass": None},
+    "thresholds": {"dog": {"threshold": 0.3}, "cat": None, "grass": {"threshold": 0.7}},
+}
+OTHER_SPEC: dict[str, Any] = {"dog": ["a red car"], "cat": {"negatives": ["dog"]}, "grass": None}
+"""Same names, other meanings: batched with a request, it must not change that request."""
+
+
+def _dense(method: str, background: tuple[str, ...]) -> Segmenter:
+    torch.manual_seed(3)
+    config = DenseClipConfig(
+        backbone=TINY_BACKBONE, pretrained=None, image_size=64, window_size=32,
+        window_stride=16, method=method, background_prompts=background,
+    )  # fmt: skip
+    return Segmenter.from_config(config, device="cpu")
+
+
+def _clipseg(folder: Path) -> Path:
+    from tests.model.test_clipseg import _hf_model
+
+    _hf_model(seed=5).save_pretrained(folder)  # a transformers checkpoint, converted on load
+    return folder
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A saved model folder of each family (the CLIPSeg one as transformers writes it)."""
+    root = tmp_path_factory.mktemp("families")
+    made = {
+        "clsclip": tiny_segmenter(seed=2),
+        "clearclip": _dense("clearclip", ("sky", "wall")),
+        "naclip": _dense("naclip", ("sky", "wall")),
+        "naclip-no-background": _dense("naclip", ()),
+    }
+    out = {name: seg.save_pretrained(root / name) for name, seg in made.items()}
+    out["clipseg"] = _clipseg(root / "clipseg")
+    return out
+
+
+@pytest.fixture(scope="module")
+def segmenters(folders: dict[str, Path]) -> dict[str, Segmenter]:
+    return {
+        name: Segmenter.from_pretrained(folder, device="cpu") for name, folder in folders.items()
+    }
+
+
+def _image(segmenter: Segmenter, seed: int = 0) -> Image.Image:
+    return Image.fromarray(random_rgb(45, 70, seed))
+
+
+def _min_score(case: str) -> float | None:
+    return 0.55 if case == "thresholds" else None
+
+
+def assert_same(result: Any, reference: Any, *, tolerance: float = 0.0) -> None:
+    """``result`` answers as ``reference``: names, thresholds, probabilities within
+    ``tolerance``, masks and label map equal (but where a probability is within ``tolerance`` of
+    its threshold, or two classes' of each other)."""
+    assert list(result.class_names) == list(reference.class_names)
+    assert result.thresholds == pytest.approx(reference.thresholds)
+    probs, expected = result.probs, reference.probs
+    assert probs.shape == expected.shape
+    if tolerance == 0.0:
+        assert np.array_equal(probs, expected)
+        assert np.array_equal(result.label_map, reference.label_map)
+        assert result.scores == reference.scores
+        return
+    np.testing.assert_allclose(probs, expected, rtol=0, atol=tolerance)
+    cuts = np.asarray(reference.effective_thresholds(), dtype=np.float32)[:, None, None]
+    near = (np.abs(expected - cuts) < tolerance).any(axis=0)
+    ordered = np.sort(expected, axis=0)
+    if len(ordered) > 1:
+        near |= ordered[-1] - ordered[-2] < tolerance
+    assert not ((result.label_map != reference.label_map) & ~near).any()
+    for name, score in reference.scores.items():
+        assert result.scores[name] == pytest.approx(score, abs=tolerance)
+
+
+@pytest.mark.parametrize("case", list(SPECS))
+@pytest.mark.parametrize("family", FAMILIES)
+def test_batched_with_other_specs_of_the_same_names(segmenters, family, case) -> None:
+    seg = segmenters[family]
+    image, other = _image(seg, 0), _image(seg, 1)
+    spec, min_score = SPECS[case], _min_score(case)
+    reference = seg.segment(image, spec, min_score=min_score)
+    results = seg.segment_batch(
+        [(other, NAMES), (image, spec), (image, OTHER_SPEC), (other, spec)],
+        min_score=min_score,
+    )
+    assert_same(results[1], reference, tolerance=TOLERANCE.get(family, 1e-5))
+    assert_same(results[2], seg.segment(image, OTHER_SPEC, min_score=min_score),
+                tolerance=TOLERANCE.get(family, 1e-5))  # fmt: skip
+    assert_same(
+        results[3],
+        seg.segment(other, spec, min_score=min_score),
+        tolerance=TOLERANCE.get(family, 1e-5),
+    )
+
+
+@pytest.mark.parametrize("case", list(SPECS))
+@pytest.mark.parametrize("family", FAMILIES)
+def test_segment_many_is_segment(segmenters, family, case) -> None:
+    seg = segmenters[family]
+    images = [_image(seg, i) for i in range(3)]
+    spec, min_score = SPECS[case], _min_score(case)
+    outcomes = list(seg.segment_many(images, spec, batch_size=2, deterministic=True,
+                                     min_score=min_score))  # fmt: skip
+    for image, outcome in zip(images, outcomes, strict=True):
+        assert_same(outcome.result, seg.segment(image, spec, min_score=min_score))
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_segment_many_with_decoding_workers_is_segment(segmenters, family) -> None:
+    seg = segmenters[family]
+    images = [np.asarray(_image(seg, i)) for i in range(3)]
+    spec = SPECS["negatives"]
+    outcomes = list(seg.segment_many(images, spec, batch_size=2, workers=2, deterministic=True))
+    for image, outcome in zip(images, outcomes, strict=True):
+        assert_same(outcome.result, seg.segment(image, spec))
+
+
+@pytest.mark.parametrize("case", ["names", "prompts", "thresholds"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_segment_torch_is_segment(segmenters, family, case) -> None:
+    """At the model's input size (no resizing, where torch's and PIL's resamplers differ)."""
+    seg = segmenters[family]
+    size = seg.config.image_size
+    pixels = random_rgb(size, size, 7)
+    spec = SPECS[case]
+    batch = seg.segment_torch(torch.from_numpy(pixels).permute(2, 0, 1)[None], spec)
+    reference = seg.segment(pixels, spec)
+    result = batch.result(0)
+    assert_same(result, reference, tolerance=TOLERANCE.get(family, 1e-5))
+    assert np.array_equal(batch.label_maps[0].numpy(), result.label_map)
+
+
+def test_segment_torch_refuses_negatives_with_a_message(segmenters) -> None:
+    seg = segmenters["naclip"]
+    with pytest.raises(ValueError, match="segment_torch does not take negatives; use segment"):
+        seg.segment_torch(torch.zeros(1, 3, 64, 64, dtype=torch.uint8), SPECS["negatives"])
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_cli_on_every_family_is_segment(folders, segmenters, family, tmp_path) -> None:
+    """`clsclip segment` on each family's folder (the CLIPSeg one as transformers saved it):
+    its label maps are `segment`'s, its stored logits within rounding (the CLI encodes every
+    prompt and negative in one text batch up front, a product of another size than `segment`'s
+    encoding of its own classes)."""
+    seg = segmenters[family]
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(2):
+        _image(seg, i).save(images / f"im{i}.png")
+    classes = tmp_path / "classes.json"
+    classes.write_text(json.dumps(SPECS["negatives"]), encoding="utf-8")
+    out = tmp_path / "out"
+    code = main(["segment", str(images), "--classes-file", str(classes), "--model",
+                 str(folders[family]), "--out", str(out), "--format", "label", "npz",
+                 "--device", "cpu"])  # fmt: skip
+    assert code == 0
+    for i in range(2):
+        reference = seg.segment(images / f"im{i}.png", SPECS["negatives"])
+        labels = np.asarray(Image.open(out / f"im{i}_label.png"))
+        assert np.array_equal(labels, reference.label_map)
+        with np.load(out / f"im{i}.npz") as stored:
+            expected = reference.prediction.logits.numpy()
+            atol = 1e-5 * max(1.0, float(np.abs(expected).max()))  # CLIPSeg's are in the hundreds
+            np.testing.assert_allclose(stored["logits"], expected, rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("case", list(SPECS))
+@pytest.mark.parametrize("family", ["clsclip", "naclip"])
+def test_onnxruntime_is_segment(segmenters, onnx_exports, family, case) -> None:
+    pytest.importorskip("onnxruntime")
+    seg = segmenters[family]
+    runtime = Segmenter.from_pretrained(onnx_exports[family], backend="onnxruntime")
+    image, spec, min_score = _image(seg, 0), SPECS[case], _min_score(case)
+    reference = seg.segment(image, spec, min_score=min_score)
+    assert_same(runtime.segment(image, spec, min_score=min_score), reference,
+                tolerance=ONNX_TOLERANCE)  # fmt: skip
+    mixed = runtime.segment_batch([(image, OTHER_SPEC), (image, spec)], min_score=min_score)
+    assert_same(mixed[1], reference, tolerance=ONNX_TOLERANCE)
+
+
+@pytest.fixture(scope="module")
+def onnx_exports(segmenters, tmp_path_factory) -> dict[str, Path]:
+    pytest.importorskip("onnxruntime")
+    root = tmp_path_factory.mktemp("exports")
+    return {name: segmenters[name].export_onnx(root / name) for name in ("clsclip", "naclip")}
+
+
+@pytest.mark.parametrize("family", ["clearclip", "naclip-no-background"])
+def test_a_negative_vetoes_its_own_class_only(segmenters, family) -> None:
+    """Negatives and extra prompts never enter another class's score, also where classes
+    compete (a softmax over the classes)."""
+    seg = segmenters[family]
+    image = _image(seg, 0)
+    plain = seg.segment(image, ["dog", "cat"])
+    vetoed = seg.segment(image, {"dog": {"negatives": ["a statue", "a toy"]}, "cat": None})
+    np.testing.assert_allclose(vetoed.prob("cat"), plain.prob("cat"), rtol=0, atol=1e-6)
+    assert np.array_equal(vetoed.mask("cat"), plain.mask("cat"))
+    assert vetoed.mask("dog").sum() <= plain.mask("dog").sum()
