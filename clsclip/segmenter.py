@@ -416,7 +416,7 @@ class Segmenter:
 
         Cached per name (bounded, shared by threads), so repeated calls skip the text encoder.
         """
-        return self._text.get(check_class_names(class_names))
+        return self._text.get(check_class_names(class_names)).to(self.device)
 
     def calibrate(
         self,
@@ -457,7 +457,8 @@ class Segmenter:
         return self._with_config(dataclasses.replace(self.config, **fit.config_fields()))
 
     def _with_config(self, config: AnyConfig) -> Segmenter:
-        """This segmenter with another config of the same network (shares its weights)."""
+        """This segmenter with another config of the same network (shares its weights and its
+        place: moving either moves both, and both know)."""
         backend = copy.copy(self.backend)
         backend.config = config  # type: ignore[misc]
         other = copy.copy(self)

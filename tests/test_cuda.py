@@ -68,3 +68,17 @@ def test_post_processing_runs_on_the_device(saved_model) -> None:
     batch = torch.from_numpy(random_rgb(96, 128)).permute(2, 0, 1)[None].cuda()
     out = gpu.segment_torch(batch, ["dog", "cat"])
     assert out.label_maps.device.type == "cuda" and out.label_maps.shape == (1, 96, 128)
+
+
+def test_a_calibrated_segmenter_moves_with_its_original() -> None:
+    """They share the network: moving one moves both, and both know where it is."""
+    seg = tiny_segmenter()
+    image = random_rgb(40, 40)
+    labels = np.full((40, 40), 255, np.uint8)
+    labels[:20] = 1
+    calibrated = seg.calibrate([(image, labels)], ["dog"])
+    seg.to("cuda:0")
+    assert calibrated.device.type == "cuda"
+    assert calibrated.segment(image, ["dog"]).mask("dog").shape == (40, 40)
+    calibrated.to("cpu")
+    assert seg.device.type == "cpu" and next(seg.model.parameters()).device.type == "cpu"

@@ -156,4 +156,7 @@ def _print_report(calibration: dict[str, Any], metric: str, out: Path) -> None:
     if size["absent"]:
         print(f"never in the set (default calibration and threshold): {', '.join(size['absent'])}",
               file=sys.stderr)  # fmt: skip
+    for name, reason in size.get("uncalibrated", {}).items():
+        print(f"{name}: not calibrated ({reason}): the default scale and bias, its own "
+              "threshold", file=sys.stderr)  # fmt: skip
     logger.info("calibration: %s", json.dumps(size))

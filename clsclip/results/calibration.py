@@ -29,6 +29,9 @@ EDGES = torch.linspace(-40.0, 40.0, 4001, dtype=torch.float64)
 """The candidate cuts in logit space; bin i holds logits in ``[EDGES[i - 1], EDGES[i])``, bin 0
 those below (``-inf`` from negatives included), the last bin those above."""
 METRICS = ("iou", "f1")
+THRESHOLD_LOGIT_BOUND = 30.0
+"""Fitted thresholds are stored as probabilities whose logit is within +-30: a probability that
+close to 0 or 1 is still exact enough (double precision) to give back its logit cut."""
 ECE_BINS = 15
 
 
@@ -184,7 +187,8 @@ def best_cut(
     positives: np.ndarray, negatives: np.ndarray, metric: str,
     per_image: Sequence[tuple[np.ndarray, np.ndarray]] = (),
 ) -> tuple[int, float]:  # fmt: skip
-    """The edge index with the best metric (the lowest one among equals) and its value. IoU is
+    """The edge index with the best metric (the middle of the first run of equals) and its
+    value. IoU is
     the dataset's (all images' pixels counted together, as mIoU is); F1 is the mean of the
     images' F1 over the images where the class is or is predicted."""
     check_metric(metric)
@@ -194,8 +198,20 @@ def best_cut(
         scores = np.nan_to_num(scores, nan=1.0)
     else:
         scores = _iou_cuts(positives, negatives)
-    j = int(np.argmax(scores))
+    j = _middle_of_best(scores)
     return j, float(scores[j])
+
+
+def _middle_of_best(scores: np.ndarray) -> int:
+    """The middle of the first run of cuts that reach the best score: on separable data every
+    cut between the classes' logits is best, and the middle one keeps the widest margin on both
+    sides (the first would sit at the edge of the negatives)."""
+    best = float(np.max(scores))
+    first = int(np.argmax(scores))
+    last = first
+    while last + 1 < len(scores) and scores[last + 1] >= best - 1e-12:
+        last += 1
+    return (first + last) // 2
 
 
 @contextlib.contextmanager
@@ -255,7 +271,9 @@ def fit_class(
     scale, bias = calibration if calibration is not None else fit_platt(positives, negatives)
     j, after = best_cut(positives, negatives, metric, per_image)
     edge = float(EDGES[j])
-    threshold = min(max(_sigmoid(scale * edge + bias), 0.0), 1.0)
+    # A probability within 1e-13 of 0 or 1 still names its logit to 1e-3 in double precision.
+    cut = min(max(scale * edge + bias, -THRESHOLD_LOGIT_BOUND), THRESHOLD_LOGIT_BOUND)
+    threshold = _sigmoid(cut)
     return ClassFit(
         scale=scale,
         bias=bias,
@@ -271,13 +289,16 @@ def fit_class(
 @dataclass(frozen=True)
 class CalibrationFit:
     """What `fit_calibration` found: per class seen in the set, the default (all classes'
-    pixels pooled) for the others, and the classes the set never shows."""
+    pixels pooled) for the others, the classes the set never shows, and those it shows but
+    whose logits could not be calibrated (with the reason; they keep the default scale and
+    bias, and get their own threshold)."""
 
     classes: dict[str, ClassFit]
     default: ClassFit
     absent: list[str]
     images: int
     metric: str
+    uncalibrated: dict[str, str] = field(default_factory=dict)
 
     def config_fields(self) -> dict[str, Any]:
         """The model config's ``threshold``, ``class_thresholds`` and ``calibration``."""
@@ -294,7 +315,8 @@ class CalibrationFit:
             "calibration": {
                 "classes": {n: {"scale": f.scale, "bias": f.bias} for n, f in self.classes.items()},
                 "default": {"scale": self.default.scale, "bias": self.default.bias},
-                "set": {"images": self.images, "metric": self.metric, "absent": self.absent},
+                "set": {"images": self.images, "metric": self.metric, "absent": self.absent,
+                        "uncalibrated": dict(self.uncalibrated)},
                 "figures": {"all": figures(self.default),
                             **{n: figures(f) for n, f in self.classes.items()}},
             },
@@ -302,36 +324,54 @@ class CalibrationFit:
 
 
 def fit_calibration(counts: PixelCounts, metric: str = "iou") -> CalibrationFit:
-    """Fit every class the set shows, and the pooled default for the others; a class the set
-    never shows keeps the default, and is named (logged, and in ``absent``)."""
+    """Fit every class the set shows, and the pooled default for the others.
+
+    A class the set never shows keeps the default, and is named (logged, and in ``absent``).
+    A class the set shows but whose scale cannot be fitted keeps the default scale and bias
+    and gets its own threshold, named in ``uncalibrated`` with the reason: every labelled
+    pixel is the class (no pixel to tell it from: the log loss drives the scale to 0 and the
+    threshold to a probability of 1, an empty mask), or its logits rank its pixels below the
+    others (a scale <= 0).
+    """
     check_metric(metric)
     if counts.images == 0:
         raise ValueError("the calibration set is empty")
     if metric == "f1" and not counts.keep_images:
         raise ValueError("F1 is a mean over images: count with keep_images=True")
-    fits: dict[str, ClassFit] = {}
-    absent = []
-    for k, name in enumerate(counts.names):
-        if counts.positives[k].sum() == 0:
-            absent.append(name)
-            continue
-        images = [(p[k], n[k]) for p, n in counts.per_image]
-        fits[name] = fit_class(counts.positives[k], counts.negatives[k], metric, images)
-        if fits[name].scale <= 0:  # the class's logits do not rank its pixels: keep the default
-            logger.warning("class %r: its logits do not separate its pixels; it keeps the "
-                           "default calibration", name)  # fmt: skip
-            del fits[name]
-            absent.append(name)
-    if not fits:
+    seen = [k for k in range(len(counts.names)) if counts.positives[k].sum() > 0]
+    if not seen:
         raise ValueError(
             f"the calibration set shows none of the classes {counts.names}: nothing to fit"
         )
-    seen = [k for k, name in enumerate(counts.names) if name in fits]
     pooled_images = [(p[seen].sum(0), n[seen].sum(0)) for p, n in counts.per_image]
-    default = fit_class(
-        counts.positives[seen].sum(0), counts.negatives[seen].sum(0), metric, pooled_images
-    )
+    pooled = (counts.positives[seen].sum(0), counts.negatives[seen].sum(0))
+    identity = (1.0, 0.0) if pooled[1].sum() == 0 else None  # nothing but the classes: as is
+    default = fit_class(*pooled, metric, pooled_images, calibration=identity)
+    if default.scale <= 0:
+        default = fit_class(*pooled, metric, pooled_images, calibration=(1.0, 0.0))
+    fits: dict[str, ClassFit] = {}
+    uncalibrated: dict[str, str] = {}
+    for k in seen:
+        name = counts.names[k]
+        images = [(p[k], n[k]) for p, n in counts.per_image]
+        positives, negatives = counts.positives[k], counts.negatives[k]
+        fit = None
+        if negatives.sum() == 0:
+            uncalibrated[name] = "every labelled pixel of the set is this class"
+        else:
+            fit = fit_class(positives, negatives, metric, images)
+            if fit.scale <= 0:
+                uncalibrated[name] = "its logits do not rank its pixels above the others"
+                fit = None
+        if fit is None:
+            fit = fit_class(positives, negatives, metric, images,
+                            calibration=(default.scale, default.bias))  # fmt: skip
+        fits[name] = fit
+    absent = [name for k, name in enumerate(counts.names) if k not in seen]
+    for name, reason in uncalibrated.items():
+        logger.warning("class %r: %s; it keeps the default scale and bias, with its own "
+                       "threshold", name, reason)  # fmt: skip
     if absent:
         logger.warning("the calibration set never shows %s: they keep the default calibration "
                        "and threshold", absent)  # fmt: skip
-    return CalibrationFit(fits, default, absent, counts.images, metric)
+    return CalibrationFit(fits, default, absent, counts.images, metric, uncalibrated)

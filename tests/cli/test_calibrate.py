@@ -49,7 +49,12 @@ def test_calibrate_writes_a_folder_that_reloads_calibrated(tmp_path, shapes, cap
     calibration = config["calibration"]
     assert set(calibration["classes"]) == set(shown) == set(config["class_thresholds"])
     absent = [n for n in CLASSES if n not in shown]
-    assert calibration["set"] == {"images": 6, "metric": "iou", "absent": absent}
+    assert calibration["set"] == {
+        "images": 6,
+        "metric": "iou",
+        "absent": absent,
+        "uncalibrated": {},
+    }
     assert f"never in the set (default calibration and threshold): {absent[0]}" in captured.err
     assert set(calibration["figures"]) == {"all", *shown}
     pooled = calibration["figures"]["all"]
@@ -164,3 +169,34 @@ def test_bad_calibration_inputs_are_one_line_errors(tmp_path, shapes, capsys) ->
         tiny_segmenter().calibrate([], CLASSES)
     with pytest.raises(TypeError, match=r"sample 0: give \(image, label_map\) pairs"):
         tiny_segmenter().calibrate([random_rgb(8, 8)], CLASSES)
+
+
+def test_a_class_on_every_labelled_pixel_is_not_emptied() -> None:
+    """The rest of the labels is 255: the class is on every labelled pixel. Calibrated, it
+    keeps its pixels (before: a scale of 1e-7 and a threshold of 0.9999999999999942, an empty
+    mask where `prob()` read 1.0), and its masks agree with its probabilities."""
+    seg = tiny_segmenter()
+    images = [random_rgb(40, 40, seed=i) for i in range(2)]
+    samples = []
+    for image in images:
+        labels = np.full((40, 40), 255, np.uint8)
+        labels[:, :25] = 1
+        samples.append((image, labels))
+    calibrated = seg.calibrate(samples, ["dog", "cat"])
+    report = calibrated.config.calibration
+    assert report is not None and report["set"]["absent"] == ["cat"]
+    assert "every labelled pixel" in report["set"]["uncalibrated"]["dog"]
+    for image in images:
+        result = calibrated.segment(image, ["dog", "cat"])
+        assert result.mask("dog")[:, :25].mean() > 0.99
+        assert np.array_equal(result.mask("dog"), result.prob("dog") > result.thresholds["dog"])
+
+
+def test_a_calibrated_segmenter_shares_the_network_and_its_place() -> None:
+    seg = tiny_segmenter()
+    labels = np.zeros((30, 30), np.uint8)
+    labels[:10] = 1
+    calibrated = seg.calibrate([(random_rgb(30, 30), labels)], ["dog"])
+    assert calibrated.model is seg.model and calibrated.device == seg.device
+    assert calibrated.backend._placement is seg.backend._placement  # one place for both
+    assert seg.config.calibration is None  # the original's config is its own

@@ -76,7 +76,7 @@ def test_the_chosen_threshold_equals_a_brute_force_search() -> None:
         mask = pixels >= edges[j]
         iou.append((mask & truth).sum() / (mask | truth).sum())
     j, value = best_cut(counts.positives[0], counts.negatives[0], "iou")
-    assert j == list(candidates)[int(np.argmax(iou))] and value == pytest.approx(max(iou), abs=0)
+    assert value == pytest.approx(max(iou), abs=0) and iou[j - 1500] == max(iou)
     f1 = []
     for j in candidates:
         per_image = []
@@ -86,7 +86,8 @@ def test_the_chosen_threshold_equals_a_brute_force_search() -> None:
         f1.append(np.mean(per_image))
     per = [(p[0], n[0]) for p, n in counts.per_image]
     j, value = best_cut(counts.positives[0], counts.negatives[0], "f1", per)
-    assert j == list(candidates)[int(np.argmax(f1))] and value == pytest.approx(max(f1), abs=1e-12)
+    assert value == pytest.approx(max(f1), abs=1e-12)
+    assert f1[j - 1500] == pytest.approx(max(f1), abs=1e-12)
 
 
 def test_fit_lowers_the_calibration_error_and_names_absent_classes(caplog) -> None:
@@ -104,7 +105,12 @@ def test_fit_lowers_the_calibration_error_and_names_absent_classes(caplog) -> No
     assert shown.score_after >= shown.score_before
     fields = fit.config_fields()
     assert set(fields["class_thresholds"]) == {"shown"}
-    assert fields["calibration"]["set"] == {"images": 3, "metric": "iou", "absent": ["never"]}
+    assert fields["calibration"]["set"] == {
+        "images": 3,
+        "metric": "iou",
+        "absent": ["never"],
+        "uncalibrated": {},
+    }
     assert fields["calibration"]["default"] == {"scale": fit.default.scale,
                                                 "bias": fit.default.bias}  # fmt: skip
 
@@ -118,3 +124,51 @@ def test_fit_refuses_empty_sets_and_sets_without_any_class() -> None:
         fit_calibration(counts)
     with pytest.raises(ValueError, match="unknown metric 'dice'"):
         fit_calibration(counts, "dice")
+
+
+def test_on_separable_logits_the_cut_is_in_the_middle_of_the_gap() -> None:
+    """Every cut between the negatives' logits (<= -2) and the positives' (>= 4) is best; the
+    chosen one keeps the margin on both sides, not the edge of the negatives."""
+    rng = np.random.default_rng(4)
+    z = np.where(rng.random((1, 1, 60, 60)) < 0.4, rng.uniform(4, 9, (1, 1, 60, 60)),
+                 rng.uniform(-9, -2, (1, 1, 60, 60))).astype(np.float32)  # fmt: skip
+    y = (z[:, 0] > 0).astype(np.uint8)
+    counts = _counts_of(z, y, ["a"])
+    j, value = best_cut(counts.positives[0], counts.negatives[0], "iou")
+    assert value == 1.0
+    low, high = float(z[z < 0].max()), float(z[z > 0].min())
+    assert float(EDGES[j]) == pytest.approx((low + high) / 2, abs=0.03)
+
+
+def test_a_class_on_every_labelled_pixel_keeps_a_mask() -> None:
+    """Labels where the rest is 255: no pixel tells the class from anything, so its scale
+    cannot be fitted (the log loss drives it to 0 and the threshold to a probability of 1, an
+    empty mask). It keeps the default scale and bias (here: none, as nothing is fitted), gets
+    its own threshold, and is named as uncalibrated, not as absent."""
+    z, _ = _synthetic(1.0, 0.0, images=2, size=40, seed=5)
+    y = np.full((2, 40, 40), 255, np.uint8)
+    y[:, :20] = 1  # every labelled pixel
+    counts = _counts_of(np.concatenate([z, z - 5], axis=1), y, ["everywhere", "never"])
+    fit = fit_calibration(counts)
+    assert fit.absent == ["never"]
+    assert "every labelled pixel" in fit.uncalibrated["everywhere"]
+    everywhere = fit.classes["everywhere"]
+    assert (everywhere.scale, everywhere.bias) == (fit.default.scale, fit.default.bias) == (1, 0)
+    assert 1e-13 < everywhere.threshold < 1 - 1e-13
+    cut = np.log(everywhere.threshold / (1 - everywhere.threshold))
+    assert cut <= float(z[:, 0][y == 1].min())  # the mask keeps every pixel of the class
+    fields = fit.config_fields()
+    assert fields["calibration"]["set"]["uncalibrated"] == fit.uncalibrated
+
+
+def test_a_class_whose_logits_rank_it_backwards_is_named_so(caplog) -> None:
+    z, y = _synthetic(1.0, 0.0, images=2, size=60, seed=6)
+    labels = np.where(y == 1, 1, 2).astype(np.uint8)  # "backwards" is where "right" is not
+    counts = _counts_of(np.concatenate([z, z], axis=1), labels, ["right", "backwards"])
+    fit = fit_calibration(counts)
+    assert fit.absent == [] and set(fit.classes) == {"right", "backwards"}
+    assert "do not rank" in fit.uncalibrated["backwards"]
+    assert "right" not in fit.uncalibrated
+    backwards = fit.classes["backwards"]
+    assert (backwards.scale, backwards.bias) == (fit.default.scale, fit.default.bias)
+    assert "'backwards': its logits do not rank" in caplog.text
