@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clsclip.labelling.manifest import Manifest, RunLocked, lock_folder, read_run
-from clsclip.storage.files import write_json
+from clsclip.labelling.manifest import MANIFEST, Manifest, RunLocked, lock_folder, read_run
+from clsclip.results.names import label_file
+from clsclip.storage.files import inside, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -127,18 +128,35 @@ def _write_coco(run: Path, records: Sequence[Mapping[str, Any]], out: Path, mode
     if not path.is_file():
         raise ValueError(f"{path} is missing: finish the run (--resume) first")
     coco = json.loads(path.read_text(encoding="utf-8"))
-    key_of = {record["image"]: record["key"] for record in records}
-    if sorted(image["file_name"] for image in coco["images"]) != sorted(key_of):
+    by_image = {record["image"]: record for record in records}
+    held = [image["file_name"] for image in coco["images"]]
+    stale = [name for name in held if name not in by_image]
+    # merged after the manifest's last record, or a start stopped before its merge
+    older = path.stat().st_mtime_ns < (run / MANIFEST).stat().st_mtime_ns
+    if stale or older:
         raise ValueError(
             f"{path} does not hold the images the manifest has done (the run was stopped "
             "before its merge): finish it with --resume first"
         )
+    if len(held) < len(by_image):  # the last start listed a subset of the run's inputs
+        logger.info("%s holds %d of the run's %d done images (those its last start listed)",
+                    path, len(held), len(by_image))  # fmt: skip
+    records = [by_image[name] for name in held]
     for image in coco["images"]:
-        image["file_name"] = key_of[image["file_name"]]
+        image["file_name"] = by_image[image["file_name"]]["key"]
+    pairs = [(r["key"], Path(r["image"]), _contained(out / "images", r["key"])) for r in records]
     (out / "annotations").mkdir()
     write_json(out / "annotations" / "instances_default.json", coco, indent=None)
-    pairs = [(r["key"], Path(r["image"]), out / "images" / r["key"]) for r in records]
     return _place_images(pairs, out / "images", mode)
+
+
+def _contained(root: Path, relative: Any) -> Path:
+    """``root / relative`` for a key or stem read from the manifest; `ValueError` when it would
+    be a path outside ``root``."""
+    path = inside(root, relative)
+    if path is None:
+        raise ValueError(f"the manifest names {relative!r}, a path outside the dataset: refused")
+    return path
 
 
 def _write_voc(run: Path, records: Sequence[Mapping[str, Any]], out: Path, mode: str) -> list[str]:
@@ -158,7 +176,8 @@ def _write_voc(run: Path, records: Sequence[Mapping[str, Any]], out: Path, mode:
     ids, pairs = [], []
     for record in records:
         stem = record["stem"]
-        label = run / f"{stem}_label.png"
+        _contained(masks, stem)
+        label = _contained(run, label_file(stem))
         if not label.is_file():
             raise ValueError(f"{label} is missing: --resume the run to redo it")
         (masks / stem).parent.mkdir(parents=True, exist_ok=True)

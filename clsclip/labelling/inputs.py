@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from clsclip.pipeline.images import IMAGE_SUFFIXES
+from clsclip.results.names import colliding, file_key
 
 RESERVED_NAMES = (
     "run", "manifest", "classes", "coco", "coco-parts", "label-studio", "label-studio-parts"
@@ -163,19 +164,36 @@ def _shorten(component: str) -> str:
     return f"{cut}-{digest}"
 
 
-def assign_stems(keys: Sequence[str], taken: Mapping[str, str]) -> dict[str, str]:
+def assign_stems(
+    keys: Sequence[str],
+    taken: Mapping[str, str],
+    files_of: Callable[[str], list[str]] | None = None,
+) -> dict[str, str]:
     """Output stems of ``keys``: those the run already used (``taken``, key -> stem, from its
-    manifest) stay; a new key gets its `default_stem`, or, where that collides with a stem in
-    use (ignoring case, for case-insensitive file systems), the stem and a hash of the key."""
+    manifest) stay; a new key gets its `default_stem`, or, where that stem or any file it would
+    write (``files_of(stem)``: `clsclip.results.names.image_files`) is a stem or file of another
+    image, the stem and a hash of the key. Names are compared as case-insensitive and
+    Unicode-normalising file systems see them (`file_key`), so two images never write one file."""
+    files_of = files_of or (lambda stem: [])
     stems = dict(taken)
-    used = {stem.casefold() for stem in taken.values()}
+    used: set[str] = set()
+    for stem in taken.values():
+        used.add(file_key(stem))
+        used.update(file_key(f) for f in files_of(stem))
     for key in sorted(set(keys) - set(taken)):
         stem = default_stem(key)
-        if stem.casefold() in used:
+        if file_key(stem) in used or colliding(files_of(stem), used):
             stem = f"{stem}-{hashlib.sha256(key.encode('utf-8')).hexdigest()[:8]}"
-        used.add(stem.casefold())
+        used.add(file_key(stem))
+        used.update(file_key(f) for f in files_of(stem))
         stems[key] = stem
     return {key: stems[key] for key in keys}
+
+
+def coco_annotation_id(key: str, index: int) -> int:
+    """The id of an image's ``index``-th COCO annotation: 52 bits of a hash of its key and
+    index, so ids stay the same when other images are added to the run and merged again."""
+    return int(hashlib.sha256(f"{key}\n{index}".encode()).hexdigest()[:13], 16)
 
 
 def coco_image_id(key: str) -> int:

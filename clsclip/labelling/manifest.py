@@ -19,7 +19,19 @@ RUN_FILE = "run.json"
 MANIFEST = "manifest.jsonl"
 LOCK_FILE = ".clsclip.lock"
 UNCOMPARED = ("inputs_base", "created")
-"""run.json fields a resume may differ in: where the first start ran, and when."""
+"""run.json fields a resume may differ in: where the first start ran, and when. The model is
+compared by content (config and weights hashes, Hub revision), never by how its path was
+spelled (`compared`)."""
+
+
+def compared(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """What makes two runs the same run: the description without `UNCOMPARED` fields and the
+    model's ``source`` (a relative or absolute path, or a symlink, to the same files)."""
+    out = {k: v for k, v in spec.items() if k not in UNCOMPARED}
+    model = out.get("model")
+    if isinstance(model, Mapping):
+        out["model"] = {k: v for k, v in model.items() if k != "source"}
+    return out
 
 
 class RunLocked(RuntimeError):
@@ -44,8 +56,7 @@ def lock_folder(out: Path) -> Any:
 
 def run_hash(spec: Mapping[str, Any]) -> str:
     """sha256 of the compared part of a run description (its canonical JSON)."""
-    compared = {k: v for k, v in spec.items() if k not in UNCOMPARED}
-    return hashlib.sha256(json.dumps(compared, sort_keys=True).encode("utf-8")).hexdigest()
+    return hashlib.sha256(json.dumps(compared(spec), sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def read_run(out: Path) -> dict[str, Any] | None:
@@ -64,7 +75,8 @@ def read_run(out: Path) -> dict[str, Any] | None:
 
 def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     """``"field: old (this run: new)"`` for each compared field that differs."""
-    fields = sorted((set(old) | set(new)) - set(UNCOMPARED))
+    old, new = compared(old), compared(new)
+    fields = sorted(set(old) | set(new))
     return [
         f"{field}: {json.dumps(old.get(field))} (this run: {json.dumps(new.get(field))})"
         for field in fields

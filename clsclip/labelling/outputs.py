@@ -11,18 +11,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clsclip.labelling.inputs import coco_image_id
+from clsclip.labelling.inputs import coco_annotation_id, coco_image_id
 from clsclip.labelling.manifest import MANIFEST, RUN_FILE
 from clsclip.results import SegmentationResult
 from clsclip.results.drawing import palette
 from clsclip.results.formats import coco_categories, label_image
-from clsclip.storage.files import write_atomic, write_json
+from clsclip.results.names import (
+    COCO_PARTS,
+    LS_PARTS,
+    coco_part,
+    label_file,
+    label_studio_part,
+    npz_file,
+)
+from clsclip.storage.files import inside, write_atomic, write_json
 
 logger = logging.getLogger(__name__)
 
 FORMATS = ("png", "label", "coco", "npz", "label-studio")
-COCO_PARTS = "coco-parts"
-LS_PARTS = "label-studio-parts"
 LS_TASKS, LS_CONFIG = "label-studio.json", "label-studio.xml"
 RUN_FILES = (RUN_FILE, MANIFEST, "classes.json", "coco.json", COCO_PARTS, LS_TASKS, LS_CONFIG,
              LS_PARTS)  # fmt: skip
@@ -74,12 +80,12 @@ def write_outputs(
     if "png" in options.formats:
         paths += result.save(target.parent, name)
     if "label" in options.formats:
-        path = target.parent / f"{name}_label.png"
+        path = target.parent / label_file(name)
         image = label_image(result.label_map, len(result.class_names))
         write_atomic(path, lambda tmp: image.save(tmp, format="PNG"))
         paths.append(path)
     if "npz" in options.formats:
-        path = target.parent / f"{name}.npz"
+        path = target.parent / npz_file(name)
         write_atomic(path, lambda tmp: _write_npz(result, tmp))
         paths.append(path)
     if "coco" in options.formats:
@@ -88,12 +94,12 @@ def write_outputs(
         height, width = result.size
         part = {"image": {"id": image_id, "height": height, "width": width},
                 "annotations": annotations}  # fmt: skip
-        path = out / COCO_PARTS / f"{stem}.json"
+        path = out / coco_part(stem)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, part)
         paths.append(path)
     if "label-studio" in options.formats:  # the tag names and URLs are set when merged
-        path = out / LS_PARTS / f"{stem}.json"
+        path = out / label_studio_part(stem)
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, result.to_label_studio(instances=options.instances))
         paths.append(path)
@@ -120,15 +126,21 @@ def outputs_exist(out: Path, record: Mapping[str, Any]) -> bool:
     outputs = record.get("outputs")
     if not isinstance(outputs, list):
         return False
-    return all(isinstance(name, str) and (out / name).is_file() for name in outputs)
+    paths = [inside(out, name) for name in outputs]
+    return all(path is not None and path.is_file() for path in paths)
 
 
 def remove_run(out: Path, records: Mapping[str, Mapping[str, Any]]) -> None:
-    """``--overwrite``: remove every file the previous run listed, and its own files."""
+    """``--overwrite``: remove every file the previous run listed, and its own files. A listed
+    name that is not inside ``out`` once resolved is left alone (and logged)."""
     for record in records.values():
-        for name in record.get("outputs") or []:
-            if isinstance(name, str) and not name.startswith(("/", "..")):
-                (out / name).unlink(missing_ok=True)
+        outputs = record.get("outputs")
+        for name in outputs if isinstance(outputs, list) else []:
+            path = inside(out, name)
+            if path is None:
+                logger.warning("%s lists %r, which is not inside it: not removed", out, name)
+            elif not path.is_dir():
+                path.unlink(missing_ok=True)
     for name in RUN_FILES:
         path = out / name
         if path.is_dir():
@@ -176,7 +188,8 @@ def _check_label_studio_part(part: Any) -> None:
 def merge_coco(
     out: Path, records: Sequence[Mapping[str, Any]], classes: Sequence[str], threshold: float
 ) -> list[str]:
-    """``coco.json`` from the parts of the ok records, in key order, image ids from the keys.
+    """``coco.json`` from the parts of the ok records (the images of the run's last start), in
+    key order, image and annotation ids from the keys.
 
     Returns the keys whose part could not be read (counted as failures: ``--resume`` redoes
     them). Raises `ValueError` if two keys gave one image id (which a 52-bit hash makes
@@ -189,6 +202,7 @@ def merge_coco(
         "categories": coco_categories(list(classes)),
     }
     ids: dict[int, str] = {}
+    annotation_ids: set[int] = set()
     parts, broken = read_parts(out, COCO_PARTS, records, _check_coco_part)
     for record, part in parts:
         image, annotations = part["image"], part["annotations"]
@@ -196,8 +210,12 @@ def merge_coco(
             raise ValueError(f"images {ids[image['id']]!r} and {record['key']!r} share a COCO id")
         ids[image["id"]] = record["key"]
         coco["images"].append({**image, "file_name": record["image"]})
-        for annotation in annotations:
-            coco["annotations"].append({"id": len(coco["annotations"]) + 1, **annotation})
+        for n, annotation in enumerate(annotations):
+            annotation_id = coco_annotation_id(record["key"], n)
+            if annotation_id in annotation_ids:
+                raise ValueError(f"two annotations share the COCO id {annotation_id}")
+            annotation_ids.add(annotation_id)
+            coco["annotations"].append({"id": annotation_id, **annotation})
     write_json(out / "coco.json", coco, indent=None)
     return broken
 

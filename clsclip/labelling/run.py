@@ -38,7 +38,8 @@ from clsclip.labelling.outputs import (
     write_classes,
     write_outputs,
 )
-from clsclip.storage.files import remove_all_temporaries
+from clsclip.results.names import image_files
+from clsclip.storage.files import inside, remove_all_temporaries
 from clsclip.version import __version__
 
 logger = logging.getLogger(__name__)
@@ -137,9 +138,23 @@ def todo(images: Sequence[InputImage], state: RunState, out: Path) -> list[Input
     return left
 
 
-def stems_for(images: Sequence[InputImage], state: RunState) -> dict[str, str]:
-    taken = {k: r["stem"] for k, r in state.records.items() if isinstance(r.get("stem"), str)}
-    state.stems = assign_stems([i.key for i in images], taken)
+def stems_for(
+    images: Sequence[InputImage], state: RunState, options: OutputOptions | None = None
+) -> dict[str, str]:
+    """Each image's stem: the manifest's (contained in the run), else a new one whose files
+    collide with no other image's (`assign_stems`)."""
+    taken = {}
+    for key, record in state.records.items():  # stems read from the manifest: contained
+        stem = record.get("stem")
+        if isinstance(stem, str) and inside(state.manifest.path.parent, stem) is not None:
+            taken[key] = stem
+        elif stem is not None:
+            logger.warning("manifest stem %r of %r is not inside the run: a new one", stem, key)
+    files_of = None
+    if options is not None:
+        classes, formats = options.classes, options.formats
+        files_of = lambda stem: image_files(stem, classes, formats)  # noqa: E731
+    state.stems = assign_stems([i.key for i in images], taken, files_of)
     return state.stems
 
 
@@ -221,9 +236,16 @@ def _loaded(outcomes: Iterator[Any]) -> Iterator[Any]:
 
 def _quiet_loader_shutdown(outcomes: Iterator[Any]) -> None:
     """torch's SIGCHLD handler raises again (as an 'ignored' traceback) while the dead loader
-    shuts its other workers down; the run already reports the death, so the handler goes."""
-    with contextlib.suppress(ValueError):  # not the main thread
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    shuts its other workers down; the run already reports the death, so the handler goes. It
+    may fire once more before it is gone (another worker's exit): that raise is the same news."""
+    for _ in range(8):
+        try:
+            with contextlib.suppress(ValueError):  # not the main thread
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            break
+        except RuntimeError as e:
+            if "DataLoader worker" not in str(e):
+                raise
     with contextlib.suppress(Exception):
         outcomes.close()  # type: ignore[attr-defined]
 
@@ -251,7 +273,7 @@ def execute(
     comes, then merge the COCO parts. A KeyboardInterrupt (Ctrl-C, SIGTERM turned into one)
     propagates after the last whole record; so do `WorkerDied` and manifest write errors."""
     report = RunReport()
-    stems = stems_for(images, state)
+    stems = stems_for(images, state, options)
     left = todo(images, state, options.out)
     logger.info("%d of %d image(s) to segment", len(left), len(images))
     bar = tqdm(total=len(left), desc="segmenting", unit="image", disable=not progress)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ from PIL import Image
 
 from clsclip.checks import check_threshold
 from clsclip.geometry import Letterbox
-from clsclip.results import formats
+from clsclip.results import formats, names
 from clsclip.results.drawing import draw_boxes, overlay_label_map, palette
 from clsclip.results.npz import read_npz, write_npz
 from clsclip.results.restore import (
@@ -282,14 +281,14 @@ class SegmentationResult:
         out.mkdir(parents=True, exist_ok=True)
         paths = []
         for k, (name, image) in enumerate(self.mask_images().items()):
-            path = out / f"{stem}_mask{k:02d}_{_safe(name)}.png"
+            path = out / names.mask_file(stem, k, name)
             write_atomic(path, _png_writer(image))
             paths.append(path)
         if self.image is not None:
-            path = out / f"{stem}_overlay.png"
+            path = out / names.overlay_file(stem)
             write_atomic(path, _png_writer(self.overlay()))
             paths.append(path)
-        path = out / f"{stem}.json"
+        path = out / names.summary_file(stem)
         write_json(path, self.summary())
         paths.append(path)
         return paths
@@ -490,7 +489,3 @@ def _png_writer(image: Image.Image) -> Callable[[Path], None]:
         image.save(path, format="PNG")
 
     return write
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.-]+", "_", name).strip("_") or "class"

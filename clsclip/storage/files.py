@@ -18,7 +18,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -97,9 +97,21 @@ def remove_stale(path: Path) -> None:
     _remove_stale(path.parent, f".{path.name}.")
 
 
-def remove_stale_in(folder: Path) -> None:
-    """Remove every temporary in ``folder`` left by a writer that died."""
-    _remove_stale(folder, ".")
+def inside(root: Path, relative: object) -> Path | None:
+    """``root / relative`` for a path read from a file (a manifest's output, stem or key), or
+    None when it is not a plain relative path that stays inside ``root`` once resolved (an
+    absolute path, ``..``, a link out): nothing read from a file may name a path outside."""
+    if not isinstance(relative, str) or not relative or "\x00" in relative:
+        return None
+    pure = PurePosixPath(relative)
+    if pure.is_absolute() or ".." in pure.parts or relative.startswith("\\"):
+        return None
+    path = root / relative
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    if real != real_root and not real.startswith(real_root.rstrip(os.sep) + os.sep):
+        return None
+    return path
 
 
 def remove_all_temporaries(folder: Path) -> int:

@@ -178,9 +178,9 @@ def test_a_live_or_unmerged_run_is_refused(tmp_path, saved_model, capsys) -> Non
     finally:
         holder.kill()
         holder.wait()
-    coco = json.loads((run / "coco.json").read_text())
-    coco["images"] = coco["images"][:-1]  # as if the run was killed before its last merge
-    (run / "coco.json").write_text(json.dumps(coco))
+    lines = (run / "manifest.jsonl").read_text().splitlines(keepends=True)
+    with open(run / "manifest.jsonl", "a") as f:  # a start that wrote a record, then was
+        f.write(lines[-1])  # killed before its merge
     assert main(["convert", str(run), "--to", "coco", "--out", str(tmp_path / "x")]) == 2
     assert "finish it with --resume first" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()

@@ -1,0 +1,80 @@
+"""The names of every file a result writes for one image, in one place: `SegmentationResult.save`
+and a labelling run's formats (`clsclip.labelling.outputs`) take them from here, and a run
+assigns each image a stem whose files collide with no other image's (`colliding`)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+COCO_PARTS = "coco-parts"
+"""A run's folder of per-image COCO parts (``coco-parts/{stem}.json``)."""
+LS_PARTS = "label-studio-parts"
+"""A run's folder of per-image Label Studio predictions."""
+
+
+def safe_name(name: str) -> str:
+    """A class name as a file name part: runs of other characters than letters, digits, ``.``
+    and ``-`` become ``_`` (``"red disc"`` -> ``red_disc``)."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", name).strip("_") or "class"
+
+
+def mask_file(stem: str, index: int, name: str) -> str:
+    """Class ``index``'s mask PNG: ``{stem}_mask{index:02d}_{safe name}.png``."""
+    return f"{stem}_mask{index:02d}_{safe_name(name)}.png"
+
+
+def overlay_file(stem: str) -> str:
+    return f"{stem}_overlay.png"
+
+
+def summary_file(stem: str) -> str:
+    return f"{stem}.json"
+
+
+def label_file(stem: str) -> str:
+    return f"{stem}_label.png"
+
+
+def npz_file(stem: str) -> str:
+    return f"{stem}.npz"
+
+
+def coco_part(stem: str) -> str:
+    return f"{COCO_PARTS}/{stem}.json"
+
+
+def label_studio_part(stem: str) -> str:
+    return f"{LS_PARTS}/{stem}.json"
+
+
+def image_files(stem: str, class_names: Sequence[str], formats: Iterable[str]) -> list[str]:
+    """Every file (relative to the run's folder) the formats write for an image of ``stem``
+    (``png`` with its overlay: a name it may use)."""
+    files: list[str] = []
+    for fmt in formats:
+        if fmt == "png":
+            files += [mask_file(stem, k, n) for k, n in enumerate(class_names)]
+            files += [overlay_file(stem), summary_file(stem)]
+        elif fmt == "label":
+            files.append(label_file(stem))
+        elif fmt == "npz":
+            files.append(npz_file(stem))
+        elif fmt == "coco":
+            files.append(coco_part(stem))
+        elif fmt == "label-studio":
+            files.append(label_studio_part(stem))
+    return files
+
+
+def colliding(files: Iterable[str], used: set[str]) -> bool:
+    """Whether any of ``files`` is among ``used`` (compared without case: case-insensitive and
+    Unicode-normalising file systems, macOS's and Windows', see one file there)."""
+    return any(file_key(f) in used for f in files)
+
+
+def file_key(name: str) -> str:
+    """How a file system that ignores case and Unicode normalisation sees a name."""
+    import unicodedata
+
+    return unicodedata.normalize("NFC", name).casefold()
