@@ -53,7 +53,9 @@ class OnnxBackend:
     Args:
         folder: the exported folder (its description is read and checked here).
         device: ``cpu`` (default), or ``cuda[:N]`` with onnxruntime-gpu.
-        threads: intra-op threads per session (0: onnxruntime's default).
+        threads: intra-op threads per session (None: torch's thread count in this process, so
+            ``torch.set_num_threads`` and ``--threads`` hold for both backends; 0: onnxruntime's
+            default, every core).
 
     Raises:
         FileNotFoundError / ValueError: see `clsclip.backends.onnx_format.read_description`;
@@ -68,7 +70,7 @@ class OnnxBackend:
         folder: str | os.PathLike[str],
         *,
         device: torch.device | None = None,
-        threads: int = 0,
+        threads: int | None = None,
     ) -> None:
         ort = require("onnxruntime", purpose="the onnxruntime backend")
         from open_clip.tokenizer import SimpleTokenizer
@@ -79,7 +81,7 @@ class OnnxBackend:
         self.device = device if device is not None else torch.device("cpu")
         providers = execution_providers(self.device)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
+        options.intra_op_num_threads = torch.get_num_threads() if threads is None else threads
         self.sessions = {
             name: _session(ort, self.folder / graph["file"], options, providers, graph)
             for name, graph in description["graphs"].items()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 import socket
@@ -56,6 +57,16 @@ def add_parser(commands: Any) -> None:
     serve.add_argument("--max-name-chars", type=int, default=200, help="characters per name")
     serve.add_argument("--max-boxes", type=int, default=100, help="ClsCLIP+ boxes per request")
     serve.add_argument(
+        "--max-inflight-mb", type=float, default=None,
+        help="upload bytes all requests may hold at once while being read; more: 503 "
+        "(default: 4 bodies at --max-body-mb, at least 64 MB)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--max-inflight-pixels", type=int, default=None,
+        help="decoded pixels all requests may hold at once; more: 503 (default: 2 x "
+        "--max-image-pixels)",
+    )  # fmt: skip
+    serve.add_argument(
         "--api-key-env", default=None, metavar="VAR",
         help="require Authorization: Bearer <the value of environment variable VAR>",
     )  # fmt: skip
@@ -77,9 +88,18 @@ def settings_from_args(args: argparse.Namespace) -> Any:
                         ("--max-image-pixels", args.max_image_pixels)):  # fmt: skip
         if value < 1:
             raise ValueError(f"{flag} must be at least 1, got {value}")
-    for flag, number in (("--timeout", args.timeout), ("--max-body-mb", args.max_body_mb)):
-        if not number > 0:
-            raise ValueError(f"{flag} must be positive, got {number}")
+    numbers = [("--timeout", args.timeout), ("--max-body-mb", args.max_body_mb)]
+    if args.max_inflight_mb is not None:
+        numbers.append(("--max-inflight-mb", args.max_inflight_mb))
+    for flag, number in numbers:
+        if not (number > 0 and math.isfinite(number)):
+            raise ValueError(f"{flag} must be a positive finite number, got {number}")
+    if args.max_inflight_pixels is not None and args.max_inflight_pixels < 1:
+        raise ValueError(
+            f"--max-inflight-pixels must be at least 1, got {args.max_inflight_pixels}"
+        )
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {args.threads}")
     if not 0 <= args.max_wait_ms <= 10_000:
         raise ValueError(f"--max-wait-ms must be in [0, 10000], got {args.max_wait_ms}")
     if not 0 <= args.port <= 65535:
@@ -100,6 +120,9 @@ def settings_from_args(args: argparse.Namespace) -> Any:
         model_id=args.model, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
         max_queue=args.max_queue, timeout_s=args.timeout, limits=limits, api_key=api_key,
         cors_origins=tuple(args.cors_origin),
+        max_inflight_bytes=None if args.max_inflight_mb is None
+        else int(args.max_inflight_mb * 2**20),
+        max_inflight_pixels=args.max_inflight_pixels,
     )  # fmt: skip
 
 

@@ -3,6 +3,6 @@ uvicorn, batching across requests, limits, load shedding, metrics. Inference nev
 """
 
 from clsclip.serving.app import ServeSettings, create_app
-from clsclip.serving.work import Limits
+from clsclip.serving.form import Limits
 
 __all__ = ["Limits", "ServeSettings", "create_app"]

@@ -9,72 +9,30 @@ one bounded cache.
 
 # No ``from __future__ import annotations``: FastAPI reads the route signatures at runtime.
 import asyncio
-import hmac
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from clsclip.optional import require
+from clsclip.serving.admission import Budget, OverBudget
+from clsclip.serving.answers import answer_json, label_png
 from clsclip.serving.batcher import Batcher, QueueFull, ShuttingDown
-from clsclip.serving.metrics import Metrics
-from clsclip.serving.work import (
-    FORMATS,
+from clsclip.serving.form import (
+    SEGMENT_OPENAPI,
     ApiError,
     Limits,
     ServeRequest,
-    answer_json,
     decode_image,
-    label_png,
-    parse_boxes,
-    parse_classes,
-    parse_min_score,
-    parse_threshold,
+    image_pixels,
+    parse_fields,
 )
+from clsclip.serving.guard import BodyTooLarge, Guard, error_response, too_large
+from clsclip.serving.metrics import Metrics
 
 logger = logging.getLogger(__name__)
-API_PATHS = ("/v1/", "/metrics")
-"""Paths that need the API key (when one is set); the probes and the docs do not."""
-
-
-SEGMENT_OPENAPI: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {"multipart/form-data": {"schema": {
-            "type": "object",
-            "required": ["image", "classes"],
-            "properties": {
-                "image": {"type": "string", "format": "binary",
-                          "description": "the image file (PNG, JPEG, WebP, TIFF, ...)"},
-                "classes": {"type": "string", "example": '["dog", "grass"]',
-                            "description": "a JSON list of class names or class specs "
-                            '({"name": "dog", "prompts": [...], "negatives": [...]}), '
-                            "or an object from names to prompts"},
-                "threshold": {"type": "string", "example": "0.5",
-                              "description": "mask threshold in [0, 1] (default: the "
-                              'model\'s), or a JSON object of some classes\' ({"dog": 0.4})'},
-                "min_score": {"type": "number", "minimum": 0, "maximum": 1,
-                              "description": "classes whose presence score is below it get "
-                              "empty masks"},
-                "boxes": {"type": "string", "example": '{"dog": [[10, 20, 200, 180]]}',
-                          "description": "ClsCLIP+ boxes per class, JSON, in pixels"},
-                "format": {"type": "string", "enum": ["json", "label_png"], "default": "json"},
-            },
-        }}},
-    },
-    "responses": {
-        "200": {"description": "JSON masks (COCO RLE), or the palette label map as PNG",
-                "content": {"image/png": {}}},
-        "4XX": {"description": "a refused request: {\"error\": {\"code\", \"message\", "
-                "\"limit\"}}"},
-        "503": {"description": "overloaded or shutting down (Retry-After)"},
-        "504": {"description": "no answer within the timeout"},
-    },
-}  # fmt: skip
-"""The form of ``POST /v1/segment`` for the OpenAPI page (the route reads it itself, to answer
-every fault with the server's own JSON errors)."""
 
 
 @dataclass(frozen=True)
@@ -90,6 +48,11 @@ class ServeSettings:
         limits: body, pixel, class, name and box limits (`clsclip.serving.work.Limits`).
         api_key: when set, ``/v1/*`` and ``/metrics`` need ``Authorization: Bearer <key>``.
         cors_origins: origins allowed to call from browsers (none: CORS off).
+        max_inflight_bytes: upload bytes all requests may hold at once while they are read
+            (None: four bodies at the limit, at least 64 MiB).
+        max_inflight_pixels: decoded pixels all requests may hold at once, from decoding to
+            the answer (None: twice the image limit).
+        max_decodes: images decoded at once (the rest wait their turn).
     """
 
     model_id: str = "model"
@@ -100,6 +63,17 @@ class ServeSettings:
     limits: Limits = field(default_factory=Limits)
     api_key: str | None = None
     cors_origins: tuple[str, ...] = ()
+    max_inflight_bytes: int | None = None
+    max_inflight_pixels: int | None = None
+    max_decodes: int = 2
+
+    def budgets(self) -> tuple[Budget, Budget]:
+        """The in-flight bounds on upload bytes and decoded pixels."""
+        limits = self.limits
+        upload = self.max_inflight_bytes or max(4 * limits.max_body_bytes, 64 * 2**20)
+        pixels = self.max_inflight_pixels or 2 * limits.max_image_pixels
+        return (Budget("max_inflight_bytes", upload, "bytes"),
+                Budget("max_inflight_pixels", pixels, "pixels"))  # fmt: skip
 
 
 def create_app(
@@ -119,21 +93,32 @@ def create_app(
     metrics = Metrics()
 
     def run_batch(requests: Sequence[ServeRequest]) -> list[Any]:
-        items = [(r.image, list(r.classes)) for r in requests]
-        scores = {r.min_score for r in requests}
-        if len(scores) > 1:  # min_score is one per call: requests that differ run alone
-            return [_alone(segmenter, r) for r in requests]
-        try:
-            return list(
-                segmenter.segment_batch(
-                    items,
-                    thresholds=[r.threshold for r in requests],
-                    proposals=[_proposals(segmenter, r) for r in requests],
-                    min_score=scores.pop(),
+        """One pass per min_score among the requests (it is one per `segment_batch` call);
+        a group that fails runs one by one, so one bad request fails alone."""
+        out: list[Any] = [None] * len(requests)
+        groups: dict[float | None, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault(r.min_score, []).append(i)
+        for min_score, indices in groups.items():
+            live = [i for i in indices if not _expired(requests[i], out, i)]
+            if not live:
+                continue
+            group = [requests[i] for i in live]
+            try:
+                answers = segmenter.segment_batch(
+                    [(r.image, list(r.classes)) for r in group],
+                    thresholds=[r.threshold for r in group],
+                    proposals=[_proposals(segmenter, r) for r in group],
+                    min_score=min_score,
                 )
-            )
-        except Exception:  # one bad request must not fail its batch: run them one by one
-            return [_alone(segmenter, r) for r in requests]
+            except Exception:  # one by one; a request timed out meanwhile is not run
+                answers = [
+                    _timeout() if time.perf_counter() >= r.deadline else _alone(segmenter, r)
+                    for r in group
+                ]
+            for i, answer in zip(live, answers, strict=True):
+                out[i] = answer
+        return out
 
     batcher = Batcher(
         run_batch, max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms,
@@ -148,6 +133,7 @@ def create_app(
             yield
         finally:  # uvicorn has finished the requests in flight: drain and stop
             batcher.close()
+            answering.shutdown(wait=False)
 
     app = fastapi.FastAPI(
         title="clsclip",
@@ -155,7 +141,11 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.batcher = batcher
-    if settings.cors_origins:
+    upload_budget, pixel_budget = settings.budgets()
+    decodes = asyncio.Semaphore(settings.max_decodes)
+    app.add_middleware(Guard, limits=settings.limits, api_key=settings.api_key,
+                       metrics=metrics, responses=responses, budget=upload_budget)  # fmt: skip
+    if settings.cors_origins:  # outermost: preflights before the key, CORS headers on errors
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(
@@ -164,21 +154,20 @@ def create_app(
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization"],
         )
-    app.add_middleware(_Guard, settings=settings, metrics=metrics, responses=responses)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Any, error: ApiError) -> Any:
-        return _error_response(responses, error)
+        return error_response(responses, error)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Any, error: Exception) -> Any:
         logger.error("internal error: %r", error)
-        return _error_response(responses, ApiError(500, "internal", "the server failed on this "
+        return error_response(responses, ApiError(500, "internal", "the server failed on this "
                                                    "request; see its log"))  # fmt: skip
 
-    @app.exception_handler(_BodyTooLarge)
-    async def body_too_large(request: Any, error: _BodyTooLarge) -> Any:
-        return _error_response(responses, _too_large(settings))
+    @app.exception_handler(BodyTooLarge)
+    async def body_too_large(request: Any, error: BodyTooLarge) -> Any:
+        return error_response(responses, too_large(settings.limits))
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -199,7 +188,12 @@ def create_app(
         body, content_type = metrics.render()
         return responses.Response(body, media_type=content_type)
 
+    from concurrent.futures import ThreadPoolExecutor
+
+    from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
+
+    answering = ThreadPoolExecutor(settings.max_decodes, thread_name_prefix="clsclip-answer")
 
     @app.post("/v1/segment", openapi_extra=SEGMENT_OPENAPI)
     async def segment(request: Request) -> Any:
@@ -207,30 +201,43 @@ def create_app(
         ``threshold``, ``boxes`` (``{"dog": [[x0, y0, x1, y1], ...]}``, ClsCLIP+) and
         ``format`` (``json`` or ``label_png``)."""
         started = time.perf_counter()
+        deadline = started + settings.timeout_s
         try:
             batcher.check_room()  # shed before reading and decoding the upload
-            with batcher.arriving():
-                work = await _parse(request, settings.limits)
-                future = batcher.submit(work)
-            remaining = settings.timeout_s - (time.perf_counter() - started)
-            result = await asyncio.wait_for(asyncio.wrap_future(future), max(remaining, 0.0))
-        except QueueFull as e:
-            raise ApiError(
-                503, "overloaded", f"the server is busy ({e}); retry", "max_queue"
-            ) from e
+            fields, data = await _read_form(request, settings.limits)
+            pixels = image_pixels(data, settings.limits)
+            pixel_budget.take(pixels)  # given back when the answer is built, however it ends
+            building: Any = None
+            try:
+                with batcher.arriving():  # admitted and read: now it is on its way
+                    async with decodes:
+                        image = await run_in_threadpool(decode_image, data, settings.limits)
+                    del data
+                    work = ServeRequest(image, fields.classes, fields.threshold, fields.boxes,
+                                        fields.format, fields.min_score, deadline)  # fmt: skip
+                    future = batcher.submit(work)
+                result = await asyncio.wait_for(asyncio.wrap_future(future), _left(deadline))
+                if isinstance(result, BaseException):  # an ApiError of its own, or a fault
+                    raise result
+                build = _png_answer if work.format == "label_png" else _json_answer
+                building = answering.submit(build, result, settings.model_id)
+                building.add_done_callback(lambda _: pixel_budget.give(pixels))
+                # building the answer counts in the time limit too
+                answer = await asyncio.wait_for(asyncio.wrap_future(building), _left(deadline))
+            finally:
+                if building is None:
+                    pixel_budget.give(pixels)
+        except (QueueFull, OverBudget) as e:
+            limit = e.limit if isinstance(e, OverBudget) else "max_queue"
+            raise ApiError(503, "overloaded", f"the server is busy ({e}); retry", limit) from e
         except ShuttingDown as e:
             raise ApiError(503, "shutting_down", str(e)) from e
         except asyncio.TimeoutError:
             raise ApiError(504, "timeout", f"no answer within {settings.timeout_s:g} s",
                            "timeout_s") from None  # fmt: skip
-        if isinstance(result, ApiError):
-            raise result
-        from starlette.concurrency import run_in_threadpool
-
         if work.format == "label_png":
-            return responses.Response(await run_in_threadpool(label_png, result),
-                                      media_type="image/png")  # fmt: skip
-        return await run_in_threadpool(answer_json, result, settings.model_id)
+            return responses.Response(answer, media_type="image/png")
+        return answer
 
     return app
 
@@ -255,8 +262,34 @@ def _alone(segmenter: Any, request: ServeRequest) -> Any:
         return e
 
 
-async def _parse(request: Any, limits: Limits) -> ServeRequest:
-    """The form, read within the body limit and checked; `ApiError` names what is wrong."""
+def _left(deadline: float) -> float:
+    return max(deadline - time.perf_counter(), 0.0)
+
+
+def _timeout() -> ApiError:
+    return ApiError(504, "timeout", "no answer within the time limit", "timeout_s")
+
+
+def _expired(request: ServeRequest, out: list[Any], index: int) -> bool:
+    """A request whose client was answered 504 already is never run."""
+    if time.perf_counter() < request.deadline:
+        return False
+    out[index] = _timeout()
+    return True
+
+
+def _json_answer(result: Any, model_id: str) -> Any:
+    return answer_json(result, model_id)
+
+
+def _png_answer(result: Any, model_id: str) -> Any:
+    return label_png(result)
+
+
+async def _read_form(request: Any, limits: Limits) -> tuple[Any, bytes]:
+    """The form's checked text fields (`clsclip.serving.form.Fields`, parsed off the event
+    loop) and the image's bytes, read within the body limit and, for text fields, within what
+    the other limits allow (`Limits.max_text_bytes`); `ApiError` names what is wrong."""
     from starlette.concurrency import run_in_threadpool
 
     content_type = request.headers.get("content-type", "")
@@ -265,29 +298,24 @@ async def _parse(request: Any, limits: Limits) -> ServeRequest:
         raise ApiError(415, "wrong_content_type",
                        f"send multipart/form-data (image, classes), not {sent}")  # fmt: skip
     try:
-        form = await request.form(max_files=1, max_fields=8, max_part_size=limits.max_body_bytes)
-    except _BodyTooLarge:
+        form = await request.form(max_files=1, max_fields=8,
+                                  max_part_size=limits.max_text_bytes)  # fmt: skip
+    except BodyTooLarge:
         raise
-    except Exception as e:  # a truncated or malformed body
-        raise ApiError(400, "bad_form", f"cannot read the multipart form: {e}") from None
+    except Exception as e:  # a truncated or malformed body, a text field over its bound
+        message = str(e)
+        if "Part exceeded maximum size" in message:
+            raise ApiError(413, "field_too_large", f"a text field is over "
+                           f"{limits.max_text_bytes} bytes, more than the class, name and box "
+                           "limits allow", "max_classes") from None  # fmt: skip
+        raise ApiError(400, "bad_form", f"cannot read the multipart form: {message}") from None
     upload = form.get("image")
     if upload is None or isinstance(upload, str):
         raise ApiError(422, "missing_field", "the form needs an 'image' file")
-    data = await upload.read()
-    classes = parse_classes(_text(form, "classes"), limits)
-    threshold = parse_threshold(_text(form, "threshold"))
-    if isinstance(threshold, dict):
-        unknown = sorted(set(threshold) - {spec.name for spec in classes})
-        if unknown:
-            raise ApiError(422, "bad_threshold", f"thresholds given for {unknown}, which are "
-                           "not among the classes")  # fmt: skip
-    min_score = parse_min_score(_text(form, "min_score"))
-    boxes = parse_boxes(_text(form, "boxes"), [spec.name for spec in classes], limits)
-    output = _text(form, "format") or "json"
-    if output not in FORMATS:
-        raise ApiError(422, "bad_format", f"format must be one of {list(FORMATS)}, got {output!r}")
-    image = await run_in_threadpool(decode_image, data, limits)
-    return ServeRequest(image, classes, threshold, boxes, output, min_score)
+    texts = {name: _text(form, name) for name in ("classes", "threshold", "min_score", "boxes",
+                                                   "format")}  # fmt: skip
+    fields = await run_in_threadpool(parse_fields, texts, limits)
+    return fields, await upload.read()
 
 
 def _text(form: Any, name: str) -> str | None:
@@ -297,91 +325,3 @@ def _text(form: Any, name: str) -> str | None:
     if not isinstance(value, str):
         raise ApiError(422, "bad_field", f"{name!r} must be a text field, not a file")
     return value
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-def _too_large(settings: ServeSettings) -> ApiError:
-    limit = settings.limits.max_body_bytes
-    return ApiError(413, "body_too_large", f"the request body is over {limit} bytes",
-                    "max_body_bytes")  # fmt: skip
-
-
-def _error_response(responses: Any, error: ApiError) -> Any:
-    """A JSON error: ``{"error": {"code", "message", "limit"}}``, with ``Retry-After`` on 503
-    and ``WWW-Authenticate`` on 401."""
-    headers = {}
-    if error.status == 503:
-        headers["Retry-After"] = "1"
-    if error.status == 401:
-        headers["WWW-Authenticate"] = "Bearer"
-    return responses.JSONResponse(error.body(), status_code=error.status, headers=headers)
-
-
-class _Guard:
-    """ASGI middleware: the API key, the body limit (declared or streamed), `ApiError`s as
-    JSON, and the request metrics."""
-
-    def __init__(self, app: Any, settings: ServeSettings, metrics: Metrics, responses: Any) -> None:
-        self.app, self.settings, self.metrics, self.responses = app, settings, metrics, responses
-
-    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[Any]],
-                       send: Callable[[Any], Awaitable[None]]) -> None:  # fmt: skip
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started, path = time.perf_counter(), scope["path"]
-        status = {"code": 500}
-
-        async def sending(message: Any) -> None:
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-            await send(message)
-
-        try:
-            self._check_key(scope, path)
-            receive = self._limited(scope, receive)
-            await self.app(scope, receive, sending)
-        except ApiError as e:
-            await self._error(e, scope, receive, sending)
-        except _BodyTooLarge:
-            await self._error(_too_large(self.settings), scope, receive, sending)
-        finally:
-            if path.startswith("/v1/"):
-                self.metrics.observe(status["code"], time.perf_counter() - started)
-
-    def _check_key(self, scope: dict[str, Any], path: str) -> None:
-        key = self.settings.api_key
-        if key is None or not path.startswith(API_PATHS):
-            return
-        headers = dict(scope.get("headers") or [])
-        given = headers.get(b"authorization", b"").decode("latin-1")
-        if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:], key)):
-            raise ApiError(401, "unauthorized", "send Authorization: Bearer <key>")
-
-    def _limited(self, scope: dict[str, Any], receive: Callable[[], Awaitable[Any]]) -> Any:
-        limit = self.settings.limits.max_body_bytes
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise _BodyTooLarge()
-        seen = {"bytes": 0}
-
-        async def limited() -> Any:
-            message = await receive()
-            if message["type"] == "http.request":
-                seen["bytes"] += len(message.get("body", b""))
-                if seen["bytes"] > limit:
-                    raise _BodyTooLarge()
-            return message
-
-        return limited
-
-    async def _error(self, error: ApiError, scope: Any, receive: Any, send: Any) -> None:
-        response = _error_response(self.responses, error)
-        try:
-            await response(scope, receive, send)
-        except RuntimeError:  # the response had started: nothing more can be said
-            logger.warning("could not send %s after the response started", error.code)

@@ -7,7 +7,6 @@ and decoded, see `Batcher.arriving`): a lone client never pays ``max_wait_ms``."
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import queue
 import threading
@@ -114,24 +113,18 @@ class Batcher:
 
     def submit(self, payload: Any) -> Future[Any]:
         """Queue one request; `QueueFull` or `ShuttingDown` at once when it cannot be."""
-        with self._lock:
+        job = Job(payload)
+        with self._lock:  # queued under the lock: never behind `close`'s stop marker
             self._check_room()
             self._waiting += 1
-        job = Job(payload)
-        self._queue.put(job)
+            self._queue.put(job)
         return job.future
-
-    async def run(self, payload: Any, timeout: float) -> Any:
-        """`submit` and wait for the answer from an event loop (`asyncio.TimeoutError` past
-        ``timeout`` seconds; the work, if started, still finishes)."""
-        future = self.submit(payload)
-        return await asyncio.wait_for(asyncio.wrap_future(future), timeout)
 
     def close(self, timeout: float = 60.0) -> None:
         """Stop accepting, finish what is queued and in flight, stop the thread."""
         with self._lock:
             self._accepting = False
-        self._queue.put(None)
+            self._queue.put(None)
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 

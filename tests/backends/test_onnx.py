@@ -267,3 +267,22 @@ def test_export_replaces_a_previous_export_whole_or_not_at_all(
     (tmp_path / "file").write_text("x")
     with pytest.raises(NotADirectoryError, match="is not a folder"):
         seg.export_onnx(tmp_path / "file")
+
+
+def test_the_onnxruntime_backend_takes_torchs_thread_count(tiny_onnx_export) -> None:
+    """``--threads`` (torch.set_num_threads) holds for onnxruntime too: a Ray actor given two
+    cores must not run its sessions on all of them."""
+    import torch
+
+    from clsclip.backends.onnx_runtime import OnnxBackend
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        backend = OnnxBackend(tiny_onnx_export[0])
+        for session in backend.sessions.values():
+            assert session.get_session_options().intra_op_num_threads == 1
+        explicit = OnnxBackend(tiny_onnx_export[0], threads=2)
+        assert explicit.sessions["views"].get_session_options().intra_op_num_threads == 2
+    finally:
+        torch.set_num_threads(before)

@@ -264,10 +264,13 @@ def test_info_names_the_model_family(saved_model, tmp_path, capsys) -> None:
     [
         (["--max-batch", "0"], "--max-batch must be at least 1, got 0"),
         (["--max-queue", "-1"], "--max-queue must be at least 1, got -1"),
-        (["--timeout", "0"], "--timeout must be positive, got 0.0"),
+        (["--timeout", "0"], "--timeout must be a positive finite number, got 0.0"),
         (["--max-wait-ms", "-5"], "--max-wait-ms must be in [0, 10000], got -5.0"),
         (["--port", "70000"], "--port must be in [0, 65535], got 70000"),
         (["--api-key-env", "CLSCLIP_NO_SUCH_VARIABLE"], "CLSCLIP_NO_SUCH_VARIABLE: that variable"),
+        (["--max-body-mb", "inf"], "--max-body-mb must be a positive finite number, got inf"),
+        (["--threads", "0"], "--threads must be at least 1, got 0"),
+        (["--max-inflight-pixels", "0"], "--max-inflight-pixels must be at least 1, got 0"),
     ],
 )
 def test_serve_refuses_bad_settings_before_loading(flags, message, capsys, tmp_path) -> None:

@@ -1,4 +1,4 @@
-"""Checks of the request fields (`clsclip.serving.work`)."""
+"""Checks of the request fields (`clsclip.serving.form`)."""
 
 import pytest
 
@@ -9,7 +9,7 @@ import pytest
      ("[0.4]", "bad_threshold"), ('{"dog": 2}', "bad_threshold"), ("{", "bad_threshold")],
 )  # fmt: skip
 def test_threshold_fields_take_numbers_or_an_object_only(text, code) -> None:
-    from clsclip.serving.work import ApiError, parse_min_score, parse_threshold
+    from clsclip.serving.form import ApiError, parse_min_score, parse_threshold
 
     assert parse_threshold("0.4") == 0.4 and parse_threshold('{"dog": 0.3}') == {"dog": 0.3}
     assert parse_threshold("") is None and parse_min_score("0.6") == 0.6
