@@ -82,6 +82,17 @@ class DenseClipConfig(ModelConfig):
         if self.logit_scale is not None:
             check_number("logit_scale", self.logit_scale, maximum=1e4)
         check_number("gaussian_std", self.gaussian_std, maximum=1e3)
+        if self.gaussian_std < MIN_GAUSSIAN_STD:
+            raise ValueError(
+                f"gaussian_std must be at least {MIN_GAUSSIAN_STD} patches, got "
+                f"{self.gaussian_std!r} (a narrower neighbourhood is one patch, and its "
+                "exp(-d^2 / 2 std^2) underflows)"
+            )
+        if self.stride > self.window:
+            raise ValueError(
+                f"window_stride {self.stride} px is larger than the window {self.window} px: "
+                "the cells between windows would be seen by none"
+            )
         if not isinstance(self.background_prompts, tuple):
             raise TypeError(
                 f"background_prompts must be a tuple of str, got {self.background_prompts!r}"
@@ -104,6 +115,10 @@ class DenseClipConfig(ModelConfig):
     def scale(self) -> float:
         """The logit scale (the method's default when unset)."""
         return float(self.logit_scale or METHOD_DEFAULTS[self.method]["logit_scale"])
+
+
+MIN_GAUSSIAN_STD = 0.1
+"""NACLIP's neighbourhood in patches: below this it is the patch alone (exp(-1 / 0.02) = 2e-22)."""
 
 
 def imagenet_templates() -> tuple[str, ...]:

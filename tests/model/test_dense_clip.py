@@ -197,7 +197,7 @@ def test_bad_configurations_are_named() -> None:
     with pytest.raises(
         ValueError, match="window_size 4 px must be a multiple of the backbone's 8 px"
     ):
-        build_model(dense_config(window_size=4))
+        build_model(dense_config(window_size=4, window_stride=4))
     with pytest.raises(ValueError, match="window_stride 12 px must be a multiple"):
         build_model(dense_config(window_stride=12))
     resnet = {
@@ -213,6 +213,11 @@ def test_bad_configurations_are_named() -> None:
         build_model(dense_config(backbone="RN50", image_size=224))
     with pytest.raises(ValueError, match="duplicate class name"):
         dense_config(background_prompts=("sky", "Sky"))
+    # cells no window covers gave NaN probabilities and empty masks with a 200
+    with pytest.raises(ValueError, match="window_stride 48 px is larger than the window 32 px"):
+        dense_config(window_size=32, window_stride=48)
+    with pytest.raises(ValueError, match="gaussian_std must be at least 0.1 patches"):
+        dense_config(gaussian_std=1e-300)  # 0 / 0 in the neighbourhood: NaN
 
 
 def test_imagenet_templates_are_the_80_of_clip() -> None:
