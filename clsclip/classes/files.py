@@ -36,12 +36,13 @@ def read_classes_file(path: str | os.PathLike[str]) -> list[ClassSpec]:
         raise ValueError(f"the classes file {path} is not UTF-8 text: {e}") from None
     try:
         if path.suffix.lower() in YAML_SUFFIXES:
-            yaml = require("yaml", purpose="reading YAML classes files")
-            data = yaml.safe_load(text)
+            data = _yaml(text)
         else:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=_unique_keys)
     except ImportError:
         raise
+    except _DuplicateName as e:
+        raise ValueError(f"the classes file {path} names {e} twice") from None
     except Exception as e:  # yaml.YAMLError, json.JSONDecodeError: one line naming the file
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ValueError(f"the classes file {path} cannot be parsed: {first}") from None
@@ -52,9 +53,45 @@ def read_classes_file(path: str | os.PathLike[str]) -> list[ClassSpec]:
             f"docs/calibration.md), got {found}"
         )
     try:
-        return resolve_classes({str(name): value for name, value in data.items()})
+        return resolve_classes(dict(data))
     except (TypeError, ValueError) as e:
         raise type(e)(f"the classes file {path}: {e}") from None
+
+
+class _DuplicateName(ValueError):
+    """A mapping of the file names one key twice (the message: the key's repr)."""
+
+
+def _unique_keys(pairs: list[tuple[Any, Any]]) -> dict[Any, Any]:
+    out: dict[Any, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateName(repr(key))
+        out[key] = value
+    return out
+
+
+def _yaml(text: str) -> Any:
+    """YAML with every mapping key read as the text it is written as (``1``, ``no``, ``~`` and
+    ``on`` are the names "1", "no", "~" and "on", never numbers, booleans or null; ``1`` and
+    ``'1'`` are one name, so the second is a duplicate), and duplicate keys refused."""
+    yaml = require("yaml", purpose="reading YAML classes files")
+
+    class Loader(yaml.SafeLoader):  # type: ignore[name-defined]
+        pass
+
+    def mapping(loader: Any, node: Any, deep: bool = False) -> dict[Any, Any]:
+        pairs = []
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                key = key_node.value  # the name as written
+            else:
+                key = loader.construct_object(key_node, deep=deep)
+            pairs.append((key, loader.construct_object(value_node, deep=deep)))
+        return _unique_keys(pairs)
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return yaml.load(text, Loader=Loader)  # a SafeLoader: no arbitrary objects
 
 
 def specs_identity(specs: Sequence[ClassSpec]) -> list[Any]:

@@ -81,6 +81,11 @@ def add_parser(commands: Any) -> None:
     )  # fmt: skip
     seg.add_argument("--gpus-per-actor", type=float, default=0.0, help="ray: GPUs per actor")
     seg.add_argument(
+        "--ray-retries", type=int, default=2,
+        help="ray: retries of a batch whose worker died, then each of its images alone; an "
+        "image that still fails is recorded as failed (default: 2)",
+    )  # fmt: skip
+    seg.add_argument(
         "--ray-address", default=None,
         help="ray: a running cluster to join (auto, or host:port); default: a local one",
     )  # fmt: skip
@@ -193,8 +198,13 @@ def _check_arguments(args: argparse.Namespace) -> None:
     if args.min_score is not None:
         check_threshold(args.min_score)
     resolve_class_args(args)
+    if "label-studio" in args.format:  # before anything is written, not at the merge
+        from clsclip.results.label_studio import check_label_names
+
+        check_label_names(args.classes)
     if not args.gpus_per_actor >= 0:
         raise ValueError(f"--gpus-per-actor must be >= 0, got {args.gpus_per_actor}")
+    check_int("--ray-retries", args.ray_retries, minimum=0)
     if args.engine == "ray":
         require("ray.data", "ray", purpose="--engine ray")
 
@@ -247,6 +257,10 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
     )  # fmt: skip
     check_folder(out, spec, resume=args.resume, overwrite=args.overwrite)  # reads only
     check_output_folder(out)
+    if args.engine == "ray":  # reach the cluster and check its resources before any write
+        from clsclip.labelling.ray_engine import prepare_cluster
+
+        prepare_cluster(args.ray_address, actors=args.actors, gpus_per_actor=args.gpus_per_actor)
     if segmenter is not None:
         segmenter.max_image_pixels = limit
         segmenter.proposer = proposer
@@ -310,7 +324,8 @@ def _engine(args: argparse.Namespace, plan: dict[str, Any], options: Any) -> Any
              "threads": args.threads}  # fmt: skip
     return ray_engine(args.model, options, threshold=args.threshold, batch_size=args.batch_size,
                       actors=args.actors, gpus_per_actor=args.gpus_per_actor,
-                      address=args.ray_address, actor_kwargs=actor)  # fmt: skip
+                      address=args.ray_address, actor_kwargs=actor,
+                      retries=args.ray_retries)  # fmt: skip
 
 
 def _execute(args: argparse.Namespace, plan: dict[str, Any]) -> int:

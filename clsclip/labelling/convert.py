@@ -150,6 +150,21 @@ def _write_coco(run: Path, records: Sequence[Mapping[str, Any]], out: Path, mode
     return _place_images(pairs, out / "images", mode)
 
 
+def _check_voc_text(what: str, text: str) -> None:
+    """VOC's text files hold one name a line, ``#`` starts a comment, ``:`` separates the
+    labelmap's fields: `ValueError` for a name they cannot carry."""
+    if (
+        ":" in text
+        or text.startswith("#")
+        or text != text.strip()
+        or any(ord(c) < 32 or ord(c) == 127 for c in text)
+    ):
+        raise ValueError(
+            f"{what} cannot be written in VOC's text files (a ':', a leading '#', surrounding "
+            "spaces or a control character); convert to coco instead"
+        )
+
+
 def _contained(root: Path, relative: Any) -> Path:
     """``root / relative`` for a key or stem read from the manifest; `ValueError` when it would
     be a path outside ``root``."""
@@ -161,11 +176,12 @@ def _contained(root: Path, relative: Any) -> Path:
 
 def _write_voc(run: Path, records: Sequence[Mapping[str, Any]], out: Path, mode: str) -> list[str]:
     classes = json.loads((run / "classes.json").read_text(encoding="utf-8"))
-    for entry in classes:
-        if ":" in entry["name"]:
+    for entry in classes[1:]:
+        _check_voc_text(f"class {entry['name']!r}", entry["name"])
+        if entry["name"].strip().casefold() == "background":
             raise ValueError(
-                f"class {entry['name']!r} has a ':', which VOC's labelmap.txt cannot hold; "
-                "convert to coco instead"
+                "a class named 'background' would be VOC's label 0 (nothing found); rename it, "
+                "or convert to coco instead"
             )
     if len(classes) > 256:
         raise ValueError(f"VOC masks hold at most 255 classes, the run has {len(classes) - 1}")
@@ -176,6 +192,7 @@ def _write_voc(run: Path, records: Sequence[Mapping[str, Any]], out: Path, mode:
     ids, pairs = [], []
     for record in records:
         stem = record["stem"]
+        _check_voc_text(f"image {record['key']!r}", stem)
         _contained(masks, stem)
         label = _contained(run, label_file(stem))
         if not label.is_file():

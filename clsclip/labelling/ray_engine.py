@@ -3,8 +3,10 @@
 Image paths in; decoding in CPU tasks; `SegmentBatch`, a callable class that loads the
 `Segmenter` once per actor, segments each batch and writes each image's files with the same
 atomic, idempotent writes as the local engine; only plain columns come back to the driver, which
-keeps the manifest. Ray retries failed tasks and restarts dead actors (Ray Data's defaults for
-actor pools); since every write is keyed by the image, a retry never duplicates or mixes.
+keeps the manifest. Ray replaces dead actors and retries a dead worker's batch a bounded number
+of times; a batch that keeps failing is retried image by image, and an image that kills its
+worker alone too is recorded as failed (`ray_engine`). Since every write is keyed by the image,
+a retry never duplicates or mixes.
 
 `SegmentBatch` is public for Ray pipelines of one's own (see examples/ray_label.py).
 """
@@ -15,6 +17,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -206,6 +209,43 @@ def decode_row(row: dict[str, Any], max_pixels: int | None = MAX_IMAGE_PIXELS) -
     return {**row, "image": image, "error": error}
 
 
+RETRIES = 2
+"""Default retries of a Ray task or actor call whose worker died (``--ray-retries``)."""
+
+
+def prepare_cluster(address: str | None, *, actors: int, gpus_per_actor: float) -> None:
+    """Join (or start) the Ray cluster and check that it can run the actors, before the run
+    writes anything: an unreachable ``address`` fails within seconds (Ray itself retries for
+    minutes), and a pool the cluster's GPUs or CPUs cannot hold is refused (Ray would wait for
+    them forever). `ValueError` naming what is missing."""
+    import socket
+
+    ray = require("ray", "ray", purpose="--engine ray")
+    if ray.is_initialized():
+        return
+    if address not in (None, "auto", "local") and not address.startswith("ray://"):
+        host, _, port = address.rpartition(":")
+        try:
+            socket.create_connection((host or "127.0.0.1", int(port)), timeout=10).close()
+        except (OSError, ValueError) as e:
+            raise ValueError(f"--ray-address {address}: cannot reach a Ray cluster there "
+                             f"({e})") from None  # fmt: skip
+    if not logger.isEnabledFor(logging.INFO):  # Ray Data logs its plan and progress
+        logging.getLogger("ray").setLevel(logging.WARNING)
+    ray.init(address=address, include_dashboard=False, log_to_driver=False,
+             configure_logging=False)  # fmt: skip
+    resources = ray.cluster_resources()
+    gpus, cpus = resources.get("GPU", 0.0), resources.get("CPU", 0.0)
+    if gpus_per_actor * actors > gpus:
+        ray.shutdown()
+        needed = gpus_per_actor * actors
+        raise ValueError(f"--actors {actors} x --gpus-per-actor {gpus_per_actor:g} needs "
+                         f"{needed:g} GPUs; the Ray cluster has {gpus:g}")  # fmt: skip
+    if gpus_per_actor == 0 and actors > cpus:
+        ray.shutdown()
+        raise ValueError(f"--actors {actors} need a CPU each; the Ray cluster has {cpus:g}")
+
+
 def ray_engine(
     model: str,
     options: OutputOptions,
@@ -216,25 +256,28 @@ def ray_engine(
     gpus_per_actor: float,
     address: str | None,
     actor_kwargs: dict[str, Any],
+    retries: int = RETRIES,
 ) -> Engine:
     """The run on a Ray cluster: a local one started here (``address`` None), or the cluster at
     ``address`` (``"auto"`` or ``host:port``; the output folder must then be on storage every
-    node writes to)."""
-    ray = require("ray", "ray", purpose="--engine ray")
-    require("ray.data", "ray", purpose="--engine ray")
+    node writes to).
+
+    A worker that dies (killed for memory, a crash in a decoder or the model) is replaced and
+    its batch retried up to ``retries`` times; a batch that still fails is left out, its images
+    are retried one by one in a second pass, and an image that fails alone too is recorded as
+    failed with the reason. The run always ends."""
+    require("ray", "ray", purpose="--engine ray")
+    ray_data = require("ray.data", "ray", purpose="--engine ray")
 
     def run(
         images: Sequence[InputImage], stems: dict[str, str], state: RunState
     ) -> Iterator[dict[str, Any]]:
         if not images:
             return
-        if not logger.isEnabledFor(logging.INFO):  # Ray Data logs its plan and progress
-            logging.getLogger("ray").setLevel(logging.WARNING)
-        if not ray.is_initialized():
-            ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                     configure_logging=False)  # fmt: skip
-        context = ray.data.DataContext.get_current()
+        prepare_cluster(address, actors=actors, gpus_per_actor=gpus_per_actor)
+        context = ray_data.DataContext.get_current()
         context.enable_progress_bars = False
+        context.max_errored_blocks = -1  # a batch out of retries is left out, retried below
         by_key = {image.key: image for image in images}
         rows = [{"key": i.key, "path": str(i.path), "stem": stems[i.key]} for i in images]
         classes = specs_identity(options.specs) if options.specs else list(options.classes)
@@ -244,20 +287,52 @@ def ray_engine(
                   "instances": options.instances, "run": state.hash, **actor_kwargs}  # fmt: skip
         if kwargs.get("threads") is None and address is None:  # share this machine's cores
             kwargs["threads"] = max(1, (os.cpu_count() or 1) // max(1, actors))
-        dataset = ray.data.from_items(rows)
-        dataset = dataset.map(
-            decode_row, fn_kwargs={"max_pixels": actor_kwargs.get("max_image_pixels")}
-        )
-        dataset = dataset.map_batches(
-            SegmentBatch, fn_constructor_kwargs=kwargs, batch_size=batch_size,
-            compute=ray.data.ActorPoolStrategy(size=actors), num_gpus=gpus_per_actor or None,
-            batch_format="numpy",
-        )  # fmt: skip
-        for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
-            for i in range(len(batch["key"])):
-                yield _record(batch, i, by_key, state, options)
+        seen: set[str] = set()
+        for size in (batch_size, 1):  # then the left-out images, each alone
+            todo = [row for row in rows if row["key"] not in seen]
+            if not todo:
+                break
+            if size == 1:
+                logger.warning("%d image(s) whose batch failed %d time(s): each alone now",
+                               len(todo), retries + 1)  # fmt: skip
+            dataset = _dataset(ray_data, todo, kwargs, size, actors, gpus_per_actor, retries,
+                               actor_kwargs.get("max_image_pixels"))  # fmt: skip
+            for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
+                for i in range(len(batch["key"])):
+                    seen.add(str(batch["key"][i]))
+                    yield _record(batch, i, by_key, state, options)
+        for row in rows:
+            if row["key"] not in seen:
+                yield failed_record(
+                    by_key[row["key"]], row["stem"],
+                    f"WorkerDied: its Ray worker died {retries + 1} times on it, also alone "
+                    "(killed for memory, or a crash in decoding or the model)", state.hash,
+                )  # fmt: skip
 
     return run
+
+
+def _dataset(
+    ray_data: Any, rows: list[dict[str, Any]], kwargs: dict[str, Any], batch_size: int,
+    actors: int, gpus_per_actor: float, retries: int, max_pixels: int | None,
+) -> Any:  # fmt: skip
+    """Decoding tasks, then the `SegmentBatch` actors; every task and actor call retried at
+    most ``retries`` times when its worker dies (actors are replaced, never given up)."""
+    # one block per batch of rows: a worker that dies takes down no other batch's images
+    dataset = ray_data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // batch_size)))
+    # images alone (batch_size 1): one call per actor at a time, so an image that kills its
+    # actor takes no other image's call down with it
+    pool = ray_data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1
+                                      if batch_size == 1 else None)  # fmt: skip
+    with warnings.catch_warnings():  # Ray 2.60 deprecates remote args (retries, restarts)
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
+        dataset = dataset.map(decode_row, fn_kwargs={"max_pixels": max_pixels},
+                              max_retries=retries)  # fmt: skip
+        return dataset.map_batches(
+            SegmentBatch, fn_constructor_kwargs=kwargs, batch_size=batch_size, compute=pool,
+            num_gpus=gpus_per_actor or None, batch_format="numpy", max_restarts=-1,
+            max_task_retries=retries,
+        )  # fmt: skip
 
 
 def _record(

@@ -32,10 +32,15 @@ def _rle_stats(rle: dict[str, Any]) -> tuple[int, list[float]]:
     return area, bbox
 
 
-def _components(mask: np.ndarray) -> list[np.ndarray]:
+def _components(mask: np.ndarray) -> Iterator[np.ndarray]:
+    """Each 8-connected component of ``mask`` as a full-size bool mask, one at a time: a map of
+    thousands of specks never holds them all at once."""
     ndimage = require("scipy.ndimage", "coco", purpose="COCO instances")
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))  # 8-connected
-    return [labels == i for i in range(1, count + 1)]
+    labels, _ = ndimage.label(mask, structure=np.ones((3, 3), bool))  # 8-connected
+    for i, box in enumerate(ndimage.find_objects(labels), start=1):
+        part = np.zeros(mask.shape, bool)
+        part[box] = labels[box] == i
+        yield part
 
 
 def present_classes(
@@ -144,16 +149,20 @@ def to_supervision(
     ``class_id`` k, ``confidence`` the mean probability inside the mask,
     ``data["class_name"]``)."""
     sv = require("supervision", "supervision", purpose="to_supervision")
-    masks, ids, scores, boxes = [], [], [], []
+    crops, ids, scores, boxes = [], [], [], []
     for k, mask, score in regions(prediction, threshold, instances=instances):
-        boxes.append(_box(mask))
-        masks.append(mask)
+        x0, y0, x1, y1 = _box(mask)
+        boxes.append((x0, y0, x1, y1))
+        crops.append(mask[y0:y1, x0:x1].copy())  # the full mask goes; the output holds one
         ids.append(k)
         scores.append(score)
     height, width = prediction.letterbox.original_size
+    masks = np.zeros((len(crops), height, width), bool)
+    for i, ((x0, y0, x1, y1), crop) in enumerate(zip(boxes, crops, strict=True)):
+        masks[i, y0:y1, x0:x1] = crop
     return sv.Detections(
         xyxy=np.asarray(boxes, np.float32).reshape(-1, 4),
-        mask=np.stack(masks) if masks else np.zeros((0, height, width), bool),
+        mask=masks,
         class_id=np.asarray(ids, int),
         confidence=np.asarray(scores, np.float32),
         data={"class_name": np.asarray([class_names[k] for k in ids], dtype=str)},
@@ -203,7 +212,7 @@ def fiftyone_detections(
             labels.Detection(
                 label=class_names[k],
                 bounding_box=[x, y, w, h],
-                mask=mask[y0:y1, x0:x1],
+                mask=mask[y0:y1, x0:x1].copy(),  # not a view that keeps the full mask
                 confidence=score,
             )
         )

@@ -107,6 +107,17 @@ def brush_results(
     return out
 
 
+def check_label_names(class_names: Sequence[str]) -> None:
+    """`ValueError` naming a class whose name XML 1.0 cannot hold (a control character other
+    than tab, newline and carriage return): the labelling config would be invalid."""
+    for name in class_names:
+        if any((ord(c) < 32 and c not in "\t\n\r") or 0xFFFE <= ord(c) <= 0xFFFF for c in name):
+            raise ValueError(
+                f"class {name!r} has a control character, which Label Studio's XML config "
+                "cannot hold; rename it"
+            )
+
+
 def labeling_config(
     class_names: Sequence[str],
     colors: Sequence[Sequence[int]],
@@ -116,6 +127,7 @@ def labeling_config(
 ) -> str:
     """The labelling config XML whose ``BrushLabels`` shows the predictions (a ``$image`` task
     field, one label per class in its palette colour)."""
+    check_label_names(class_names)
     lines = [
         "<View>",
         f'  <Image name={quoteattr(to_name)} value="$image" zoom="true"/>',

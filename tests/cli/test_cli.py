@@ -129,6 +129,8 @@ def test_classes_file_equals_the_same_specs_in_python(saved_model, tmp_path, suf
         ("dog: []\n", "class 'dog': the prompt list is empty"),
         ("dog: {prompts: [dog], negatives: [dog]}\n", "'dog' is both a prompt and a negative"),
         ("dog: {threshold: 2}\n", "class 'dog': threshold must be a number in [0, 1], got 2"),
+        ("1: one\n'1': other\n", "names '1' twice"),  # one name, spelled two ways
+        ("dog: a\ncat: b\ndog: c\n", "names 'dog' twice"),  # before: the last won silently
     ],
 )
 def test_bad_classes_files_are_one_line_errors(saved_model, tmp_path, capsys, text, message):
@@ -140,6 +142,22 @@ def test_bad_classes_files_are_one_line_errors(saved_model, tmp_path, capsys, te
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and str(classes) in err and err.count("\n") == 1
+
+
+def test_classes_file_names_are_read_as_written(tmp_path) -> None:
+    """YAML keys are the names as written: ``no``, ``on``, ``~`` and ``1`` are class names,
+    not False, True, None and 1; JSON keys likewise, and a duplicate JSON key is refused."""
+    from clsclip.classes import read_classes_file
+
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("no: [the word no]\non:\n~: tilde\n1: one\nyes: y\n")
+    specs = read_classes_file(yaml_file)
+    assert [s.name for s in specs] == ["no", "on", "~", "1", "yes"]
+    assert specs[0].prompts == ("the word no",) and specs[2].prompts == ("tilde",)
+    json_file = tmp_path / "c.json"
+    json_file.write_text('{"dog": "a dog", "dog": "a hound"}')
+    with pytest.raises(ValueError, match="names 'dog' twice"):
+        read_classes_file(json_file)
 
 
 def test_bad_image_is_reported_and_others_still_written(saved_model, tmp_path, capsys) -> None:

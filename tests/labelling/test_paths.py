@@ -158,3 +158,25 @@ def test_coco_annotation_ids_stay_when_images_are_added(tmp_path, saved_model) -
     after = json.loads((out / "coco.json").read_text())["annotations"]
     assert before and all(a in after for a in before)  # the same ids for the same annotations
     assert len({a["id"] for a in after}) == len(after)
+
+
+def test_names_the_formats_cannot_carry_are_refused(tmp_path, saved_model, capsys) -> None:
+    """VOC's text files: '#' starts a comment, a newline ends a line, label 0 is 'background';
+    Label Studio's config is XML, which cannot hold control characters. Refused in one line,
+    not written broken with exit 0."""
+    inputs = [str(p) for p in _images(tmp_path / "in", 1)]
+    for classes in (["#dog", "cat"], ["background", "cat"], ["dog\nx", "cat"], [" dog", "cat"]):
+        out = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+        argv = ["segment", *inputs, "--classes", *classes, "--model", str(saved_model)]
+        assert main([*argv, "--out", str(out), "--format", "label"]) == 0
+        capsys.readouterr()
+        target = tmp_path / f"voc{len(list(tmp_path.iterdir()))}"
+        assert main(["convert", str(out), "--to", "voc", "--out", str(target)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and ("VOC" in err or "background" in err), err
+        assert not target.exists()
+    argv = ["segment", *inputs, "--classes", "dog\x07", "cat", "--model", str(saved_model)]
+    out = tmp_path / "ls"
+    assert main([*argv, "--out", str(out), "--format", "label-studio"]) == 2
+    assert "control character" in capsys.readouterr().err
+    assert not (out / "run.json").exists()
