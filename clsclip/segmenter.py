@@ -5,8 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, overload
 
 import numpy as np
@@ -14,24 +13,16 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from clsclip.backends import Backend, Precision, TorchBackend, load_backend
+from clsclip.backends import Backend, Precision, TorchBackend
+from clsclip.backends.model_files import ModelFiles
 from clsclip.backends.torch_backend import check_config
-from clsclip.checks import (
-    MAX_IMAGE_PIXELS,
-    check_class_names,
-    check_int,
-    check_threshold,
-    resolve_device,
-)
-from clsclip.classes import ClassesArg, class_rows, resolve_classes, resolve_thresholds
+from clsclip.checks import MAX_IMAGE_PIXELS, check_class_names, check_int, resolve_device
+from clsclip.classes import ClassesArg
 from clsclip.config import AnyConfig
-from clsclip.config.base import calibration_entry
 from clsclip.model import SegmentationModel
 from clsclip.pipeline.batches import ImageListDataset, image_loader
 from clsclip.pipeline.images import ImageInput, load_image
 from clsclip.pipeline.predict import (
-    Request,
-    Settings,
     check_image_tensors,
     predict_images,
     predict_requests,
@@ -39,10 +30,10 @@ from clsclip.pipeline.predict import (
     segment_tensors,
     stream_outcomes,
 )
+from clsclip.pipeline.request import Request, Settings, ThresholdArg, build_request
 from clsclip.pipeline.text_cache import TextCache
 from clsclip.proposals import LabelMatcher, ProposalSource, Proposer, ZoomSettings, resolve_proposer
 from clsclip.results import ImageOutcome, SegmentationResult, TensorSegmentation
-from clsclip.storage.hub import push_model
 
 _SINGLE_IMAGE_TYPES = (Image.Image, np.ndarray, str, os.PathLike, bytes)
 
@@ -53,11 +44,10 @@ class _UseDefault:
 
 
 _DEFAULT = _UseDefault()
-Threshold = float | Mapping[str, float] | None
-"""A call's threshold: one for every class, some classes' by name, or None (the config's)."""
+Threshold = ThresholdArg
 
 
-class Segmenter:
+class Segmenter(ModelFiles):
     """Zero-shot semantic segmentation with a ClsCLIP (or CLIPSeg) model.
 
     Build one with `Segmenter.from_pretrained` (a saved model) or `Segmenter.from_config` (a
@@ -126,98 +116,6 @@ class Segmenter:
             raise TypeError(f"zoom must be a ZoomSettings, got {type(zoom).__name__}")
         if not isinstance(self.matcher, LabelMatcher):
             raise TypeError(f"matcher must be a LabelMatcher, got {type(matcher).__name__}")
-
-    @classmethod
-    def from_config(
-        cls,
-        config: AnyConfig,
-        *,
-        device: str | torch.device | None = None,
-        chunk_size: int = 16,
-        cache_dir: str | None = None,
-        precision: Precision = "fp32",
-    ) -> Segmenter:
-        """A fresh model: the backbone from open_clip (``config.pretrained``), the projection and
-        decoder randomly initialised. Train it before expecting useful masks."""
-        backend = TorchBackend.from_config(
-            config, device=resolve_device(device), cache_dir=cache_dir, precision=precision
-        )
-        return cls(backend, chunk_size=chunk_size)
-
-    @classmethod
-    def from_pretrained(
-        cls,
-        source: str | os.PathLike[str],
-        *,
-        device: str | torch.device | None = None,
-        revision: str | None = None,
-        cache_dir: str | None = None,
-        local_files_only: bool = False,
-        token: str | bool | None = None,
-        chunk_size: int = 16,
-        precision: Precision = "fp32",
-        verify: bool = True,
-        backend: str = "torch",
-    ) -> Segmenter:
-        """Load a saved model from a local folder or a Hugging Face Hub repo.
-
-        Args:
-            source: a folder holding ``config.json`` and ``model.safetensors``, or a Hub repo id
-                (``"org/name"``, optionally prefixed ``"hf-hub:"``).
-            device: where to run; None picks CUDA when available (the CPU for onnxruntime).
-            revision, cache_dir, local_files_only, token: passed to huggingface_hub for Hub repos;
-                ``cache_dir`` is also where open_clip caches backbone weights.
-            chunk_size, precision: see `Segmenter`.
-            verify: check the CRC-32 of every weight tensor and that ``config.json`` is the one
-                the weights were saved with (models saved with checksums carry both).
-                ``False`` accepts a config edited by hand; NaN or infinite weights are refused
-                either way.
-            backend: ``"torch"``, or ``"onnxruntime"`` for a folder written by `export_onnx`
-                (``clsclip export``): the same pipeline with onnxruntime sessions in place of
-                the torch network (needs ``clsclip[onnx]``; CUDA needs onnxruntime-gpu).
-
-        Raises:
-            FileNotFoundError: no such folder, or a file of the model is missing.
-            OSError: the Hub cannot provide the model (offline and not cached, unknown repo).
-            ValueError: invalid config, or weights that do not match it (listing the keys).
-        """
-        network = load_backend(
-            source,
-            backend=backend,
-            device=None if device is None else resolve_device(device),
-            revision=revision,
-            cache_dir=cache_dir,
-            local_files_only=local_files_only,
-            token=token,
-            precision=precision,
-            verify=verify,
-        )
-        return cls(network, chunk_size=chunk_size)
-
-    @property
-    def config(self) -> AnyConfig:
-        """The model's config."""
-        return self.backend.config
-
-    @property
-    def device(self) -> torch.device:
-        """Where the network runs and results' logits live."""
-        return self.backend.device
-
-    @property
-    def precision(self) -> str:
-        """The precision the network runs at."""
-        return self.backend.precision
-
-    @property
-    def model(self) -> SegmentationModel:
-        """The torch network (`RuntimeError` for a segmenter that runs ONNX graphs)."""
-        model = getattr(self.backend, "model", None)
-        if not isinstance(model, SegmentationModel):
-            raise RuntimeError(
-                f"this segmenter runs the {self.backend.name} backend, which has no torch model"
-            )
-        return model
 
     def to(self, device: str | torch.device) -> Segmenter:
         """Move the network to another device (in place); returns self."""
@@ -472,26 +370,10 @@ class Segmenter:
         proposals: ProposalSource | _UseDefault,
         min_score: float | None = None,
     ) -> Request:
-        specs = resolve_classes(class_names)
-        names = [spec.name for spec in specs]
-        config = self.config
-        values = resolve_thresholds(specs, threshold, config.class_thresholds, config.threshold)
-        base = config.threshold if not isinstance(threshold, (int, float)) else float(threshold)
-        own = {n: v for n, v in zip(names, values, strict=True) if v != base}
         proposer = self.proposer if isinstance(proposals, _UseDefault) else self._resolve(proposals)
-        if all(spec.plain for spec in specs):
-            text, layout = self.encode_classes(names), None
-        else:
-            text, layout = class_rows(specs, self.encode_classes, config.prompt_rule)
-        scale = bias = None
-        if config.calibration is not None:
-            pairs = [calibration_entry(config.calibration, name) for name in names]
-            device = text.device
-            scale = torch.tensor([a for a, _ in pairs], dtype=torch.float32, device=device)
-            bias = torch.tensor([b for _, b in pairs], dtype=torch.float32, device=device)
-        if min_score is not None:
-            min_score = check_threshold(min_score)
-        return Request(names, base, proposer, text, layout, own, scale, bias, min_score)
+        return build_request(
+            self.config, class_names, threshold, proposer, self.encode_classes, min_score
+        )
 
     def _settings(self) -> Settings:
         config = self.config
@@ -512,63 +394,3 @@ class Segmenter:
                 self._yolo = resolve_proposer("yolo")
             return self._yolo
         return resolve_proposer(proposals)
-
-    def export_onnx(
-        self,
-        out_dir: str | os.PathLike[str],
-        *,
-        classes: Sequence[str] | None = None,
-        opset: int | None = None,
-        int8: bool = False,
-    ) -> Path:
-        """Export the network as ONNX graphs that keep the vocabulary open (text encoder,
-        class-independent part, class-dependent part) and a JSON describing the pipeline;
-        ``classes`` also stores their vectors; ``int8`` quantises the graphs (onnxruntime's
-        dynamic quantisation). Load with ``from_pretrained(dir, backend="onnxruntime")``.
-        Needs ``clsclip[onnx]``; see docs/deploy.md."""
-        names = check_class_names(classes) if classes is not None else None
-        return self.backend.export_onnx(out_dir, classes=names, opset=opset, int8=int8)
-
-    def save_pretrained(
-        self, save_directory: str | os.PathLike[str], *, include_backbone: bool | None = None
-    ) -> Path:
-        """Write the model into a folder (created if needed; returned) that `from_pretrained`
-        reads: ``config.json`` and ``model.safetensors`` (torch), or a copy of the export
-        (onnxruntime). ``include_backbone``: store the backbone weights too; None (default)
-        stores them when open_clip cannot rebuild them (no ``config.pretrained``, or a
-        fine-tuned backbone)."""
-        return self.backend.save_pretrained(save_directory, include_backbone=include_backbone)
-
-    def push_to_hub(
-        self,
-        repo_id: str,
-        *,
-        private: bool | None = None,
-        token: str | bool | None = None,
-        revision: str | None = None,
-        commit_message: str = "Upload clsclip model",
-    ) -> str:
-        """Save the model with a model card and upload it to a Hugging Face Hub repo (created if
-        needed); returns the URL of the commit."""
-        return push_model(
-            self.save_pretrained,
-            self.config,
-            repo_id,
-            private=private,
-            token=token,
-            revision=revision,
-            commit_message=commit_message,
-        )
-
-    def _precision_note(self) -> str:
-        reason = getattr(self.backend, "precision_reason", "requested")
-        return "" if reason == "requested" else f" ({reason})"
-
-    def __repr__(self) -> str:
-        backbone = self.config.backbone if isinstance(self.config.backbone, str) else "custom"
-        return (
-            f"Segmenter(model={self.config.MODEL_TYPE!r}, family={self.config.FAMILY!r}, "
-            f"backbone={backbone!r}, "
-            f"image_size={self.config.image_size}, backend={self.backend.name!r}, "
-            f"device={str(self.device)!r}, precision={self.precision!r}{self._precision_note()})"
-        )

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from clsclip.geometry import Letterbox
-from clsclip.results.restore import FullResolution, LowResPrediction
+from clsclip.results.prediction import LowResPrediction
+from clsclip.results.restore import FullResolution
 
 
 def restore_all(logits: torch.Tensor, box: Letterbox) -> torch.Tensor:

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from clsclip import Segmenter
@@ -241,3 +243,45 @@ def test_a_negative_vetoes_its_own_class_only(segmenters, family) -> None:
     np.testing.assert_allclose(vetoed.prob("cat"), plain.prob("cat"), rtol=0, atol=1e-6)
     assert np.array_equal(vetoed.mask("cat"), plain.mask("cat"))
     assert vetoed.mask("dog").sum() <= plain.mask("dog").sum()
+
+
+_WORDS = ["dog", "Dog", "DOG", "cat", "chien 🐕", "Straße", "STRASSE", "café", "cafe\u0301", "x"]
+
+
+@st.composite
+def _specs(draw):
+    """Class specs of 1-3 classes: names with case, Unicode and normalisation variants (CLIP
+    reads several as one text), plain or with prompts, negatives and thresholds."""
+    names = draw(st.lists(st.sampled_from(_WORDS), min_size=1, max_size=3, unique_by=str.casefold))
+    spec: dict[str, Any] = {}
+    for name in names:
+        kind = draw(st.sampled_from(["plain", "prompts", "negatives", "threshold"]))
+        others = [w for w in _WORDS if w.casefold() != name.casefold()]
+        if kind == "plain":
+            spec[name] = None
+        elif kind == "prompts":
+            spec[name] = draw(st.lists(st.sampled_from(others), min_size=1, max_size=2,
+                                       unique_by=str.casefold))  # fmt: skip
+        elif kind == "negatives":
+            spec[name] = {"negatives": [draw(st.sampled_from(others))]}
+        else:
+            spec[name] = {"threshold": draw(st.floats(0.05, 0.95))}
+    return spec
+
+
+@pytest.mark.parametrize("family", ["clsclip", "naclip", "naclip-no-background"])
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(first=_specs(), second=_specs(), min_score=st.sampled_from([None, 0.5]))
+def test_generated_specs_batched_together_are_each_alone(
+    segmenters, family, first, second, min_score
+) -> None:
+    """Two generated requests (often the same names with other meanings) in one batch give
+    each what it gives alone."""
+    seg = segmenters[family]
+    image = _image(seg, 0)
+    together = seg.segment_batch([(image, first), (image, second)], min_score=min_score)
+    for spec, result in zip((first, second), together, strict=True):
+        assert_same(result, seg.segment(image, spec, min_score=min_score),
+                    tolerance=TOLERANCE.get(family, 1e-5))  # fmt: skip

@@ -6,7 +6,6 @@ from clsclip.classes.spec import (
     ClassesArg,
     ClassSpec,
     resolve_classes,
-    resolve_thresholds,
 )
 from clsclip.config.base import PROMPT_RULES
 
@@ -18,6 +17,5 @@ __all__ = [
     "class_rows",
     "read_classes_file",
     "resolve_classes",
-    "resolve_thresholds",
     "specs_identity",
 ]

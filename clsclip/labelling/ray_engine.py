@@ -1,6 +1,6 @@
 """Labelling on Ray Data (``clsclip segment --engine ray``, extra ``clsclip[ray]``).
 
-Image paths in; decoding in CPU tasks; `SegmentBatch`, a callable class that loads the
+Image paths in; `SegmentBatch`, a callable class that loads the
 `Segmenter` once per actor, segments each batch and writes each image's files with the same
 atomic, idempotent writes as the local engine; only plain columns come back to the driver, which
 keeps the manifest. Ray replaces dead actors and retries a dead worker's batch a bounded number
@@ -196,19 +196,6 @@ class SegmentBatch:
         return row
 
 
-def decode_row(row: dict[str, Any], max_pixels: int | None = MAX_IMAGE_PIXELS) -> dict[str, Any]:
-    """A CPU task: the image at ``row["path"]`` decoded to ``H x W x 3`` uint8 (``image``), or
-    the reason it could not be (``error``, with an empty image)."""
-    from clsclip.pipeline.images import load_image
-
-    try:
-        image = np.asarray(load_image(row["path"], max_pixels=max_pixels))
-        error = ""
-    except Exception as e:  # reported per image; one bad file must not stop a run
-        image, error = np.zeros((0, 0, 3), np.uint8), f"{type(e).__name__}: {e}"
-    return {**row, "image": image, "error": error}
-
-
 RETRIES = 2
 """Default retries of a Ray task or actor call whose worker died (``--ray-retries``)."""
 
@@ -295,8 +282,7 @@ def ray_engine(
             if size == 1:
                 logger.warning("%d image(s) whose batch failed %d time(s): each alone now",
                                len(todo), retries + 1)  # fmt: skip
-            dataset = _dataset(ray_data, todo, kwargs, size, actors, gpus_per_actor, retries,
-                               actor_kwargs.get("max_image_pixels"))  # fmt: skip
+            dataset = _dataset(ray_data, todo, kwargs, size, actors, gpus_per_actor, retries)
             for batch in dataset.iter_batches(batch_size=None, batch_format="numpy"):
                 for i in range(len(batch["key"])):
                     seen.add(str(batch["key"][i]))
@@ -314,20 +300,22 @@ def ray_engine(
 
 def _dataset(
     ray_data: Any, rows: list[dict[str, Any]], kwargs: dict[str, Any], batch_size: int,
-    actors: int, gpus_per_actor: float, retries: int, max_pixels: int | None,
+    actors: int, gpus_per_actor: float, retries: int,
 ) -> Any:  # fmt: skip
-    """Decoding tasks, then the `SegmentBatch` actors; every task and actor call retried at
-    most ``retries`` times when its worker dies (actors are replaced, never given up)."""
+    """The `SegmentBatch` actors over the rows' paths (each actor decodes its batch: a separate
+    decoding stage with retry settings of its own would not fuse with the actors, and on a
+    machine whose CPUs the actors hold it would never run). A call whose worker dies is retried
+    at most ``retries`` times; actors are replaced, never given up (a pool out of restarts
+    hangs Ray Data)."""
     # one block per batch of rows: a worker that dies takes down no other batch's images
     dataset = ray_data.from_items(rows, override_num_blocks=max(1, -(-len(rows) // batch_size)))
     # images alone (batch_size 1): one call per actor at a time, so an image that kills its
     # actor takes no other image's call down with it
-    pool = ray_data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1
-                                      if batch_size == 1 else None)  # fmt: skip
+    pool = ray_data.ActorPoolStrategy(
+        size=actors, max_tasks_in_flight_per_actor=1 if batch_size == 1 else None
+    )
     with warnings.catch_warnings():  # Ray 2.60 deprecates remote args (retries, restarts)
         warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
-        dataset = dataset.map(decode_row, fn_kwargs={"max_pixels": max_pixels},
-                              max_retries=retries)  # fmt: skip
         return dataset.map_batches(
             SegmentBatch, fn_constructor_kwargs=kwargs, batch_size=batch_size, compute=pool,
             num_gpus=gpus_per_actor or None, batch_format="numpy", max_restarts=-1,

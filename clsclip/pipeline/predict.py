@@ -3,68 +3,24 @@ class names in, results out. The `Segmenter` facade checks arguments and calls t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
 from PIL import Image
 
-from clsclip.backends import Backend
 from clsclip.classes.rows import RowLayout
 from clsclip.pipeline.batches import LoadedImage
 from clsclip.pipeline.letterbox import letterbox_tensor
+from clsclip.pipeline.request import Request, Settings
 from clsclip.pipeline.views import ImagePrediction, ViewPlanner
-from clsclip.proposals import LabelMatcher, Proposer, ZoomSettings
-from clsclip.proposals.matching import TextEncoder
 from clsclip.results import (
     FullResolution,
     ImageOutcome,
     LowResPrediction,
     SegmentationResult,
     TensorSegmentation,
-    class_cutoffs,
 )
-
-
-@dataclass(frozen=True)
-class Request:
-    """What every entry point checks and prepares before any image is read.
-
-    Attributes:
-        names: the K checked class names.
-        threshold: the probability threshold in [0, 1] of the classes without their own.
-        proposer: ClsCLIP+ region proposals, or None.
-        text: float32 ``R x embed_dim`` vectors of the rows (prompts, negatives) on the
-            backend's device; for plain class names, class k is row k.
-        layout: where each class's rows are (None: class k is row k).
-        class_thresholds: the classes' own thresholds (spec, call, config), by name.
-        scale, bias: float32 ``K`` calibration of the class logits (None: none).
-        min_score: classes whose presence score is below it get empty masks.
-    """
-
-    names: list[str]
-    threshold: float
-    proposer: Proposer | None
-    text: torch.Tensor
-    layout: RowLayout | None = None
-    class_thresholds: Mapping[str, float] = field(default_factory=dict)
-    scale: torch.Tensor | None = None
-    bias: torch.Tensor | None = None
-    min_score: float | None = None
-
-
-@dataclass(frozen=True)
-class Settings:
-    """How images become views: the backend, its input, the ClsCLIP+ settings, the chunks."""
-
-    backend: Backend
-    image_size: int
-    resize_mode: str
-    matcher: LabelMatcher
-    zoom: ZoomSettings
-    encode: TextEncoder
-    chunk_size: int
 
 
 def predict_images(
@@ -120,9 +76,10 @@ def result_of(request: Request, prediction: ImagePrediction) -> SegmentationResu
     low_res = prediction.prediction
     if request.scale is not None or request.bias is not None:
         low_res = low_res.with_calibration(request.scale, request.bias)
+    thresholds = request.thresholds
     return SegmentationResult(
-        request.names, low_res, request.threshold, prediction.image, prediction.boxes,
-        class_thresholds=request.class_thresholds, min_score=request.min_score,
+        request.names, low_res, thresholds.default, prediction.image, prediction.boxes,
+        class_thresholds=thresholds.own, min_score=request.min_score,
     )  # fmt: skip
 
 
@@ -201,11 +158,11 @@ def segment_tensors(
             )
             for x in torch.cat(logits)
         ])  # fmt: skip
-        thresholds = [request.class_thresholds.get(n, request.threshold) for n in request.names]
-        cutoffs = class_cutoffs(thresholds, len(request.names))
+        cutoffs = request.thresholds.cutoffs(request.names)
         labels = torch.stack([
             FullResolution(LowResPrediction(x, box, scale=request.scale, bias=request.bias))
             .label_map(cutoffs)[0] for x in low_res
         ])  # fmt: skip
-    return TensorSegmentation(request.names, labels, low_res, box, request.threshold,
-                              request.class_thresholds, request.scale, request.bias)  # fmt: skip
+    thresholds = request.thresholds
+    return TensorSegmentation(request.names, labels, low_res, box, thresholds.default,
+                              thresholds.own, request.scale, request.bias)  # fmt: skip

@@ -16,7 +16,7 @@ from clsclip.pipeline.letterbox import letterbox_image
 from clsclip.proposals.base import Proposals
 from clsclip.proposals.matching import LabelMatcher, TextEncoder
 from clsclip.proposals.zoom import FusionMode, ZoomSettings, crop_region
-from clsclip.results.restore import CropLogits, LowResPrediction
+from clsclip.results.prediction import CropLogits, LowResPrediction
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,11 @@
 """The way back and what users hold: result types, full resolution on demand (letterbox
 inverse, crop paste, fusion), output formats (COCO RLE, supervision, label PNG, npz), drawing."""
 
-from clsclip.results.restore import (
-    CropLogits,
-    FullResolution,
-    LowResPrediction,
-    class_cutoffs,
-    presence_scores,
-    threshold_logit,
-)
-from clsclip.results.result import ImageOutcome, SegmentationResult, TensorSegmentation
+from clsclip.results.outcomes import ImageOutcome, TensorSegmentation
+from clsclip.results.prediction import CropLogits, LowResPrediction
+from clsclip.results.restore import FullResolution, presence_scores
+from clsclip.results.result import SegmentationResult
+from clsclip.results.thresholds import Thresholds, class_cutoffs, threshold_logit
 
 __all__ = [
     "CropLogits",
@@ -18,6 +14,7 @@ __all__ = [
     "LowResPrediction",
     "SegmentationResult",
     "TensorSegmentation",
+    "Thresholds",
     "class_cutoffs",
     "presence_scores",
     "threshold_logit",

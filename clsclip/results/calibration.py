@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from clsclip.results.restore import FullResolution, LowResPrediction
+from clsclip.results.prediction import LowResPrediction
+from clsclip.results.restore import FullResolution
 
 logger = logging.getLogger(__name__)
 

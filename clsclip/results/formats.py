@@ -14,7 +14,9 @@ from PIL import Image
 
 from clsclip.optional import require
 from clsclip.results.drawing import palette
-from clsclip.results.restore import FullResolution, LowResPrediction, class_cutoffs
+from clsclip.results.prediction import LowResPrediction
+from clsclip.results.restore import FullResolution
+from clsclip.results.thresholds import class_cutoffs
 
 
 def encode_rle(mask: np.ndarray) -> dict[str, Any]:

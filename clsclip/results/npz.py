@@ -24,7 +24,7 @@ from clsclip.checks import MAX_IMAGE_PIXELS
 from clsclip.config import MAX_IMAGE_SIZE
 from clsclip.geometry import Letterbox, Region
 from clsclip.proposals.zoom import FUSION_MODES
-from clsclip.results.restore import CropLogits, LowResPrediction
+from clsclip.results.prediction import CropLogits, LowResPrediction
 
 NPZ_VERSION = 1
 MAX_CLASSES = 65_536

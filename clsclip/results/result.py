@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -14,18 +13,13 @@ from PIL import Image
 
 from clsclip.checks import check_threshold
 from clsclip.geometry import Letterbox
-from clsclip.results import formats, names
+from clsclip.results import formats
 from clsclip.results.drawing import draw_boxes, overlay_label_map, palette
+from clsclip.results.files import save_result
 from clsclip.results.npz import read_npz, write_npz
-from clsclip.results.restore import (
-    CropLogits,
-    FullResolution,
-    LowResPrediction,
-    class_cutoffs,
-    presence_scores,
-    threshold_logit,
-)
-from clsclip.storage.files import write_atomic, write_json
+from clsclip.results.prediction import CropLogits, LowResPrediction
+from clsclip.results.restore import FullResolution, presence_scores
+from clsclip.results.thresholds import class_cutoffs, threshold_logit
 
 
 class SegmentationResult:
@@ -102,19 +96,8 @@ class SegmentationResult:
     ) -> SegmentationResult:
         """A result from full-resolution probabilities (float ``K x H x W`` in [0, 1]), e.g. of
         another model, with every method of a segmenter's result."""
-        probs = np.asarray(probs)
-        if probs.ndim != 3 or probs.shape[0] != len(class_names):
-            raise ValueError(
-                f"probs must be K x H x W with K = {len(class_names)}, got {probs.shape}"
-            )
-        _, height, width = probs.shape
-        if height == 0 or width == 0:
-            raise ValueError(f"probs has zero size: {probs.shape}")
-        values = np.clip(probs.astype(np.float64), 0.0, 1.0)
-        with np.errstate(divide="ignore"):
-            logits = torch.from_numpy((np.log(values) - np.log1p(-values)).astype(np.float32))
-        box = Letterbox((height, width), (height, width), max(height, width))
-        return cls(class_names, LowResPrediction(logits, box), threshold, image, boxes)
+        prediction = LowResPrediction.from_probs(np.asarray(probs), len(class_names))
+        return cls(class_names, prediction, threshold, image, boxes)
 
     @property
     def low_res_logits(self) -> torch.Tensor:
@@ -277,21 +260,8 @@ class SegmentationResult:
         holds its image. Each file is written under a temporary name and renamed, so an
         interruption leaves no truncated file under a final name. Returns the paths written.
         """
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for k, (name, image) in enumerate(self.mask_images().items()):
-            path = out / names.mask_file(stem, k, name)
-            write_atomic(path, _png_writer(image))
-            paths.append(path)
-        if self.image is not None:
-            path = out / names.overlay_file(stem)
-            write_atomic(path, _png_writer(self.overlay()))
-            paths.append(path)
-        path = out / names.summary_file(stem)
-        write_json(path, self.summary())
-        paths.append(path)
-        return paths
+        overlay = self.overlay if self.image is not None else None
+        return save_result(out_dir, stem, self.mask_images(), overlay, self.summary())
 
     def to_coco(self, *, image_id: int = 1, instances: bool = False) -> list[dict[str, Any]]:
         """COCO annotations (needs ``clsclip[coco]``): per class with a non-empty mask, one
@@ -412,61 +382,6 @@ class SegmentationResult:
             ) from None
 
 
-@dataclass(frozen=True)
-class TensorSegmentation:
-    """What `Segmenter.segment_torch` returns: a batch of same-size images, on the device.
-
-    Attributes:
-        class_names: the K queried names.
-        label_maps: int32 ``B x H x W`` on the model's device: 0 background, k + 1 where class k
-            is above the threshold and has the largest logit.
-        low_res_logits: float32 ``B x K x h' x w'`` on the patch grid of the square input.
-        letterbox: where every image sat inside the square input.
-        threshold: the probability threshold of the classes without their own.
-        class_thresholds: the classes' own thresholds, by name.
-        scale, bias: float32 ``K`` calibration of the logits (None: none).
-    """
-
-    class_names: list[str]
-    label_maps: torch.Tensor
-    low_res_logits: torch.Tensor
-    letterbox: Letterbox
-    threshold: float
-    class_thresholds: Mapping[str, float] = field(default_factory=dict)
-    scale: torch.Tensor | None = None
-    bias: torch.Tensor | None = None
-
-    def result(self, index: int, image: Image.Image | None = None) -> SegmentationResult:
-        """Image ``index`` as a `SegmentationResult` (masks, probabilities, summary, drawing),
-        with the same thresholds and calibration as the label maps."""
-        prediction = LowResPrediction(
-            self.low_res_logits[index], self.letterbox, scale=self.scale, bias=self.bias
-        )
-        return SegmentationResult(list(self.class_names), prediction, self.threshold, image,
-                                  class_thresholds=self.class_thresholds)  # fmt: skip
-
-
-@dataclass
-class ImageOutcome:
-    """What `Segmenter.segment_many` yields for each input, in input order.
-
-    Attributes:
-        index: position in the input sequence.
-        source: the file path, when the input was one.
-        result: the segmentation, or None when the image failed.
-        error: ``"ErrorType: message"`` for a failed image, else None.
-    """
-
-    index: int
-    source: str | None
-    result: SegmentationResult | None
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-
 class _MaskImages(Mapping[str, Image.Image]):
     """Class name -> mask image, computed on lookup."""
 
@@ -482,10 +397,3 @@ class _MaskImages(Mapping[str, Image.Image]):
 
     def __len__(self) -> int:
         return len(self._result.class_names)
-
-
-def _png_writer(image: Image.Image) -> Callable[[Path], None]:
-    def write(path: Path) -> None:
-        image.save(path, format="PNG")
-
-    return write

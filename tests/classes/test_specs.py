@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from clsclip import Segmenter
-from clsclip.classes import ClassSpec, class_rows, resolve_classes, resolve_thresholds
-from clsclip.results.restore import threshold_logit
+from clsclip.classes import ClassSpec, class_rows, resolve_classes
+from clsclip.results.thresholds import resolve_thresholds, threshold_logit
 from tests.conftest import random_rgb, tiny_segmenter
 
 NAMES = ["dog", "cat", "tree"]

@@ -203,21 +203,21 @@ def test_the_callable_class_returns_plain_columns(local_outputs, images) -> None
 def test_images_that_kill_their_worker_are_recorded_and_the_run_ends(
     local_outputs, tmp_path
 ) -> None:
-    """One image kills its decoding task's process, another the model actor's (as the OOM
-    killer would): each batch is retried, then each image alone, then the image is recorded as
-    failed with the reason; every other image is done and the run ends (before: retried
-    forever)."""
+    """Two images, in two batches, kill the actor that decodes them (as the OOM killer or a
+    decoder crash would): each batch is retried, then each image alone, then the image is
+    recorded as failed with the reason; every other image is done and the run ends (before:
+    retried forever)."""
     model, _ = local_outputs
     folder = tmp_path / "in"
     folder.mkdir()
     for i in range(6):
         Image.fromarray(random_rgb(50, 60, seed=i)).save(folder / f"img{i}.png")
-    Image.fromarray(random_rgb(50, 60, seed=9)).save(folder / "poison.png")  # kills decoding
-    Image.fromarray(random_rgb(67, 71, seed=8)).save(folder / "big.png")  # kills the actor
+    for name in ("a-poison.png", "img3-poison.png"):  # sorted into two batches of two
+        Image.fromarray(random_rgb(50, 60, seed=9)).save(folder / name)
     out = tmp_path / "out"
     argv = ["segment", str(folder), "--classes", *CLASSES, "--model", str(model), "--out",
             str(out), "--format", "label", "--batch-size", "2", "--threads", "1",
-            "--engine", "ray", "--actors", "1", "--ray-retries", "1"]  # fmt: skip
+            "--engine", "ray", "--actors", "2", "--ray-retries", "1"]  # fmt: skip
     poison = Path(__file__).parent / "poison"
     env = dict(_env(), PYTHONPATH=f"{poison}{os.pathsep}{ROOT}")
     done = subprocess.run([sys.executable, "-c", _RUN.format(root=str(ROOT), argv=argv)],
@@ -226,7 +226,7 @@ def test_images_that_kill_their_worker_are_recorded_and_the_run_ends(
     assert "2 of 8 image(s) failed" in done.stderr
     records = _manifest_records(out)
     failed = {k: r["error"] for k, r in records.items() if r["status"] == "failed"}
-    assert sorted(failed) == ["big.png", "poison.png"]
+    assert sorted(failed) == ["a-poison.png", "img3-poison.png"]
     assert all("its Ray worker died 2 times on it, also alone" in e for e in failed.values())
     assert sorted(k for k, r in records.items() if r["status"] == "ok") == [
         f"img{i}.png" for i in range(6)
@@ -241,8 +241,10 @@ def test_a_cluster_that_cannot_run_the_actors_is_refused_before_any_write(
     folder.mkdir()
     Image.fromarray(random_rgb(20, 20)).save(folder / "a.png")
     base = ["segment", str(folder), "--classes", *CLASSES, "--model", str(model), "--engine", "ray"]
-    cases = [(["--gpus-per-actor", "1"], "needs 1 GPUs; the Ray cluster has 0"),
-             (["--ray-address", "127.0.0.1:1"], "--ray-address 127.0.0.1:1: cannot reach")]  # fmt: skip
+    cases = [
+        (["--gpus-per-actor", "1"], "needs 1 GPUs; the Ray cluster has 0"),
+        (["--ray-address", "127.0.0.1:1"], "--ray-address 127.0.0.1:1: cannot reach"),
+    ]
     for extra, message in cases:
         out = tmp_path / f"out{len(extra[1])}"
         argv = [*base, "--out", str(out), *extra]

@@ -16,7 +16,7 @@ from clsclip.results.calibration import (
     fit_calibration,
     fit_platt,
 )
-from clsclip.results.restore import LowResPrediction
+from clsclip.results.prediction import LowResPrediction
 
 
 def _box(height: int, width: int) -> Letterbox:

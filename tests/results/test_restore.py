@@ -7,13 +7,9 @@ import pytest
 import torch
 
 from clsclip.geometry import Letterbox
-from clsclip.results.restore import (
-    CropLogits,
-    FullResolution,
-    LowResPrediction,
-    axis_weights,
-    threshold_logit,
-)
+from clsclip.results.prediction import CropLogits, LowResPrediction
+from clsclip.results.restore import FullResolution, axis_weights
+from clsclip.results.thresholds import threshold_logit
 from tests import reference_postprocess as reference
 from tests.reference_postprocess import restore_all as restore_logits
 

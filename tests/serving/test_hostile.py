@@ -201,3 +201,51 @@ def test_the_in_flight_budget() -> None:
         budget.take(40)
         budget.give(40)
     assert budget.used == 0
+
+
+def test_a_served_training_free_model_never_mixes_clients(tmp_path) -> None:
+    """Concurrent clients with the same names but other specs, batched together by a server
+    of a training-free model (whose classes compete): each gets `segment`'s answer for its own
+    spec (before: the first request's text for all, probabilities off by up to 0.93)."""
+    import io
+
+    from PIL import Image
+
+    from clsclip.config import DenseClipConfig
+    from tests.conftest import TINY_BACKBONE
+
+    config = DenseClipConfig(backbone=TINY_BACKBONE, pretrained=None, image_size=64,
+                             window_size=32, window_stride=16, method="naclip",
+                             background_prompts=())  # fmt: skip
+    import torch
+
+    torch.manual_seed(4)
+    model = Segmenter.from_config(config, device="cpu").save_pretrained(tmp_path / "naclip")
+    local = Segmenter.from_pretrained(model, device="cpu")
+    image = png_bytes(40, 52, seed=5)
+    specs = [["dog", "cat"], [{"name": "dog", "prompts": ["a red car"]}, "cat"],
+             {"dog": {"negatives": ["a toy"]}, "cat": ["kitten", "cat"]}]  # fmt: skip
+    with running_server(model, "--max-wait-ms", "300", "--max-batch", "6") as served:
+        barrier = threading.Barrier(len(specs) * 2)
+
+        def send(spec) -> httpx.Response:
+            barrier.wait()
+            return served.segment(image, spec)
+
+        with ThreadPoolExecutor(len(specs) * 2) as pool:
+            answers = list(pool.map(send, specs * 2))
+        batches = served.get("/metrics").text
+    assert "clsclip_batch_size_count" in batches
+    for spec, answer in zip(specs * 2, answers, strict=True):
+        assert answer.status_code == 200, answer.text
+        reference = local.segment(Image.open(io.BytesIO(image)), spec)
+        masks = masks_of(answer.json())
+        for entry in answer.json()["classes"]:
+            name = entry["name"]
+            differ = masks[name] != reference.mask(name)
+            near = np.abs(reference.prob(name) - reference.thresholds[name]) < 1e-5
+            assert not (differ & ~near).any(), (spec, name)
+            inside = reference.prob(name)[reference.mask(name)]
+            assert entry["score"] == pytest.approx(
+                float(inside.mean()) if inside.size else 0.0, abs=1e-4
+            )
