@@ -37,7 +37,14 @@ logits are in the hundreds, so the last bit of a product is about 1e-4 of a prob
 ONNX_TOLERANCE = 1e-4
 NAMES = ["dog", "cat", "grass"]
 
-FAMILIES = ["clsclip", "clipseg", "clearclip", "naclip", "naclip-no-background"]
+FAMILIES = [
+    "clsclip",
+    "clsclip-calibrated",
+    "clipseg",
+    "clearclip",
+    "naclip",
+    "naclip-no-background",
+]
 
 SPECS: dict[str, Any] = {
     "names": NAMES,
@@ -75,9 +82,23 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "naclip": _dense("naclip", ("sky", "wall")),
         "naclip-no-background": _dense("naclip", ()),
     }
+    made["clsclip-calibrated"] = _calibrated(made["clsclip"])
     out = {name: seg.save_pretrained(root / name) for name, seg in made.items()}
     out["clipseg"] = _clipseg(root / "clipseg")
     return out
+
+
+def _calibrated(seg: Segmenter) -> Segmenter:
+    """The model calibrated on two labelled images: per-class scale, bias and threshold in its
+    config (its masks and probabilities are the calibrated ones on every way in)."""
+    samples = []
+    for i in range(2):
+        labels = np.zeros((45, 70), np.uint8)
+        labels[:20, :30], labels[25:, 40:] = 1, 2
+        samples.append((_image(seg, i), labels))
+    calibrated = seg.calibrate(samples, ["dog", "cat"])
+    assert calibrated.config.calibration is not None
+    return calibrated
 
 
 @pytest.fixture(scope="module")
@@ -285,3 +306,25 @@ def test_generated_specs_batched_together_are_each_alone(
     for spec, result in zip((first, second), together, strict=True):
         assert_same(result, seg.segment(image, spec, min_score=min_score),
                     tolerance=TOLERANCE.get(family, 1e-5))  # fmt: skip
+
+
+@pytest.mark.parametrize("family", ["clsclip", "naclip"])
+def test_bf16_batched_is_bf16_alone_and_near_fp32(folders, segmenters, family) -> None:
+    """bf16 (weights converted, CPUs with AMX or AVX-512 BF16): a request batched with other
+    specs is the same request alone within 1e-2; bf16 and fp32 agree within 0.05 (bf16 keeps 8
+    bits of mantissa)."""
+    from clsclip.backends.precision import cpu_bf16_feature
+
+    if cpu_bf16_feature() is None:
+        pytest.skip("this CPU has no native bf16 (bf16 is refused on it, tested elsewhere)")
+    bf16 = Segmenter.from_pretrained(folders[family], device="cpu", precision="bf16")
+    image = _image(bf16, 0)
+    for case in SPECS:  # a request batched with another of other specs: as alone
+        alone = bf16.segment(image, SPECS[case])
+        mixed = bf16.segment_batch([(image, OTHER_SPEC), (image, SPECS[case])])[1]
+        assert_same(mixed, alone, tolerance=1e-2)
+    # and near fp32 (not with negatives: a tiny random model's logits tie with its negatives'
+    # everywhere, so bf16 rounding flips the veto, 0.5 against 0)
+    spec = SPECS["prompts"]
+    assert_same(bf16.segment(image, spec), segmenters[family].segment(image, spec),
+                tolerance=5e-2)  # fmt: skip
