@@ -83,3 +83,22 @@ def test_example_scripts(tmp_path) -> None:
         check=True,
     )
     assert Image.open(figure).size == (968, 320)
+
+
+def test_the_main_job_runs_twice(tmp_path, monkeypatch) -> None:
+    """examples/demo.sh's two commands, as it writes them, twice in a row (before: the second
+    run was refused, 'holds a run already')."""
+    import shlex
+
+    script = (EXAMPLES / "demo.sh").read_text()
+    commands = []
+    for block in script.split(".venv/bin/clsclip ")[1:]:
+        text = block.split("\n.venv/bin/")[0].split("\necho")[0].replace("\\\n", " ")
+        commands.append(shlex.split(text))
+    assert len(commands) == 2 and all("--overwrite" in c for c in commands)
+    monkeypatch.chdir(EXAMPLES.parent)
+    for command in commands:
+        command = [tmp_path / a.split("/", 1)[1] if a.startswith("outputs/") else a
+                   for a in command]  # fmt: skip
+        for _ in range(2):
+            assert main([str(a) for a in command]) == 0

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Sequence
 
 from clsclip.cli import calibrate, convert, data, evaluate, export, info, segment, serve, train
+from clsclip.version import __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,6 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="clsclip", description="Zero-shot semantic segmentation with ClsCLIP."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("-V", "--version", action="version", version=f"clsclip {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     for module in (segment, convert, serve, calibrate, train, evaluate, data, export, info):
         module.add_parser(commands)

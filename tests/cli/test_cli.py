@@ -308,3 +308,13 @@ def test_serve_says_when_the_model_or_the_port_is_wrong(capsys, tmp_path, saved_
         assert main(["serve", "--model", str(saved_model), "--port", str(port), "--device",
                      "cpu"]) == 2  # fmt: skip
     assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
+
+
+def test_version(capsys) -> None:
+    from clsclip.version import __version__
+
+    for flag in ("--version", "-V"):
+        with pytest.raises(SystemExit) as done:
+            main([flag])
+        assert done.value.code == 0
+        assert capsys.readouterr().out == f"clsclip {__version__}\n"

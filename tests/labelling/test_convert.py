@@ -135,7 +135,7 @@ def test_refusals_are_one_line_and_write_nothing(tmp_path, saved_model, capsys) 
         (["convert", str(run), "--to", "coco", "--out", str(tmp_path / "x")],
          "needs a run with --format coco"),
         (["convert", str(run), "--to", "voc", "--out", str(tmp_path / "x")],
-         "class 'a:b' has a ':'"),
+         "class 'a:b' cannot be written in VOC's text files"),
         (["convert", str(run), "--to", "voc", "--out", str(run / "inside")],
          "outside the run folder"),
         (["convert", str(run), "--to", "voc", "--out", str(tmp_path / "in")],
