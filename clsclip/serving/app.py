@@ -165,6 +165,19 @@ def create_app(
         return error_response(responses, ApiError(500, "internal", "the server failed on this "
                                                    "request; see its log"))  # fmt: skip
 
+    from starlette.exceptions import HTTPException
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Any, error: Any) -> Any:
+        """Starlette's own refusals (404 for an unknown path, 405 for a wrong method) in the
+        server's error format."""
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        code = codes.get(error.status_code, "http_error")
+        message = f"{request.method} {request.url.path}: {error.detail}"
+        if error.status_code == 405:
+            message += " (POST /v1/segment; GET /healthz, /readyz, /metrics, /docs)"
+        return error_response(responses, ApiError(error.status_code, code, message))
+
     @app.exception_handler(BodyTooLarge)
     async def body_too_large(request: Any, error: BodyTooLarge) -> Any:
         return error_response(responses, too_large(settings.limits))

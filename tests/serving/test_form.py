@@ -19,3 +19,20 @@ def test_threshold_fields_take_numbers_or_an_object_only(text, code) -> None:
     with pytest.raises(ApiError) as caught:
         parse_min_score("true")
     assert caught.value.code == "bad_min_score"
+
+
+def test_unknown_paths_and_methods_answer_in_the_error_format() -> None:
+    from starlette.testclient import TestClient
+
+    from clsclip.serving import create_app
+    from tests.conftest import tiny_segmenter
+
+    with TestClient(create_app(tiny_segmenter())) as client:
+        cases = [("GET", "/v1/segment", 405, "method_not_allowed"),
+                 ("GET", "/", 404, "not_found"),
+                 ("DELETE", "/healthz", 405, "method_not_allowed")]  # fmt: skip
+        for method, path, status, code in cases:
+            response = client.request(method, path)
+            assert response.status_code == status
+            error = response.json()["error"]
+            assert error["code"] == code and path in error["message"]
