@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -26,6 +27,8 @@ MAX_COMPONENT_BYTES = 120
 add suffixes such as ``_mask00_{class}.png``. Longer components are cut and end in a hash."""
 OUTSIDE = "_abs"
 """First key component of images outside the base folder (their absolute path follows)."""
+_ESCAPED = re.compile(re.escape(OUTSIDE) + "_+")
+"""First folders of keys inside the base that `image_key` escaped (``_abs`` -> ``_abs_``)."""
 
 
 @dataclass(frozen=True)
@@ -135,13 +138,29 @@ def _inside(path: str, folder: str) -> bool:
 
 
 def image_key(path: Path, base: Path) -> str:
-    """``path`` relative to ``base`` with POSIX separators; ``_abs/...`` outside it."""
+    """``path`` relative to ``base`` with POSIX separators; ``_abs/...`` outside it. A path
+    inside whose first folder is ``_abs``, ``_abs_``, ... gets one more ``_`` (`key_path` takes
+    it off), so no image inside the base has the key of one outside it."""
     absolute = Path(os.path.abspath(path))
     try:
         relative = absolute.relative_to(Path(os.path.abspath(base)))
     except ValueError:
         return PurePosixPath(OUTSIDE, *absolute.parts[1:]).as_posix()
-    return PurePosixPath(*relative.parts).as_posix()
+    parts = list(relative.parts)
+    if len(parts) > 1 and re.fullmatch(re.escape(OUTSIDE) + "_*", parts[0]):
+        parts[0] += "_"
+    return PurePosixPath(*parts).as_posix()
+
+
+def key_path(key: str) -> str | None:
+    """The path relative to the run's base folder that a key names (`image_key`'s inverse),
+    or None for an image outside it."""
+    parts = PurePosixPath(key).parts
+    if len(parts) > 1 and parts[0] == OUTSIDE:
+        return None
+    if len(parts) > 1 and _ESCAPED.fullmatch(parts[0]):
+        return PurePosixPath(parts[0][:-1], *parts[1:]).as_posix()
+    return key
 
 
 def default_stem(key: str) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clsclip.labelling.inputs import coco_annotation_id, coco_image_id
+from clsclip.labelling.inputs import coco_annotation_id, coco_image_id, key_path
 from clsclip.labelling.manifest import MANIFEST, RUN_FILE
 from clsclip.results import SegmentationResult
 from clsclip.results.drawing import palette
@@ -254,5 +254,6 @@ def image_url(record: Mapping[str, Any], root: str | None) -> str:
     from urllib.parse import quote
 
     if root is not None:
-        return root + quote(str(record["key"]))
+        key = str(record["key"])
+        return root + quote(key_path(key) or key)
     return "/data/local-files/?d=" + quote(str(record["image"]).lstrip("/"))

@@ -180,3 +180,21 @@ def test_names_the_formats_cannot_carry_are_refused(tmp_path, saved_model, capsy
     assert main([*argv, "--out", str(out), "--format", "label-studio"]) == 2
     assert "control character" in capsys.readouterr().err
     assert not (out / "run.json").exists()
+
+
+def test_a_folder_named_abs_never_shares_a_key_with_an_image_outside(tmp_path) -> None:
+    """Images outside the base get keys ``_abs/<absolute path>``; one inside a folder named
+    ``_abs`` (or ``_abs_``) gets one more ``_``, so keys, stems and COCO ids never meet, and
+    `key_path` gives back its real path."""
+    from clsclip.labelling.inputs import OUTSIDE, coco_image_id, image_key, key_path
+
+    base = tmp_path / "base"
+    outside = tmp_path / "elsewhere" / "x.png"
+    inside = base / OUTSIDE / str(outside).lstrip("/")  # _abs/<the outside path>, inside
+    keys = {image_key(outside, base), image_key(inside, base),
+            image_key(base / "_abs_" / "y.png", base), image_key(base / "z.png", base)}  # fmt: skip
+    assert len(keys) == 4 and len({coco_image_id(k) for k in keys}) == 4
+    assert key_path(image_key(outside, base)) is None
+    assert key_path(image_key(inside, base)) == inside.relative_to(base).as_posix()
+    assert key_path(image_key(base / "_abs_" / "y.png", base)) == "_abs_/y.png"
+    assert key_path("z.png") == "z.png"
