@@ -10,7 +10,7 @@ workers, `segment_torch`, the CLI, the onnxruntime backend).
 Equal means: the same computation gives the same bits (``exact``); a request batched with
 others goes through matrix products of another size, which round their last bit differently,
 so its probabilities agree within `TOLERANCE` and its masks may differ only at pixels that close
-to their threshold (`TOLERANCE`; onnxruntime: `ONNX_TOLERANCE`).
+to their threshold (`TOLERANCE`; onnxruntime: ten times it).
 """
 
 from __future__ import annotations
@@ -34,7 +34,6 @@ from tests.conftest import TINY_BACKBONE, random_rgb, tiny_segmenter
 TOLERANCE = {"clipseg": 1e-4}
 """Probabilities of a batched request, per family (default 1e-5): the tiny random CLIPSeg's
 logits are in the hundreds, so the last bit of a product is about 1e-4 of a probability."""
-ONNX_TOLERANCE = 1e-4
 NAMES = ["dog", "cat", "grass"]
 
 FAMILIES = [
@@ -233,24 +232,24 @@ def test_the_cli_on_every_family_is_segment(folders, segmenters, family, tmp_pat
 
 
 @pytest.mark.parametrize("case", list(SPECS))
-@pytest.mark.parametrize("family", ["clsclip", "naclip"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_onnxruntime_is_segment(segmenters, onnx_exports, family, case) -> None:
     pytest.importorskip("onnxruntime")
     seg = segmenters[family]
     runtime = Segmenter.from_pretrained(onnx_exports[family], backend="onnxruntime")
     image, spec, min_score = _image(seg, 0), SPECS[case], _min_score(case)
     reference = seg.segment(image, spec, min_score=min_score)
-    assert_same(runtime.segment(image, spec, min_score=min_score), reference,
-                tolerance=ONNX_TOLERANCE)  # fmt: skip
+    tolerance = 10 * TOLERANCE.get(family, 1e-5)  # graphs fuse and order products otherwise
+    assert_same(runtime.segment(image, spec, min_score=min_score), reference, tolerance=tolerance)
     mixed = runtime.segment_batch([(image, OTHER_SPEC), (image, spec)], min_score=min_score)
-    assert_same(mixed[1], reference, tolerance=ONNX_TOLERANCE)
+    assert_same(mixed[1], reference, tolerance=tolerance)
 
 
 @pytest.fixture(scope="module")
 def onnx_exports(segmenters, tmp_path_factory) -> dict[str, Path]:
     pytest.importorskip("onnxruntime")
     root = tmp_path_factory.mktemp("exports")
-    return {name: segmenters[name].export_onnx(root / name) for name in ("clsclip", "naclip")}
+    return {name: segmenters[name].export_onnx(root / name) for name in FAMILIES}
 
 
 @pytest.mark.parametrize("family", ["clearclip", "naclip-no-background"])
