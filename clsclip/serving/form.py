@@ -247,7 +247,10 @@ def image_pixels(data: bytes, limits: Limits) -> int:
     try:
         with Image.open(io.BytesIO(data)) as header:  # reads the header only
             width, height = header.size
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError as e:  # PIL's own bound, past ours: too large
+        raise ApiError(413, "image_too_large", f"the image is too large ({e})",
+                       limit="max_image_pixels") from None  # fmt: skip
+    except (OSError, ValueError) as e:
         reason = type(e).__name__ if "<" in str(e) else str(e)  # no memory addresses
         raise ApiError(
             415, "not_an_image", f"the 'image' is not an image PIL can read ({reason})"

@@ -36,3 +36,20 @@ def test_unknown_paths_and_methods_answer_in_the_error_format() -> None:
             assert response.status_code == status
             error = response.json()["error"]
             assert error["code"] == code and path in error["message"]
+
+
+def test_an_image_past_pils_own_bound_is_413_not_415() -> None:
+    import io
+
+    from PIL import Image
+
+    from clsclip.serving.form import ApiError, Limits, image_pixels
+
+    huge = io.BytesIO()  # 20,000 x 10,000 = 200 M pixels: past PIL's bomb bound, in 30 kB
+    Image.new("1", (20_000, 10_000)).save(huge, format="PNG")
+    try:
+        image_pixels(huge.getvalue(), Limits())
+    except ApiError as e:
+        assert (e.status, e.code, e.limit) == (413, "image_too_large", "max_image_pixels")
+    else:
+        raise AssertionError("not refused")
