@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clsclip.labelling.manifest import MANIFEST, Manifest, RunLocked, lock_folder, read_run
-from clsclip.results.names import label_file
+from clsclip.labelling.manifest import Manifest, RunLocked, lock_folder, read_run
+from clsclip.results.names import CLASSES_FILE, COCO_FILE, MANIFEST, label_file
 from clsclip.storage.files import inside, write_json
 
 logger = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ def _place_images(pairs: Sequence[tuple[str, Path, Path]], folder: Path, mode: s
 
 
 def _write_coco(run: Path, records: Sequence[Mapping[str, Any]], out: Path, mode: str) -> list[str]:
-    path = run / "coco.json"
+    path = run / COCO_FILE
     if not path.is_file():
         raise ValueError(f"{path} is missing: finish the run (--resume) first")
     coco = json.loads(path.read_text(encoding="utf-8"))
@@ -175,7 +175,7 @@ def _contained(root: Path, relative: Any) -> Path:
 
 
 def _write_voc(run: Path, records: Sequence[Mapping[str, Any]], out: Path, mode: str) -> list[str]:
-    classes = json.loads((run / "classes.json").read_text(encoding="utf-8"))
+    classes = json.loads((run / CLASSES_FILE).read_text(encoding="utf-8"))
     for entry in classes[1:]:
         _check_voc_text(f"class {entry['name']!r}", entry["name"])
         if entry["name"].strip().casefold() == "background":

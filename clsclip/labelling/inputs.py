@@ -16,12 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from clsclip.pipeline.images import IMAGE_SUFFIXES
-from clsclip.results.names import colliding, file_key
+from clsclip.results.names import RESERVED_NAMES, colliding, file_key
 
-RESERVED_NAMES = (
-    "run", "manifest", "classes", "coco", "coco-parts", "label-studio", "label-studio-parts"
-)  # fmt: skip
-"""Top-level names of the run's own files: an image's stem never starts with one."""
 MAX_COMPONENT_BYTES = 120
 """Longest stem component kept as it is: file systems allow 255 bytes per name, and outputs
 add suffixes such as ``_mask00_{class}.png``. Longer components are cut and end in a hash."""

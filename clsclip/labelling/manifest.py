@@ -11,13 +11,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from clsclip.results.names import LOCK_FILE, MANIFEST, RUN_FILE
 from clsclip.storage.files import write_json
 
 logger = logging.getLogger(__name__)
 
-RUN_FILE = "run.json"
-MANIFEST = "manifest.jsonl"
-LOCK_FILE = ".clsclip.lock"
 UNCOMPARED = ("inputs_base", "created")
 """run.json fields a resume may differ in: where the first start ran, and when. The model is
 compared by content (config and weights hashes, Hub revision), never by how its path was

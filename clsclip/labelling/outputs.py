@@ -12,13 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from clsclip.labelling.inputs import coco_annotation_id, coco_image_id, key_path
-from clsclip.labelling.manifest import MANIFEST, RUN_FILE
 from clsclip.results import SegmentationResult
 from clsclip.results.drawing import palette
 from clsclip.results.formats import coco_categories, label_image
 from clsclip.results.names import (
+    CLASSES_FILE,
+    COCO_FILE,
     COCO_PARTS,
+    LS_CONFIG,
     LS_PARTS,
+    LS_TASKS,
+    RUN_FILES,
     coco_part,
     label_file,
     label_studio_part,
@@ -29,9 +33,6 @@ from clsclip.storage.files import inside, write_atomic, write_json
 logger = logging.getLogger(__name__)
 
 FORMATS = ("png", "label", "coco", "npz", "label-studio")
-LS_TASKS, LS_CONFIG = "label-studio.json", "label-studio.xml"
-RUN_FILES = (RUN_FILE, MANIFEST, "classes.json", "coco.json", COCO_PARTS, LS_TASKS, LS_CONFIG,
-             LS_PARTS)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def write_classes(options: OutputOptions) -> None:
     classes += [
         {"label": k + 1, "name": n, "color": colors[k]} for k, n in enumerate(options.classes)
     ]
-    write_json(options.out / "classes.json", classes)
+    write_json(options.out / CLASSES_FILE, classes)
 
 
 def outputs_exist(out: Path, record: Mapping[str, Any]) -> bool:
@@ -216,7 +217,7 @@ def merge_coco(
                 raise ValueError(f"two annotations share the COCO id {annotation_id}")
             annotation_ids.add(annotation_id)
             coco["annotations"].append({"id": annotation_id, **annotation})
-    write_json(out / "coco.json", coco, indent=None)
+    write_json(out / COCO_FILE, coco, indent=None)
     return broken
 
 

@@ -1,16 +1,35 @@
-"""The names of every file a result writes for one image, in one place: `SegmentationResult.save`
-and a labelling run's formats (`clsclip.labelling.outputs`) take them from here, and a run
-assigns each image a stem whose files collide with no other image's (`colliding`)."""
+"""The names of every file a result writes for one image and every file a labelling run writes
+for itself, in one place: `SegmentationResult.save`, a labelling run's formats and files
+(`clsclip.labelling`) and `clsclip convert` take them from here, and a run assigns each image a
+stem whose files collide with no other image's, nor with the run's own (`colliding`)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
 
+# The files a labelling run writes for itself (besides each image's), in its output folder.
+RUN_FILE = "run.json"
+"""What the run is (`clsclip.labelling.manifest`)."""
+MANIFEST = "manifest.jsonl"
+"""One record per finished image."""
+LOCK_FILE = ".clsclip.lock"
+"""The lock a live run holds."""
+CLASSES_FILE = "classes.json"
+"""The label map's classes and colours (``--format label``)."""
+COCO_FILE = "coco.json"
+"""The merged COCO file (``--format coco``)."""
 COCO_PARTS = "coco-parts"
 """A run's folder of per-image COCO parts (``coco-parts/{stem}.json``)."""
+LS_TASKS, LS_CONFIG = "label-studio.json", "label-studio.xml"
+"""The merged Label Studio tasks and their labelling config (``--format label-studio``)."""
 LS_PARTS = "label-studio-parts"
 """A run's folder of per-image Label Studio predictions."""
+RUN_FILES = (RUN_FILE, MANIFEST, CLASSES_FILE, COCO_FILE, COCO_PARTS, LS_TASKS, LS_CONFIG,
+             LS_PARTS)  # fmt: skip
+"""What ``--overwrite`` removes besides the images' own files."""
+RESERVED_NAMES = tuple(sorted({name.split(".")[0] for name in RUN_FILES}))
+"""Top-level names of the run's own files: an image's stem never starts with one."""
 
 
 def safe_name(name: str) -> str:
