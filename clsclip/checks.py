@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import unicodedata
 from collections.abc import Iterable
 
 import torch
@@ -18,6 +19,13 @@ MAX_IMAGE_PIXELS = 100_000_000
 """Default limit on the pixels of one image (100 megapixels, e.g. 12000 x 8000): larger images
 are refused before they are decoded. ``Segmenter.max_image_pixels`` changes it; result files
 (`clsclip.results.npz`) may not declare larger images either."""
+
+
+def text_key(text: str) -> str:
+    """A text as CLIP reads it: Unicode NFC (ftfy's), runs of whitespace as one space,
+    lowercased (CLIP's tokenizer lowercases; ``str.lower``, not ``casefold``: "Straße" and
+    "STRASSE" are two texts to it). Two texts with one key are one name, one prompt, one row."""
+    return " ".join(unicodedata.normalize("NFC", text).split()).lower()
 
 
 def check_class_names(class_names: object) -> list[str]:
@@ -47,7 +55,7 @@ def check_class_names(class_names: object) -> list[str]:
                 f"class name at position {i} is {len(name)} characters long ({name[:40]!r}...); "
                 f"names are limited to {MAX_NAME_CHARS} characters (CLIP reads at most 77 tokens)"
             )
-        key = " ".join(name.split()).casefold()
+        key = text_key(name)
         if not key:
             raise ValueError(f"class name at position {i} is empty ({name!r})")
         if key in seen:

@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from clsclip import Segmenter
+from clsclip.checks import text_key
 from clsclip.cli import main
 from clsclip.config import DenseClipConfig
 from tests.conftest import TINY_BACKBONE, random_rgb, tiny_segmenter
@@ -272,16 +273,16 @@ _WORDS = ["dog", "Dog", "DOG", "cat", "chien 🐕", "Straße", "STRASSE", "café
 def _specs(draw):
     """Class specs of 1-3 classes: names with case, Unicode and normalisation variants (CLIP
     reads several as one text), plain or with prompts, negatives and thresholds."""
-    names = draw(st.lists(st.sampled_from(_WORDS), min_size=1, max_size=3, unique_by=str.casefold))
+    names = draw(st.lists(st.sampled_from(_WORDS), min_size=1, max_size=3, unique_by=text_key))
     spec: dict[str, Any] = {}
     for name in names:
         kind = draw(st.sampled_from(["plain", "prompts", "negatives", "threshold"]))
-        others = [w for w in _WORDS if w.casefold() != name.casefold()]
+        others = [w for w in _WORDS if text_key(w) != text_key(name)]
         if kind == "plain":
             spec[name] = None
         elif kind == "prompts":
             spec[name] = draw(st.lists(st.sampled_from(others), min_size=1, max_size=2,
-                                       unique_by=str.casefold))  # fmt: skip
+                                       unique_by=text_key))  # fmt: skip
         elif kind == "negatives":
             spec[name] = {"negatives": [draw(st.sampled_from(others))]}
         else:

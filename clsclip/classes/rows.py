@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from clsclip.checks import text_key
 from clsclip.classes.spec import ClassSpec
 from clsclip.config.base import PROMPT_RULES
 
@@ -67,7 +68,7 @@ def class_rows(
     texts: dict[str, tuple[int, str]] = {}  # each text once: its row and first spelling
 
     def text_row(text: str) -> int:
-        key = " ".join(text.split()).casefold()  # as CLIP reads it: one row per reading
+        key = text_key(text)  # as CLIP reads it: one row per reading
         return texts.setdefault(key, (len(texts), text))[0]
 
     combined: list[tuple[int, ...]] = []  # per class: its texts' rows (before combining)

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from clsclip.checks import check_class_names, check_threshold
+from clsclip.checks import check_class_names, check_threshold, text_key
 
 SPEC_KEYS = ("prompts", "negatives", "threshold")
 
@@ -50,7 +50,7 @@ class ClassSpec:
         _check_texts(self.name, "prompts", self.prompts)
         if self.negatives:
             _check_texts(self.name, "negatives", self.negatives)
-        same = {_key(p) for p in self.prompts} & {_key(n) for n in self.negatives}
+        same = {text_key(p) for p in self.prompts} & {text_key(n) for n in self.negatives}
         if same:
             raise ValueError(
                 f"class {self.name!r}: {sorted(same)[0]!r} is both a prompt and a negative"
@@ -155,7 +155,3 @@ def _check_texts(name: str, field_name: str, texts: Sequence[object]) -> None:
         check_class_names(list(texts))
     except (TypeError, ValueError) as e:
         raise type(e)(f"class {name!r}: {field_name}: {e}") from None
-
-
-def _key(text: str) -> str:
-    return " ".join(text.split()).casefold()

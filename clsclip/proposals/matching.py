@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterable, Sequence
 import torch
 import torch.nn.functional as F
 
+from clsclip.checks import text_key
+
 # PASCAL VOC and COCO spell some classes differently; plus common everyday names.
 DEFAULT_SYNONYMS: tuple[tuple[str, ...], ...] = (
     ("airplane", "aeroplane", "plane", "aircraft"),
@@ -89,7 +91,7 @@ class LabelMatcher:
         unmatched = [k for k, found in enumerate(matches) if not found]
         if unmatched and labels and encode is not None and self.clip_threshold is not None:
             # One vector per label as CLIP reads it (case and spacing do not matter).
-            keys = [" ".join(label.split()).casefold() for label in labels]
+            keys = [text_key(label) for label in labels]
             distinct = list(dict.fromkeys(keys))
             # Cosine similarity: the encoder's vectors need not be unit (CLIPSeg's are not).
             label_vectors = F.normalize(encode(distinct).float(), dim=-1)
