@@ -20,7 +20,7 @@ from clsclip.results.prediction import CropLogits, LowResPrediction
 
 
 @dataclass(frozen=True)
-class _View:
+class _PlannedView:
     image: Image.Image | None
     region: Region | None  # None: the whole image
     prepared: tuple[torch.Tensor, Letterbox] | None = None  # letterboxed already (workers)
@@ -63,7 +63,7 @@ class ViewPlanner:
         self.image_size = image_size
         self.resize_mode = resize_mode
         self.rule = backend.scoring
-        self.views: list[_View] = []
+        self.views: list[_PlannedView] = []
         self.pairs: list[tuple[int, int]] = []  # (view, row), each once
         self._paired: set[tuple[int, int]] = set()
         self.plans: list[_ImagePlan] = []
@@ -80,7 +80,7 @@ class ViewPlanner:
         region: Region | None = None,
         prepared: tuple[torch.Tensor, Letterbox] | None = None,
     ) -> int:
-        self.views.append(_View(image, region, prepared))
+        self.views.append(_PlannedView(image, region, prepared))
         return len(self.views) - 1
 
     def plan_image(
@@ -212,7 +212,7 @@ class ViewPlanner:
                 logits[pair] = row
         return logits, boxes
 
-    def _letterbox(self, view: _View) -> tuple[torch.Tensor, Letterbox]:
+    def _letterbox(self, view: _PlannedView) -> tuple[torch.Tensor, Letterbox]:
         if view.prepared is not None:
             return view.prepared
         assert view.image is not None, "a view is prepared or has its image"

@@ -54,7 +54,7 @@ def _resize_rows(matrix: torch.Tensor, out_size: int) -> torch.Tensor:
     return matrix[lower] * (1.0 - weight) + matrix[upper] * weight
 
 
-class _View:
+class _GridToImage:
     """The way back for one letterboxed view: row and column matrices, or a plain slice when the
     logits are already at the original size."""
 
@@ -95,7 +95,9 @@ class FullResolution:
         self.height, self.width = prediction.letterbox.original_size
         logits = prediction.logits.float()
         self._logits = logits
-        self._view = _View((logits.shape[1], logits.shape[2]), prediction.letterbox, logits.device)
+        self._view = _GridToImage(
+            (logits.shape[1], logits.shape[2]), prediction.letterbox, logits.device
+        )
         self._band_bytes = band_bytes
         self._per_class = 4 * self.width * max(logits.shape[1], 1)
         self.class_chunk = max(1, min(prediction.num_classes, band_bytes // self._per_class))
@@ -276,7 +278,7 @@ class FullResolution:
         ``T' x (x1 - x0)`` logits, x0, x1)."""
         x0, y0, x1, y1 = crop.region
         grid = (int(crop.logits.shape[0]), int(crop.logits.shape[1]))
-        view = _View(grid, crop.letterbox, crop.logits.device)
+        view = _GridToImage(grid, crop.letterbox, crop.logits.device)
         first, last = max(start, y0), min(stop, y1)
         piece = view.rows_of(view.columns(crop.logits.float()), first - y0, last - y0)
         return first - start, piece, x0, x1
