@@ -61,8 +61,12 @@ def add_parser(commands: Any) -> None:
     seg.add_argument("--ls-from-name", default="label", help="label-studio: the BrushLabels name")
     seg.add_argument("--ls-to-name", default="image", help="label-studio: the Image tag name")
     seg.add_argument("--instances", action="store_true", help="coco: one annotation per blob")
-    seg.add_argument("--batch-size", type=int, default=8, help="images per network call")
-    seg.add_argument("--workers", type=int, default=0, help="image decoding processes")
+    seg.add_argument(
+        "--batch-size", type=int, default=8, help="images per network call (default: 8)"
+    )
+    seg.add_argument(
+        "--workers", type=int, default=0, help="image decoding processes (default: 0, in this one)"
+    )
     seg.add_argument(
         "--resume", action="store_true", help="go on with the run in --out (the same settings)"
     )
@@ -73,7 +77,7 @@ def add_parser(commands: Any) -> None:
         "--engine", choices=("local", "ray"), default="local",
         help="local: this process and --workers decoders; ray: Ray Data (needs clsclip[ray])",
     )  # fmt: skip
-    seg.add_argument("--actors", type=int, default=1, help="ray: model actors")
+    seg.add_argument("--actors", type=int, default=1, help="ray: model actors (default: 1)")
     seg.add_argument(
         "--threads", type=int, default=None,
         help="torch threads of this process (local) or of each actor (ray); default: torch's, "
@@ -90,12 +94,22 @@ def add_parser(commands: Any) -> None:
         help="ray: a running cluster to join (auto, or host:port); default: a local one",
     )  # fmt: skip
     seg.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: auto)")
-    seg.add_argument("--threshold", type=float, default=None, help="mask threshold in [0, 1]")
+    seg.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="mask threshold in [0, 1] (default: the model's)",
+    )
     seg.add_argument(
         "--min-score", type=float, default=None,
         help="classes whose presence score in an image is below it get empty masks there",
     )  # fmt: skip
-    seg.add_argument("--chunk-size", type=int, default=16, help="pairs per forward pass")
+    seg.add_argument(
+        "--chunk-size",
+        type=int,
+        default=16,
+        help="(view, class) pairs per forward pass (default: 16)",
+    )
     seg.add_argument(
         "--precision",
         choices=("fp32", "bf16", "fp16", "int8", "auto"),
@@ -113,7 +127,12 @@ def add_parser(commands: Any) -> None:
     seg.add_argument(
         "--yolo-model", default="yolo11n.pt", help="ultralytics weights name, path or model YAML"
     )
-    seg.add_argument("--yolo-conf", type=float, default=0.25, help="detector confidence threshold")
+    seg.add_argument(
+        "--yolo-conf",
+        type=float,
+        default=0.25,
+        help="detector confidence threshold (default: 0.25)",
+    )
     seg.add_argument(
         "--boxes",
         type=Path,

@@ -29,12 +29,17 @@ def add_parser(commands: Any) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0: any free)")
     serve.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: auto)")
-    serve.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
+    serve.add_argument(
+        "--backend", choices=("torch", "onnxruntime"), default="torch",
+        help="torch, or onnxruntime for a folder written by clsclip export (default: torch)",
+    )  # fmt: skip
     serve.add_argument(
         "--precision", choices=("fp32", "bf16", "fp16", "int8", "auto"), default="fp32",
         help="as for clsclip segment (torch backend)",
     )  # fmt: skip
-    serve.add_argument("--max-batch", type=int, default=8, help="most requests per network pass")
+    serve.add_argument(
+        "--max-batch", type=int, default=8, help="most requests per network pass (default: 8)"
+    )
     serve.add_argument(
         "--max-wait-ms", type=float, default=10.0,
         help="how long the first request of a batch waits for more (default: 10)",
@@ -53,9 +58,15 @@ def add_parser(commands: Any) -> None:
         "--max-image-pixels", type=int, default=40_000_000,
         help="image limit in pixels, read from the header before decoding (default: 40M)",
     )  # fmt: skip
-    serve.add_argument("--max-classes", type=int, default=100, help="class names per request")
-    serve.add_argument("--max-name-chars", type=int, default=200, help="characters per name")
-    serve.add_argument("--max-boxes", type=int, default=100, help="ClsCLIP+ boxes per request")
+    serve.add_argument(
+        "--max-classes", type=int, default=100, help="class names per request (default: 100)"
+    )
+    serve.add_argument(
+        "--max-name-chars", type=int, default=200, help="characters per name (default: 200)"
+    )
+    serve.add_argument(
+        "--max-boxes", type=int, default=100, help="ClsCLIP+ boxes per request (default: 100)"
+    )
     serve.add_argument(
         "--max-inflight-mb", type=float, default=None,
         help="upload bytes all requests may hold at once while being read; more: 503 "

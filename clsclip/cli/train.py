@@ -16,11 +16,24 @@ def add_parser(commands: Any) -> None:
         "GPUs. Bundled configs: pascal5i-fold0..3, coco20i-fold0..3.",
     )
     train.add_argument("--config", required=True, help="a training config JSON, or a bundled name")
-    train.add_argument("--data-root", default=None)
-    train.add_argument("--fold", type=int, default=None)
-    train.add_argument("--output-dir", default=None)
-    train.add_argument("--max-steps", type=int, default=None)
-    train.add_argument("--device", default=None)
+    train.add_argument(
+        "--data-root", default=None, help="the dataset folder (default: the config's)"
+    )
+    train.add_argument(
+        "--fold", type=int, default=None, help="the fold 0-3 (default: the config's)"
+    )
+    train.add_argument(
+        "--output-dir",
+        default=None,
+        help="checkpoints and the best/last models (default: the config's)",
+    )
+    train.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="stop after this many steps (default: the config's)",
+    )
+    train.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: auto)")
     train.set_defaults(run=run)
 
 

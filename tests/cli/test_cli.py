@@ -318,3 +318,23 @@ def test_version(capsys) -> None:
             main([flag])
         assert done.value.code == 0
         assert capsys.readouterr().out == f"clsclip {__version__}\n"
+
+
+def test_help_shows_every_default_and_every_flag_is_explained(capsys) -> None:
+    """Every option of segment, serve and train has a help text, and the numeric ones say
+    their defaults."""
+    from clsclip.cli import build_parser
+
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    for name in ("segment", "serve", "train"):
+        for action in commands[name]._actions:
+            if action.option_strings and action.dest != "help":
+                assert action.help, f"{name} {action.option_strings[0]} has no help"
+    for name, flags in (("segment", ["--batch-size", "--workers", "--threshold", "--chunk-size",
+                                     "--actors", "--yolo-conf"]),
+                        ("serve", ["--max-batch", "--max-classes", "--max-name-chars",
+                                   "--max-boxes", "--backend"])):  # fmt: skip
+        for action in commands[name]._actions:
+            if action.option_strings and action.option_strings[0] in flags:
+                assert "default" in action.help, f"{name} {action.option_strings[0]}"
