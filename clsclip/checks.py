@@ -7,8 +7,10 @@ import math
 import numbers
 import unicodedata
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # torch is imported where a device is resolved: `clsclip --help` needs none
+    import torch
 
 MAX_NAME_CHARS = 1000
 """Longest class name accepted, in characters. CLIP reads at most 77 tokens, so a longer name
@@ -73,6 +75,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     ``None`` picks CUDA when available, else the CPU. Raises `ValueError` for an unknown device or
     one this machine does not have.
     """
+    import torch
+
     if device is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if not isinstance(device, (str, torch.device)):

@@ -17,7 +17,7 @@ from clsclip.cli.common import (
     resolve_class_args,
     terminate_as_interrupt,
 )
-from clsclip.labelling import FORMATS
+from clsclip.names import FORMATS
 from clsclip.optional import require
 
 logger = logging.getLogger("clsclip.cli")

@@ -12,7 +12,7 @@ from clsclip.labelling.inputs import (
     list_inputs,
 )
 from clsclip.labelling.manifest import Manifest, RunLocked, read_run
-from clsclip.labelling.outputs import FORMATS, OutputOptions
+from clsclip.labelling.outputs import OutputOptions
 from clsclip.labelling.run import (
     RunRefused,
     RunReport,
@@ -23,6 +23,7 @@ from clsclip.labelling.run import (
     local_engine,
     open_run,
 )
+from clsclip.names import FORMATS
 
 __all__ = [
     "FORMATS",

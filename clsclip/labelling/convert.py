@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from clsclip.labelling.manifest import Manifest, RunLocked, lock_folder, read_run
-from clsclip.results.names import CLASSES_FILE, COCO_FILE, MANIFEST, label_file
+from clsclip.names import CLASSES_FILE, COCO_FILE, MANIFEST, label_file
 from clsclip.storage.files import inside, write_json
 
 logger = logging.getLogger(__name__)

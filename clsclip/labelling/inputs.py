@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from clsclip.names import RESERVED_NAMES, colliding, file_key
 from clsclip.pipeline.images import IMAGE_SUFFIXES
-from clsclip.results.names import RESERVED_NAMES, colliding, file_key
 
 MAX_COMPONENT_BYTES = 120
 """Longest stem component kept as it is: file systems allow 255 bytes per name, and outputs
@@ -186,7 +186,7 @@ def assign_stems(
 ) -> dict[str, str]:
     """Output stems of ``keys``: those the run already used (``taken``, key -> stem, from its
     manifest) stay; a new key gets its `default_stem`, or, where that stem or any file it would
-    write (``files_of(stem)``: `clsclip.results.names.image_files`) is a stem or file of another
+    write (``files_of(stem)``: `clsclip.names.image_files`) is a stem or file of another
     image, the stem and a hash of the key. Names are compared as case-insensitive and
     Unicode-normalising file systems see them (`file_key`), so two images never write one file."""
     files_of = files_of or (lambda stem: [])

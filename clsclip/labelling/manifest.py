@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from clsclip.results.names import LOCK_FILE, MANIFEST, RUN_FILE
+from clsclip.names import LOCK_FILE, MANIFEST, RUN_FILE
 from clsclip.storage.files import write_json
 
 logger = logging.getLogger(__name__)

@@ -12,10 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from clsclip.labelling.inputs import coco_annotation_id, coco_image_id, key_path
-from clsclip.results import SegmentationResult
-from clsclip.results.drawing import palette
-from clsclip.results.formats import coco_categories, label_image
-from clsclip.results.names import (
+from clsclip.names import (
     CLASSES_FILE,
     COCO_FILE,
     COCO_PARTS,
@@ -28,11 +25,12 @@ from clsclip.results.names import (
     label_studio_part,
     npz_file,
 )
+from clsclip.results import SegmentationResult
+from clsclip.results.drawing import palette
+from clsclip.results.formats import coco_categories, label_image
 from clsclip.storage.files import inside, write_atomic, write_json
 
 logger = logging.getLogger(__name__)
-
-FORMATS = ("png", "label", "coco", "npz", "label-studio")
 
 
 @dataclass(frozen=True)

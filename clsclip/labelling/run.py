@@ -38,7 +38,7 @@ from clsclip.labelling.outputs import (
     write_classes,
     write_outputs,
 )
-from clsclip.results.names import image_files
+from clsclip.names import image_files
 from clsclip.storage.files import inside, remove_all_temporaries
 from clsclip.version import __version__
 

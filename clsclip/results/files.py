@@ -1,5 +1,5 @@
 """Writing a result's files: one mask PNG per class, the overlay and the JSON summary, each
-written atomically under the names `clsclip.results.names` gives."""
+written atomically under the names `clsclip.names` gives."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 from PIL import Image
 
-from clsclip.results import names
+from clsclip import names
 from clsclip.storage.files import write_atomic, write_json
 
 

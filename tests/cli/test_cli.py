@@ -338,3 +338,23 @@ def test_help_shows_every_default_and_every_flag_is_explained(capsys) -> None:
         for action in commands[name]._actions:
             if action.option_strings and action.option_strings[0] in flags:
                 assert "default" in action.help, f"{name} {action.option_strings[0]}"
+
+
+def test_help_and_version_start_without_torch() -> None:
+    """`clsclip --help` and `--version` import neither torch nor the model code (they took
+    seconds; now a fraction of one). Checked in a fresh interpreter, as a user runs them."""
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom clsclip.cli import main\n"
+              "try:\n    main([sys.argv[1]])\nexcept SystemExit:\n    pass\n"
+              "print(sorted(m for m in ('torch', 'clsclip.segmenter', 'numpy') "
+              "if m in sys.modules))")  # fmt: skip
+    for flag in ("--help", "--version"):
+        done = subprocess.run([sys.executable, "-c", script, flag], capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert (
+            done.stdout.strip().splitlines()[-1] == "['numpy']"
+            or done.stdout.strip().splitlines()[-1] == "[]"
+        ), done.stdout[-300:]

@@ -139,7 +139,7 @@ def test_stems_that_one_file_system_sees_as_one_name_differ() -> None:
     import unicodedata
 
     from clsclip.labelling.inputs import assign_stems
-    from clsclip.results.names import file_key, image_files
+    from clsclip.names import file_key, image_files
 
     nfc = unicodedata.normalize("NFC", "café.png")
     nfd = unicodedata.normalize("NFD", "café.png")

@@ -8,6 +8,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
+FORMATS = ("png", "label", "coco", "npz", "label-studio")
+"""A labelling run's output formats (``clsclip segment --format``)."""
+
 # The files a labelling run writes for itself (besides each image's), in its output folder.
 RUN_FILE = "run.json"
 """What the run is (`clsclip.labelling.manifest`)."""
