@@ -56,7 +56,7 @@ class Backend(Protocol):
 
     def background_vectors(self) -> torch.Tensor:
         """``B x embed_dim`` (float32, on `device`) vectors every view is also scored against
-        when the classes compete (the background prompts); ``0 x embed_dim`` when none."""
+        when the classes compete (the background prompts); no rows when there are none."""
         ...
 
     def grid_for(self, image_size: int) -> tuple[int, int]:

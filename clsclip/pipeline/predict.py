@@ -13,7 +13,7 @@ from clsclip.classes.rows import RowLayout
 from clsclip.pipeline.batches import LoadedImage
 from clsclip.pipeline.letterbox import letterbox_tensor
 from clsclip.pipeline.request import Request, Settings
-from clsclip.pipeline.views import ImagePrediction, ViewPlanner
+from clsclip.pipeline.views import ImagePrediction, ViewPlanner, score_rows, with_background
 from clsclip.results import (
     FullResolution,
     ImageOutcome,
@@ -133,13 +133,8 @@ def segment_tensors(
     """Same-size image tensors through letterbox, network and label maps, all in torch on the
     backend's device (plain ClsCLIP: no proposals)."""
     backend = settings.backend
-    rule = backend.scoring
     layout = request.layout or RowLayout.plain(len(request.names))
-    text = request.text
-    extra = backend.background_vectors() if rule.competes else text[:0]
-    if extra.shape[0]:
-        text = torch.cat([text, extra.to(text)])
-    background = list(range(request.text.shape[0], text.shape[0]))
+    text, background = with_background(backend, request.text)
     logits = []
     with backend.inference():
         for chunk in images.split(settings.chunk_size):
@@ -153,9 +148,7 @@ def segment_tensors(
             out = backend.predict_logits(pixels, text, chunk_size=settings.chunk_size)
             logits.append(out.float().to(backend.device))
         low_res = torch.stack([
-            rule.class_logits(
-                torch.stack([x[list(rows)].amax(dim=0) for rows in layout.prompts]), x[background]
-            )
+            score_rows(backend.scoring, x.__getitem__, layout.prompts, background)[1]
             for x in torch.cat(logits)
         ])  # fmt: skip
         cutoffs = request.thresholds.cutoffs(request.names)

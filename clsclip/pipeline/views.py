@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -12,6 +12,7 @@ from PIL import Image
 from clsclip.backends import Backend
 from clsclip.classes.rows import RowLayout
 from clsclip.geometry import Letterbox, Region
+from clsclip.model.scores import ScoringRule
 from clsclip.pipeline.letterbox import letterbox_image
 from clsclip.proposals.base import Proposals
 from clsclip.proposals.matching import LabelMatcher, TextEncoder
@@ -145,23 +146,13 @@ class ViewPlanner:
         """Run every pair of the planned images, ``chunk_size`` views at a time; one prediction
         per image, in planning order. The logits stay at low resolution."""
         rule = self.rule
-        background: list[int] = []
-        if rule.competes:
-            extra = self.backend.background_vectors()
-            if extra.shape[0]:
-                background = list(range(text.shape[0], text.shape[0] + extra.shape[0]))
-                text = torch.cat([text, extra.to(text)])
-                for view in range(len(self.views)):
-                    self._pair(view, background)
+        text, background = with_background(self.backend, text)
+        for view in range(len(self.views)):
+            self._pair(view, background)
         raw, boxes = self._logits(text, chunk_size)
 
         def scored(view: int, layout: RowLayout) -> tuple[torch.Tensor, torch.Tensor]:
-            """A view's raw class scores and logits (``K x h' x w'`` each)."""
-            classes = torch.stack([_largest(raw, view, rows) for rows in layout.prompts])
-            rows = [raw[(view, row)] for row in background]
-            grid = classes.shape[1:]
-            others = torch.stack(rows) if rows else classes.new_zeros(0, *grid)
-            return classes, rule.class_logits(classes, others)
+            return score_rows(rule, lambda row: raw[(view, row)], layout.prompts, background)
 
         out = []
         for plan in self.plans:
@@ -175,7 +166,8 @@ class ViewPlanner:
                         crop_logits[crop.view] = scored(crop.view, layout)[1]
                     logits = crop_logits[crop.view][crop.class_index]
                 else:
-                    logits = _largest(raw, crop.view, layout.prompts[crop.class_index]).float()
+                    own = layout.prompts[crop.class_index]
+                    logits = _largest([raw[(crop.view, r)] for r in own]).float()
                 crops.append(CropLogits(crop.class_index, crop.region, boxes[crop.view], logits))
             owners = tuple(k for k, rows in enumerate(layout.negatives) for _ in rows)
             negatives = None
@@ -223,10 +215,34 @@ class ViewPlanner:
         )
 
 
-def _largest(
-    logits: dict[tuple[int, int], torch.Tensor], view: int, rows: Sequence[int]
-) -> torch.Tensor:
-    """A class's logits on a view: its one row's, or the largest of its prompt rows' per cell."""
-    if len(rows) == 1:
-        return logits[(view, rows[0])]
-    return torch.stack([logits[(view, row)] for row in rows]).amax(dim=0)
+def with_background(backend: Backend, text: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    """``R x E`` class rows, and after them the backend's ``B`` background vectors when its
+    classes compete (`clsclip.model.scores.ScoringRule`); and the rows those take."""
+    if not backend.scoring.competes:
+        return text, []
+    extra = backend.background_vectors()
+    if not extra.shape[0]:
+        return text, []
+    start = text.shape[0]
+    return torch.cat([text, extra.to(text)]), list(range(start, start + extra.shape[0]))
+
+
+def score_rows(
+    rule: ScoringRule,
+    row: Callable[[int], torch.Tensor],
+    prompts: Sequence[Sequence[int]],
+    background: Sequence[int],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One view's raw class scores and their logits under ``rule`` (``K x h' x w'`` each):
+    class k's score is the largest of its prompt rows per cell; ``row(r)`` is row r's raw
+    ``h' x w'`` scores on the view, ``background`` the rows of `with_background`."""
+    classes = torch.stack([_largest([row(r) for r in rows]) for rows in prompts])
+    others = [row(r) for r in background]
+    grid = classes.shape[1:]
+    stacked = torch.stack(others) if others else classes.new_zeros(0, *grid)
+    return classes, rule.class_logits(classes, stacked)
+
+
+def _largest(rows: Sequence[torch.Tensor]) -> torch.Tensor:
+    """A class's scores: its one row's, or the largest of its prompt rows' per cell."""
+    return rows[0] if len(rows) == 1 else torch.stack(list(rows)).amax(dim=0)
