@@ -6,6 +6,7 @@ stem whose files collide with no other image's, nor with the run's own (`collidi
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 
 FORMATS = ("png", "label", "coco", "npz", "label-studio")
@@ -97,6 +98,4 @@ def colliding(files: Iterable[str], used: set[str]) -> bool:
 
 def file_key(name: str) -> str:
     """How a file system that ignores case and Unicode normalisation sees a name."""
-    import unicodedata
-
     return unicodedata.normalize("NFC", name).casefold()

@@ -9,6 +9,7 @@ over. See docs/labelling.md.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import signal
 import time
@@ -139,7 +140,7 @@ def todo(images: Sequence[InputImage], state: RunState, out: Path) -> list[Input
 
 
 def stems_for(
-    images: Sequence[InputImage], state: RunState, options: OutputOptions | None = None
+    images: Sequence[InputImage], state: RunState, options: OutputOptions
 ) -> dict[str, str]:
     """Each image's stem: the manifest's (contained in the run), else a new one whose files
     collide with no other image's (`assign_stems`)."""
@@ -150,10 +151,7 @@ def stems_for(
             taken[key] = stem
         elif stem is not None:
             logger.warning("manifest stem %r of %r is not inside the run: a new one", stem, key)
-    files_of = None
-    if options is not None:
-        classes, formats = options.classes, options.formats
-        files_of = lambda stem: image_files(stem, classes, formats)  # noqa: E731
+    files_of = functools.partial(image_files, class_names=options.classes, formats=options.formats)
     state.stems = assign_stems([i.key for i in images], taken, files_of)
     return state.stems
 

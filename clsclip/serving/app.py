@@ -45,7 +45,7 @@ class ServeSettings:
         max_wait_ms: how long the first request of a batch waits for more.
         max_queue: most requests waiting; more get 503 with ``Retry-After`` at once.
         timeout_s: a request's time limit, from arrival to answer (504 past it).
-        limits: body, pixel, class, name and box limits (`clsclip.serving.work.Limits`).
+        limits: body, pixel, class, name and box limits (`clsclip.serving.form.Limits`).
         api_key: when set, ``/v1/*`` and ``/metrics`` need ``Authorization: Bearer <key>``.
         cors_origins: origins allowed to call from browsers (none: CORS off).
         max_inflight_bytes: upload bytes all requests may hold at once while they are read
@@ -100,7 +100,12 @@ def create_app(
         for i, r in enumerate(requests):
             groups.setdefault(r.min_score, []).append(i)
         for min_score, indices in groups.items():
-            live = [i for i in indices if not _expired(requests[i], out, i)]
+            live = []
+            for i in indices:  # a request whose client was answered 504 is never run
+                if time.perf_counter() >= requests[i].deadline:
+                    out[i] = _timeout()
+                else:
+                    live.append(i)
             if not live:
                 continue
             group = [requests[i] for i in live]
@@ -281,14 +286,6 @@ def _left(deadline: float) -> float:
 
 def _timeout() -> ApiError:
     return ApiError(504, "timeout", "no answer within the time limit", "timeout_s")
-
-
-def _expired(request: ServeRequest, out: list[Any], index: int) -> bool:
-    """A request whose client was answered 504 already is never run."""
-    if time.perf_counter() < request.deadline:
-        return False
-    out[index] = _timeout()
-    return True
 
 
 def _json_answer(result: Any, model_id: str) -> Any:

@@ -263,8 +263,8 @@ def image_pixels(data: bytes, limits: Limits) -> int:
 
 
 def decode_image(data: bytes, limits: Limits) -> Image.Image:
-    """The upload as an RGB image (`image_pixels` checked first); 415 for a broken file."""
-    image_pixels(data, limits)
+    """The upload as an RGB image, once `image_pixels` has admitted its header; 415 for a
+    broken file (the pixel limit is checked again from the header by `load_image`)."""
     try:
         return load_image(data, max_pixels=limits.max_image_pixels)
     except (OSError, ValueError) as e:  # a file cut short, a broken stream
