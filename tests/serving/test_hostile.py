@@ -5,12 +5,9 @@ documented ``{"error": {...}}`` with the right status, and the server goes on.""
 from __future__ import annotations
 
 import json
-import socket
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -112,9 +109,7 @@ def test_huge_and_deep_fields_are_4xx_before_any_work(server) -> None:
     message = _code(_segment(server, small, "red disc"), 422, "bad_classes")
     assert 'e.g. ["red disc"]' in message
     assert _segment(server, small, ["dog"]).status_code == 200
-    started = time.monotonic()
     assert httpx.get(server.url + "/healthz", timeout=60).status_code == 200
-    assert time.monotonic() - started < 60
 
 
 def test_not_an_image_never_leaks_an_object_repr(server) -> None:
@@ -169,23 +164,54 @@ def test_building_the_answer_counts_in_the_timeout(local, monkeypatch) -> None:
     _code(response, 504, "timeout")
 
 
-def test_a_stalled_upload_does_not_hold_back_other_requests(saved_model) -> None:
-    """A request counts as on its way (so a batch waits for it) only once its body is read:
-    one client that stalls mid-upload must not make every request wait out --max-wait-ms."""
-    with running_server(saved_model, "--max-wait-ms", "10000") as slow:
-        host, port = urlsplit(slow.url).hostname, urlsplit(slow.url).port
-        request = httpx.Request("POST", slow.url + "/v1/segment",
-                                files={"image": ("a.png", png_bytes(20, 20), "image/png")},
-                                data={"classes": '["dog"]'})  # fmt: skip
-        body = request.read()
-        head = "".join(f"{k}: {v}\r\n" for k, v in request.headers.items())
-        with socket.create_connection((host, port), timeout=60) as stalled:
-            stalled.sendall(f"POST /v1/segment HTTP/1.1\r\n{head}\r\n".encode() + body[:100])
-            started = time.monotonic()
-            answer = slow.segment(png_bytes(20, 20), ["dog"])
-            took = time.monotonic() - started
-        assert answer.status_code == 200
-        assert took < 9.5  # with the stalled upload counted as arriving: >= 10 s
+def test_a_stalled_upload_does_not_hold_back_other_requests(local) -> None:
+    """A request counts as on its way (so a batch waits up to --max-wait-ms for it) only once
+    its body is read: one client that stalls mid-upload must not make every request wait.
+    Driven through the ASGI app with a body that stops after its first bytes; checked on the
+    batcher's own count, as a condition, not on a clock."""
+    import asyncio
+
+    from clsclip.serving import ServeSettings, create_app
+
+    app = create_app(local, ServeSettings(max_wait_ms=10_000))
+    request = httpx.Request("POST", "http://test/v1/segment",
+                            files={"image": ("a.png", png_bytes(20, 20), "image/png")},
+                            data={"classes": '["dog"]'})  # fmt: skip
+    body = request.read()
+    headers = [(k.lower().encode(), v.encode()) for k, v in request.headers.items()]
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": "/v1/segment", "raw_path": b"",
+             "query_string": b"", "root_path": "", "headers": headers,
+             "client": ("127.0.0.1", 1), "server": ("test", 80)}  # fmt: skip
+
+    async def run() -> list[int]:
+        release, asked = asyncio.Event(), asyncio.Event()
+        sent: list[dict] = []
+        calls = {"n": 0}
+
+        async def receive() -> dict:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                return {"type": "http.request", "body": body[:100], "more_body": True}
+            asked.set()  # the app waits for the rest of the body: the upload stalls here
+            await release.wait()
+            return {"type": "http.request", "body": body[100:], "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        task = asyncio.ensure_future(app(scope, receive, send))
+        await asyncio.wait_for(asked.wait(), 60)
+        stalled = app.state.batcher._arriving  # what a batch being gathered would wait for
+        release.set()
+        await asyncio.wait_for(task, 120)
+        status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+        return [stalled, status]
+
+    stalled, status = asyncio.run(run())
+    app.state.batcher.close()
+    assert stalled == 0  # before: 1, and every other request waited out --max-wait-ms
+    assert status == 200
 
 
 def test_the_in_flight_budget() -> None:
