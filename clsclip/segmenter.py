@@ -20,6 +20,7 @@ from clsclip.checks import MAX_IMAGE_PIXELS, check_class_names, check_int, resol
 from clsclip.classes import ClassesArg
 from clsclip.config import AnyConfig
 from clsclip.model import SegmentationModel
+from clsclip.model.pamr import Pamr
 from clsclip.pipeline.batches import ImageListDataset, image_loader
 from clsclip.pipeline.images import ImageInput, load_image
 from clsclip.pipeline.predict import (
@@ -385,6 +386,7 @@ class Segmenter(ModelFiles):
             self.zoom,
             self.encode_classes,
             self.chunk_size,
+            refinement(config),
         )
 
     def _resolve(self, proposals: ProposalSource) -> Proposer | None:
@@ -394,3 +396,10 @@ class Segmenter(ModelFiles):
                 self._yolo = resolve_proposer("yolo")
             return self._yolo
         return resolve_proposer(proposals)
+
+
+def refinement(config: AnyConfig) -> Pamr | None:
+    """The refinement a config asks for (training-free models: ``refine="pamr"``), or None."""
+    if getattr(config, "refine", None) != "pamr":
+        return None
+    return Pamr(int(getattr(config, "pamr_steps")), tuple(getattr(config, "pamr_dilations")))  # noqa: B009

@@ -88,6 +88,8 @@ class TorchBackend:
         if self.precision == "int8":
             quantize_backbone(self.model)
         self._dtype = torch.float32
+        if self.precision == "fp32" and _dtype_of(self.model) == torch.float64:
+            self._dtype = torch.float64  # a float64 model (reference checks) runs in float64
         if uses_converted_weights(self.precision, device):
             self.model.to(torch.bfloat16)
             self._dtype = torch.bfloat16
@@ -193,7 +195,7 @@ class TorchBackend:
     ) -> Path:
         """``config.json`` and ``model.safetensors``; the backbone is stored when open_clip
         cannot rebuild it (``include_backbone=None``: no pretrained tag, or fine-tuned)."""
-        if self.precision == "int8" or self._dtype != torch.float32:
+        if self.precision == "int8" or self._dtype == torch.bfloat16:
             raise RuntimeError(
                 f"a {self.precision} segmenter whose weights were converted cannot be saved "
                 "(the conversion lost precision): save the fp32 model, and choose "
@@ -217,17 +219,30 @@ class TorchBackend:
     ) -> Path:
         from clsclip.backends.onnx_export import OPSET, export_onnx
 
-        if self.precision == "int8" or self._dtype != torch.float32:
+        if self.precision == "int8" or self._dtype == torch.bfloat16:
             raise RuntimeError(
                 f"export the fp32 model: a {self.precision} one (converted weights) cannot be "
                 "exported"
             )
         if not isinstance(self.model, (ClsClipModel, ClipSegModel, DenseClipModel)):
             raise TypeError(f"cannot export a {type(self.model).__name__}")
+        if self.config.resize_mode == "short-side":
+            raise ValueError(
+                "ONNX graphs take a fixed square input, and this training-free model resizes "
+                "each image's short side (resize_mode='short-side', the references' "
+                "inference); export a square-input copy, "
+                "dataclasses.replace(config, resize_mode='letterbox'), whose masks differ "
+                "from the references' (docs/training-free.md)"
+            )
         model = copy.deepcopy(self.model)
         return export_onnx(
             model, self.config, Path(out_dir), classes=classes, opset=opset or OPSET, int8=int8
         )
+
+
+def _dtype_of(model: torch.nn.Module) -> torch.dtype:
+    first = next(model.parameters(), None)
+    return torch.float32 if first is None else first.dtype
 
 
 def check_config(config: object) -> None:

@@ -46,7 +46,9 @@ class ModelConfig:
             ``open_clip.list_models()``) or a dict that is an open_clip model config
             (``{"embed_dim": ..., "vision_cfg": {...}, "text_cfg": {...}}``) for custom
             backbones. Only open_clip's own ViT image tower is supported (not timm towers).
-        pretrained: an open_clip pretrained tag for a named backbone (``"openai"``), or ``None``
+        pretrained: an open_clip pretrained tag for a named backbone (``"openai"``), the path of
+            a checkpoint file of the backbone's open_clip weights (``.bin``, ``.pt``, ``.pth``
+            or ``.safetensors``, as open_clip saves them: the air-gapped route), or ``None
             for random backbone weights (or weights stored with the model).
         image_size: side in pixels of the square model input; a multiple of the patch size. The
             position embedding is interpolated to the input's grid, so any size works.
@@ -110,7 +112,11 @@ class ModelConfig:
             )
         if self.pretrained is not None and not isinstance(self.pretrained, str):
             raise TypeError(f"pretrained must be a str or None, got {self.pretrained!r}")
-        if isinstance(self.backbone, Mapping) and self.pretrained is not None:
+        if (
+            isinstance(self.backbone, Mapping)
+            and self.pretrained is not None
+            and not is_weights_file(self.pretrained)
+        ):
             raise ValueError(
                 "pretrained tags apply to named open_clip backbones only; a custom backbone dict "
                 f"needs pretrained=None (got {self.pretrained!r})"
@@ -270,6 +276,16 @@ def _parameters(tower: Mapping[str, Any], width: int, default_layers: int) -> in
     """Weights of a transformer tower's blocks: attention 4 w^2, MLP 2 r w^2 per block."""
     ratio = float(tower.get("mlp_ratio", 4.0))
     return int(tower.get("layers", default_layers)) * int((4 + 2 * ratio) * width * width)
+
+
+WEIGHTS_SUFFIXES = (".bin", ".pt", ".pth", ".safetensors")
+"""File name endings that make ``pretrained`` a checkpoint file rather than an open_clip tag."""
+
+
+def is_weights_file(pretrained: str) -> bool:
+    """Whether ``pretrained`` names a checkpoint file (an existing file, or a path with a
+    weights file's ending) rather than an open_clip tag."""
+    return os.path.isfile(pretrained) or pretrained.lower().endswith(WEIGHTS_SUFFIXES)
 
 
 def _check_templates(templates: object) -> None:

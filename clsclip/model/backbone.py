@@ -49,6 +49,29 @@ def interpolate_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int]) -> tor
     return torch.cat([cls_pos, patch_pos], dim=0)
 
 
+def reference_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """The training-free references' position embedding for a patch grid (ClearCLIP's and
+    NACLIP's ``interpolate_pos_encoding``): the native grid as it is, else bicubic
+    (align_corners=False) with ``scale_factor = ((rows + 0.1) / G0, (cols + 0.1) / G0)`` and
+    ``recompute_scale_factor=False``, so the sampling positions follow that scale, not
+    ``G0 / rows`` as `interpolate_pos_embed`'s ``size=`` does."""
+    num_patches = pos_embed.shape[0] - 1
+    old = round(num_patches**0.5)
+    if old * old != num_patches:
+        raise ValueError(f"position embedding of {num_patches} patches is not a square grid")
+    if (old, old) == tuple(grid):
+        return pos_embed
+    width = pos_embed.shape[1]
+    patch_pos = pos_embed[1:].reshape(1, old, old, width).permute(0, 3, 1, 2)
+    scale = ((grid[0] + 0.1) / old, (grid[1] + 0.1) / old)
+    if patch_pos.dtype in (torch.float16, torch.bfloat16):
+        patch_pos = patch_pos.float()
+    patch_pos = F.interpolate(patch_pos, scale_factor=scale, mode="bicubic",
+                              align_corners=False, recompute_scale_factor=False)  # fmt: skip
+    patch_pos = patch_pos.to(pos_embed.dtype).permute(0, 2, 3, 1).reshape(-1, width)
+    return torch.cat([pos_embed[:1], patch_pos], dim=0)
+
+
 def _shared_prefix(token_ids: torch.Tensor, eot: torch.Tensor) -> int:
     """How many leading tokens all rows share, stopping before the first end-of-text token
     (every pooled token stays outside the prefix)."""
@@ -113,11 +136,14 @@ class ClipBackbone(nn.Module):
     def blocks(self) -> nn.ModuleList:
         return self.visual.transformer.resblocks
 
-    def embed(self, pixels: torch.Tensor) -> torch.Tensor:
+    def embed(self, pixels: torch.Tensor, *, positions: str = "resize") -> torch.Tensor:
         """Patch embedding, [CLS], interpolated position embedding and ``ln_pre``.
 
         Args:
-            pixels: ``B x 3 x H x W`` normalised images; H and W multiples of the patch size.
+            pixels: ``B x 3 x H x W`` normalised images; H and W multiples of the patch size
+                (the convolution drops a remainder).
+            positions: ``"resize"`` (`interpolate_pos_embed`, what ClsCLIP was trained with)
+                or ``"reference"`` (`reference_pos_embed`, the training-free references').
 
         Returns:
             Tokens ``B x (1 + h*w) x width`` with h = H / patch, w = W / patch; [CLS] first.
@@ -128,7 +154,8 @@ class ClipBackbone(nn.Module):
         x = x.flatten(2).transpose(1, 2)
         cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
         x = torch.cat([cls, x], dim=1)
-        x = x + interpolate_pos_embed(visual.positional_embedding, grid).to(x.dtype)
+        resize = reference_pos_embed if positions == "reference" else interpolate_pos_embed
+        x = x + resize(visual.positional_embedding, grid).to(x.dtype)
         return visual.ln_pre(x)
 
     def run_blocks(

@@ -5,11 +5,13 @@ from __future__ import annotations
 import copy
 import difflib
 import logging
+import os
 from typing import Any
 
 from torch import nn
 
 from clsclip.config import CONFIG_TYPES, AnyConfig, ClipSegConfig, ClsClipConfig, DenseClipConfig
+from clsclip.config.base import is_weights_file
 from clsclip.model.backbone import ClipBackbone
 from clsclip.model.base import SegmentationModel, Tokenizer
 from clsclip.model.clipseg_decoder import ClipSegDecoder
@@ -18,6 +20,7 @@ from clsclip.model.clsclip_model import ClsClipModel
 from clsclip.model.decoder import SegmentationDecoder
 from clsclip.model.dense_clip import DenseClipModel
 from clsclip.model.navigation import TextNavigator
+from clsclip.storage.weights import read_state_dict
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +144,7 @@ def _build_dense(
         stride=config.stride,
         logit_scale=config.scale,
         gaussian_std=config.gaussian_std,
-        background_prompts=config.background_prompts,
+        background_prompts=config.background_prompts or (),
         image_mean=mean,
         image_std=std,
     )
@@ -155,9 +158,47 @@ def _rgb(values: Any) -> tuple[float, float, float]:
 def _build_clip(
     backbone: str | dict[str, Any], pretrained: str | None, cache_dir: str | None
 ) -> tuple[nn.Module, Tokenizer]:
+    checkpoint = pretrained if pretrained is not None and is_weights_file(pretrained) else None
+    if checkpoint is not None:
+        pretrained = None
     if isinstance(backbone, str):
-        return _build_named_clip(backbone, pretrained, cache_dir)
-    return _build_custom_clip(backbone)
+        clip, tokenizer = _build_named_clip(backbone, pretrained, cache_dir)
+    else:
+        clip, tokenizer = _build_custom_clip(backbone)
+    if checkpoint is not None:
+        load_checkpoint(clip, checkpoint)
+    return clip, tokenizer
+
+
+def load_checkpoint(clip: nn.Module, path: str) -> None:
+    """Load an open_clip checkpoint file into ``clip``, strictly: a training checkpoint's
+    ``state_dict`` and DistributedDataParallel's ``module.`` prefix are taken off as open_clip
+    does; any missing or unexpected key is a one-line `ValueError` naming them."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"pretrained checkpoint file not found: {path!r}")
+    state: dict[str, Any] = read_state_dict(path)
+    if isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if state and all(key.startswith("module.") for key in state):
+        state = {key[len("module.") :]: value for key, value in state.items()}
+    own = clip.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if missing or unexpected:
+        raise ValueError(
+            f"{path!r} is not a checkpoint of this backbone: {len(missing)} missing keys "
+            f"{missing[:5]}, {len(unexpected)} unexpected keys {unexpected[:5]} (is the backbone "
+            "name the checkpoint's architecture?)"
+        )
+    shapes = [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
+    if shapes:
+        key = shapes[0]
+        raise ValueError(
+            f"{path!r} is not a checkpoint of this backbone: {len(shapes)} tensors of other "
+            f"shapes, first {key!r} {tuple(state[key].shape)} (the model has "
+            f"{tuple(own[key].shape)})"
+        )
+    clip.load_state_dict(state, strict=True)
 
 
 def _build_named_clip(

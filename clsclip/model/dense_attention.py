@@ -56,7 +56,9 @@ def dense_last_block(
         gaussian_std: NACLIP's neighbourhood width, in patches.
 
     Returns:
-        ``B x (1 + h*w) x W``: ``ls_1(out_proj(attention))``, with no residual and no MLP.
+        ``B x (1 + h*w) x W``: ``out_proj(attention)``, with no residual and no MLP. A
+        LayerScale (``ls_1``, on ViTs that have one) is left out, as the references' last block
+        leaves it.
     """
     attention = block.attn
     heads = int(getattr(attention, "num_heads"))  # noqa: B009 (nn.Module attributes are untyped)
@@ -69,4 +71,4 @@ def dense_last_block(
         mixed = F.scaled_dot_product_attention(k, k, v, attn_mask=bias)
     else:
         raise ValueError(f"unknown training-free method {method!r}; known: clearclip, naclip")
-    return block.ls_1(attention.out_proj(merge_heads(mixed)))
+    return attention.out_proj(merge_heads(mixed))

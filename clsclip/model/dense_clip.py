@@ -9,28 +9,49 @@ import torch
 import torch.nn.functional as F
 
 from clsclip.model.backbone import ClipBackbone
-from clsclip.model.base import SegmentationModel, Tokenizer
+from clsclip.model.base import SegmentationModel, Tokenizer, run_pairs
 from clsclip.model.dense_attention import dense_last_block
 from clsclip.model.prompts import combine_prompts
 from clsclip.model.scores import ScoringRule
 
+Window = tuple[int, int, int, int]
+"""A sliding window ``y0, y1, x0, x1`` in pixels of the model input, exclusive end."""
 
-def window_offsets(size: int, window: int, stride: int) -> list[int]:
-    """Starts of the windows along one side of ``size`` pixels: every ``stride``, the last one
-    moved back to end at the border (the references' rule); one window when it covers all."""
-    if window >= size:
-        return [0]
-    count = (size - window + stride - 1) // stride + 1
-    return sorted({min(i * stride, size - window) for i in range(count)})
+
+def sliding_windows(height: int, width: int, window: int, stride: int) -> list[Window]:
+    """The references' sliding windows over an ``height x width`` input (mmseg's
+    ``slide_inference``): starts every ``stride`` pixels, each window ending at most at the
+    border and moved back to keep its size; a side shorter than the window is one window of
+    that side. ``window`` 0: the whole input in one pass."""
+    if window <= 0:
+        return [(0, height, 0, width)]
+    rows = max(height - window + stride - 1, 0) // stride + 1
+    cols = max(width - window + stride - 1, 0) // stride + 1
+    out = []
+    for i in range(rows):
+        for j in range(cols):
+            y1, x1 = min(i * stride + window, height), min(j * stride + window, width)
+            out.append((max(y1 - window, 0), y1, max(x1 - window, 0), x1))
+    return out
+
+
+def patch_padding(height: int, width: int, patch: int) -> tuple[int, int, int, int]:
+    """ClearCLIP's padding of a window to whole patches: ``(left, right, top, bottom)``, the
+    missing pixels split with the smaller half first."""
+    across, down = (-width) % patch, (-height) % patch
+    return across // 2, across - across // 2, down // 2, down - down // 2
 
 
 class DenseClipModel(SegmentationModel):
     """ClearCLIP or NACLIP on an open_clip ViT: one visual pass per window for all classes.
 
-    Build it with `clsclip.model.build_model` from a `DenseClipConfig`. `encode_views` gives
-    each view's dense features on its patch grid (windows averaged where they overlap),
-    `decode_rows` their scaled cosine similarity with class vectors; the classes of an image
-    and the background prompts compete (`scoring`, `clsclip.model.scores.ScoringRule`).
+    Build it with `clsclip.model.build_model` from a `DenseClipConfig`. The references' inference
+    (mmseg's ``slide_inference`` as ClearCLIP and NACLIP run it): `encode_views` gives the
+    unit patch features of every sliding window of a view (any ``h x w``, square or not);
+    `decode_rows` the cosine of each window's features with a class vector, upsampled
+    (bilinear) to the window's pixels, averaged per pixel where windows overlap, times the
+    logit scale: raw scores ``P x h x w`` on the view's pixels. The classes of an image and the
+    background prompts compete (`scoring`, `clsclip.model.scores.ScoringRule`).
     """
 
     scoring = ScoringRule("softmax")
@@ -52,12 +73,8 @@ class DenseClipModel(SegmentationModel):
     ) -> None:
         super().__init__()
         patch = backbone.patch_size
-        for name, value in (("window_size", window), ("window_stride", stride)):
-            if value < patch or value % patch:
-                raise ValueError(
-                    f"{name} {value} px must be a multiple of the backbone's {patch} px patches "
-                    "(and at least one patch)"
-                )
+        if 0 < window < patch:
+            raise ValueError(f"window_size {window} px is smaller than one {patch} px patch")
         self.backbone = backbone
         self.tokenizer = tokenizer
         self.prompt_templates = tuple(prompt_templates)
@@ -87,9 +104,10 @@ class DenseClipModel(SegmentationModel):
         return self._background[device]
 
     def window_features(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Unit patch features of windows: ``W x 3 x s x s`` -> ``W x (g*g) x embed_dim``."""
+        """Unit patch features of windows: ``W x 3 x s x t`` -> ``W x (g*h) x embed_dim`` on the
+        ``g x h`` patch grid (a remainder of less than a patch is dropped)."""
         backbone = self.backbone
-        tokens = backbone.embed(pixels)
+        tokens = backbone.embed(pixels, positions="reference")
         grid = (pixels.shape[-2] // backbone.patch_size, pixels.shape[-1] // backbone.patch_size)
         if self.method == "none":
             tokens = backbone.run_blocks(tokens, 0, backbone.depth)
@@ -99,34 +117,67 @@ class DenseClipModel(SegmentationModel):
             tokens = dense_last_block(last, tokens, self.method, grid, self.gaussian_std)
         return F.normalize(backbone.project_tokens(tokens[:, 1:]), dim=-1)
 
+    def windows(self, height: int, width: int) -> list[Window]:
+        """The sliding windows of an ``height x width`` view."""
+        return sliding_windows(height, width, self.window, self.stride)
+
+    def _padding(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """ClearCLIP pads a sliding window to whole patches; NACLIP (and a whole-image pass)
+        drops the remainder."""
+        if self.method != "clearclip" or self.window <= 0:
+            return (0, 0, 0, 0)
+        return patch_padding(height, width, self.backbone.patch_size)
+
     def encode_views(self, pixels: torch.Tensor) -> list[torch.Tensor]:
-        """Dense features of ``V x 3 x S x S`` views: ``V x (G*G) x embed_dim`` on the view's
-        patch grid (``G = S / patch``), each cell the mean of the unit features of the windows
-        that cover it. The windows of all views go through the ViT together."""
-        size, patch = pixels.shape[-1], self.backbone.patch_size
-        window = min(self.window, size)
-        offsets = window_offsets(size, window, self.stride)
-        places = [(y, x) for y in offsets for x in offsets]
-        windows = torch.cat([pixels[:, :, y : y + window, x : x + window] for y, x in places])
-        features = self.window_features(windows)  # (len(places) * V) x g*g x E, place-major
-        views, cells, side = pixels.shape[0], window // patch, size // patch
-        maps = features.view(len(places), views, cells, cells, -1)
-        total = features.new_zeros(views, side, side, features.shape[-1])
-        count = features.new_zeros(side, side, 1)
-        for i, (y, x) in enumerate(places):
-            rows, cols = (
-                slice(y // patch, y // patch + cells),
-                slice(x // patch, x // patch + cells),
-            )
-            total[:, rows, cols] += maps[i]
-            count[rows, cols] += 1
-        return [(total / count).reshape(views, side * side, -1)]
+        """Unit features of the sliding windows of ``V x 3 x h x w`` views (one size): ``V x n x
+        (g*g') x embed_dim`` for the n windows of `windows` (all of one size). The windows of all
+        views go through the ViT together."""
+        places = self.windows(pixels.shape[-2], pixels.shape[-1])
+        y0, y1, x0, x1 = places[0]
+        left, right, top, bottom = self._padding(y1 - y0, x1 - x0)
+        crops = torch.cat([pixels[:, :, a:b, c:d] for a, b, c, d in places])
+        if left or right or top or bottom:
+            crops = F.pad(crops, (left, right, top, bottom))
+        features = self.window_features(crops)  # (n * V) x tokens x E, window-major
+        views = pixels.shape[0]
+        features = features.view(len(places), views, *features.shape[1:]).transpose(0, 1)
+        return [features.contiguous()]
 
     def decode_rows(
         self, shared: list[torch.Tensor], text: torch.Tensor, grid: tuple[int, int]
     ) -> torch.Tensor:
-        """Scaled cosine similarity of rows of dense features and class vectors: ``P x h x w``
-        (the features are means of unit vectors: their cosine is the mean of the windows')."""
-        unit = F.normalize(text.to(shared[0].dtype), dim=-1)
-        scores = torch.einsum("pne,pe->pn", shared[0], unit) * self.logit_scale
-        return scores.reshape(scores.shape[0], grid[0], grid[1])
+        """Raw scores ``P x h x w`` on the view's pixels (``grid``: the view's ``(h, w)``): each
+        window's cosines with the class vectors upsampled to its pixels (ClearCLIP: to the
+        padded window, then cut), summed per pixel over the windows, divided by their count,
+        times the logit scale."""
+        height, width = grid
+        features = shared[0]
+        unit = F.normalize(text.to(features.dtype), dim=-1)
+        cosines = torch.einsum("pnte,pe->pnt", features, unit)
+        places = self.windows(height, width)
+        y0, y1, x0, x1 = places[0]
+        left, right, top, bottom = self._padding(y1 - y0, x1 - x0)
+        size = (y1 - y0 + top + bottom, x1 - x0 + left + right)
+        patch = self.backbone.patch_size
+        cells = (size[0] // patch, size[1] // patch)
+        total = cosines.new_zeros(cosines.shape[0], height, width)
+        count = cosines.new_zeros(1, height, width)
+        for i, (a, b, c, d) in enumerate(places):
+            maps = cosines[:, i].reshape(-1, 1, *cells)
+            maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)[:, 0]
+            total[:, a:b, c:d] += maps[:, top : top + b - a, left : left + d - c]
+            count[:, a:b, c:d] += 1
+        return total / count * self.logit_scale
+
+    def predict_pairs(
+        self, pixels: torch.Tensor, text: torch.Tensor, pairs: torch.Tensor, *, chunk_size: int
+    ) -> torch.Tensor:
+        """As `SegmentationModel.predict_pairs`, with raw scores on the views' pixels."""
+        grid = (int(pixels.shape[-2]), int(pixels.shape[-1]))
+        return run_pairs(
+            self.encode_views, self.decode_rows, pixels, text, pairs, grid, chunk_size=chunk_size
+        )
+
+    def grid_for(self, image_size: int) -> tuple[int, int]:
+        """The scores of a square ``image_size`` view are on its pixels."""
+        return image_size, image_size

@@ -5,6 +5,7 @@ torch and onnxruntime backends), so none of them can score a class differently."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -16,25 +17,37 @@ certainty of exactly 1 would otherwise be an infinite logit, and the way back mi
 SCORING_RULES = ("independent", "softmax")
 
 
-def dense_logits(scores: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Per-class logits ``V x K x h x w`` of scaled cosine similarities ``V x (K + B) x h x w``
-    (the K classes, then B background prompts).
+def softmax_logits(
+    rows: torch.Tensor, owners: Sequence[int], num_classes: int, background: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The training-free references' scoring, as logits: the softmax over every query (each
+    class's prompt rows ``R x h x w``, row r of class ``owners[r]``, and the ``B x h x w``
+    background rows) of the scaled cosines, and a class's probability the largest of its
+    rows' (ClearCLIP's and NACLIP's ``postprocess_result``).
 
-    With background prompts: ``score_k - max_b score_b``, so the probability passes 0.5 where
-    the class beats the strongest background prompt, and the label map (the most probable class
-    above the threshold) is the argmax over classes and background. Without: the log-odds of
-    the softmax over the classes, ``log p_k - log(1 - p_k)``, so the probability is the softmax
-    probability itself. Clamped to +-`LOGIT_BOUND`.
+    Returns:
+        float32 ``K x h x w`` logits ``log p_k - log(1 - p_k)`` (so that the sigmoid gives the
+        softmax probability back), and the background's ``h x w`` logit of the same form (the
+        largest background row's probability; None without background rows). Clamped to
+        +-`LOGIT_BOUND`.
     """
-    if scores.dtype in (torch.float16, torch.bfloat16):
-        scores = scores.float()
-    classes = scores[:, :num_classes]
-    if scores.shape[1] > num_classes:
-        logits = classes - scores[:, num_classes:].amax(dim=1, keepdim=True)
-    else:
-        log_p = classes - torch.logsumexp(classes, dim=1, keepdim=True)
-        logits = log_p - torch.log(-torch.expm1(log_p))
-    return logits.clamp(-LOGIT_BOUND, LOGIT_BOUND)
+    rows = rows.float()
+    every = torch.cat([rows, background.float().to(rows.device)]) if background.numel() else rows
+    log_p = rows - torch.logsumexp(every, dim=0, keepdim=True)
+    classes = torch.stack([
+        log_p[[r for r, k in enumerate(owners) if k == c]].amax(dim=0) for c in range(num_classes)
+    ])  # fmt: skip
+    floor = None
+    if background.shape[0]:
+        floor = _log_odds((background.float() - torch.logsumexp(every, dim=0, keepdim=True))
+                          .amax(dim=0))  # fmt: skip
+    return _log_odds(classes), floor
+
+
+def _log_odds(log_p: torch.Tensor) -> torch.Tensor:
+    """``log p - log(1 - p)`` of log-probabilities, clamped to +-`LOGIT_BOUND`."""
+    log_p = log_p.clamp(max=0.0)
+    return (log_p - torch.log(-torch.expm1(log_p))).clamp(-LOGIT_BOUND, LOGIT_BOUND)
 
 
 @dataclass(frozen=True)
@@ -44,10 +57,12 @@ class ScoringRule:
     ``"independent"`` (ClsCLIP, CLIPSeg): a class's raw score is its logit, a sigmoid per
     class; nothing else is scored with it.
 
-    ``"softmax"`` (the training-free models): the image's K classes compete with each other and
-    with the model's B background prompts (`dense_logits`); no other row takes part, so a
-    class's logits depend on the classes of its own request only, never on another request
-    batched with it, nor on any class's negatives or individual prompts.
+    ``"softmax"`` (the training-free models): the prompt rows of the image's K classes compete
+    with each other and with the model's B background prompts (`softmax_logits`): a class's
+    probability is the softmax probability of its best row, and the background's probability
+    is a floor that a class must beat to be in its mask. No other row takes part, so a class's
+    logits depend on the classes of its own request only, never on another request batched
+    with it, nor on any class's negatives.
 
     For both, a class of several prompt rows scores the largest of them at each cell (or the
     row of their mean, `clsclip.classes.rows.class_rows`), and a negative vetoes its own class
@@ -73,14 +88,22 @@ class ScoringRule:
         rows (so every view must be scored against all of them)."""
         return self.kind == "softmax"
 
-    def class_logits(self, classes: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
-        """float32 logits ``K x h x w`` of the raw class scores ``K x h x w`` and the
-        background rows' ``B x h x w`` (B = 0 for independent scores)."""
-        classes = classes.float()
-        if not self.competes:
-            return classes
-        scores = torch.cat([classes, background.float().to(classes.device)])
-        return dense_logits(scores[None], classes.shape[0])[0]
+    def class_logits(
+        self,
+        rows: torch.Tensor,
+        owners: Sequence[int],
+        num_classes: int,
+        background: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """float32 logits ``K x h x w`` of the raw scores of the classes' prompt rows ``R x h x
+        w`` (row r of class ``owners[r]``) and the background rows ``B x h x w`` (B = 0 for
+        independent scores), and the background floor (`softmax_logits`; None for
+        independent scores or without background rows)."""
+        if self.competes:
+            return softmax_logits(rows, owners, num_classes, background)
+        rows = rows.float()
+        index = [[r for r, k in enumerate(owners) if k == c] for c in range(num_classes)]
+        return torch.stack([rows[i].amax(dim=0) for i in index]), None
 
     def negative_logits(
         self,

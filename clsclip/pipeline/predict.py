@@ -13,7 +13,14 @@ from clsclip.classes.rows import RowLayout
 from clsclip.pipeline.batches import LoadedImage
 from clsclip.pipeline.letterbox import letterbox_tensor
 from clsclip.pipeline.request import Request, Settings
-from clsclip.pipeline.views import ImagePrediction, ViewPlanner, score_rows, with_background
+from clsclip.pipeline.views import (
+    ImagePrediction,
+    ViewPlanner,
+    refine_rows,
+    score_rows,
+    scored_rows,
+    with_background,
+)
 from clsclip.results import (
     FullResolution,
     ImageOutcome,
@@ -31,7 +38,9 @@ def predict_images(
 ) -> list[ImagePrediction]:
     """Whole images and their matching crops: every (view, class) pair, ``chunk_size`` views
     per network call (``prepared``: whole views letterboxed already, by loader workers)."""
-    planner = ViewPlanner(settings.backend, settings.image_size, settings.resize_mode)
+    planner = ViewPlanner(
+        settings.backend, settings.image_size, settings.resize_mode, settings.refine
+    )
     for i, image in enumerate(images):
         found = None
         if request.proposer is not None and image is not None:
@@ -60,7 +69,9 @@ def predict_requests(
         if id(request) not in offsets:
             offsets[id(request)] = sum(t.shape[0] for t in texts)
             texts.append(request.text)
-    planner = ViewPlanner(settings.backend, settings.image_size, settings.resize_mode)
+    planner = ViewPlanner(
+        settings.backend, settings.image_size, settings.resize_mode, settings.refine
+    )
     for image, request in items:
         found = request.proposer.propose(image, request.names) if request.proposer else None
         layout = request.layout or RowLayout.plain(len(request.names))
@@ -135,7 +146,7 @@ def segment_tensors(
     backend = settings.backend
     layout = request.layout or RowLayout.plain(len(request.names))
     text, background = with_background(backend, request.text)
-    logits = []
+    outputs = []
     with backend.inference():
         for chunk in images.split(settings.chunk_size):
             pixels, box = letterbox_tensor(
@@ -145,17 +156,32 @@ def segment_tensors(
                 backend.image_std,
                 settings.resize_mode,
             )
-            out = backend.predict_logits(pixels, text, chunk_size=settings.chunk_size)
-            logits.append(out.float().to(backend.device))
-        low_res = torch.stack([
-            score_rows(backend.scoring, x.__getitem__, layout.prompts, background)[1]
-            for x in torch.cat(logits)
-        ])  # fmt: skip
+            out = backend.predict_logits(pixels, text, chunk_size=settings.chunk_size).float()
+            if settings.refine is not None:
+                refined = [refine_rows(settings.refine, p, box, x)
+                           for p, x in zip(pixels, out, strict=True)]  # fmt: skip
+                out, box = torch.stack([x for x, _ in refined]), refined[0][1]
+            outputs.append(out.to(backend.device))
+        raw = torch.cat(outputs)
+        rule = backend.scoring
+        scored = [score_rows(rule, x.__getitem__, layout.prompts, background) for x in raw]
+        low_res = torch.stack([class_logits for _, class_logits, _ in scored])
+        floors = [floor for _, _, floor in scored]
+        rows: torch.Tensor | None = None
+        row_of: tuple[int, ...] = ()
+        if rule.competes:  # as `ViewPlanner.run`: full-resolution logits from the rows
+            pairs = [scored_rows(x.__getitem__, layout.prompts, background) for x in raw]
+            rows, row_of = torch.stack([r for r, _ in pairs]), pairs[0][1]
         cutoffs = request.thresholds.cutoffs(request.names)
         labels = torch.stack([
-            FullResolution(LowResPrediction(x, box, scale=request.scale, bias=request.bias))
-            .label_map(cutoffs)[0] for x in low_res
+            FullResolution(LowResPrediction(
+                x, box, scale=request.scale, bias=request.bias, background=floors[i],
+                rows=None if rows is None else rows[i], row_of=row_of,
+            )).label_map(cutoffs)[0]
+            for i, x in enumerate(low_res)
         ])  # fmt: skip
     thresholds = request.thresholds
+    floor_maps = None if floors[0] is None else torch.stack(floors)  # type: ignore[arg-type]
     return TensorSegmentation(request.names, labels, low_res, box, thresholds.default,
-                              thresholds.own, request.scale, request.bias)  # fmt: skip
+                              thresholds.own, request.scale, request.bias, floor_maps, rows,
+                              row_of)  # fmt: skip

@@ -17,6 +17,7 @@ from clsclip.classes import ClassesArg, class_rows, resolve_classes
 from clsclip.classes.rows import RowLayout
 from clsclip.config import AnyConfig
 from clsclip.config.base import calibration_entry
+from clsclip.model.pamr import Pamr
 from clsclip.proposals import LabelMatcher, Proposer, ZoomSettings
 from clsclip.proposals.matching import TextEncoder
 from clsclip.results import Thresholds
@@ -61,6 +62,7 @@ class Settings:
     zoom: ZoomSettings
     encode: TextEncoder
     chunk_size: int
+    refine: Pamr | None = None
 
 
 def build_request(

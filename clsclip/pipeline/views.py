@@ -7,11 +7,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from clsclip.backends import Backend
 from clsclip.classes.rows import RowLayout
 from clsclip.geometry import Letterbox, Region
+from clsclip.model.pamr import Pamr
 from clsclip.model.scores import ScoringRule
 from clsclip.pipeline.letterbox import letterbox_image
 from clsclip.proposals.base import Proposals
@@ -59,10 +61,17 @@ class ViewPlanner:
     the number of images or proposal boxes.
     """
 
-    def __init__(self, backend: Backend, image_size: int, resize_mode: str = "letterbox") -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        image_size: int,
+        resize_mode: str = "letterbox",
+        refine: Pamr | None = None,
+    ) -> None:
         self.backend = backend
         self.image_size = image_size
         self.resize_mode = resize_mode
+        self.refine = refine
         self.rule = backend.scoring
         self.views: list[_PlannedView] = []
         self.pairs: list[tuple[int, int]] = []  # (view, row), each once
@@ -151,13 +160,15 @@ class ViewPlanner:
             self._pair(view, background)
         raw, boxes = self._logits(text, chunk_size)
 
-        def scored(view: int, layout: RowLayout) -> tuple[torch.Tensor, torch.Tensor]:
+        def scored(
+            view: int, layout: RowLayout
+        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
             return score_rows(rule, lambda row: raw[(view, row)], layout.prompts, background)
 
         out = []
         for plan in self.plans:
             layout = plan.layout
-            classes, full = scored(plan.view, layout)
+            classes, full, floor = scored(plan.view, layout)
             crop_logits: dict[int, torch.Tensor] = {}
             crops = []
             for crop in plan.crops:
@@ -172,18 +183,29 @@ class ViewPlanner:
             owners = tuple(k for k, rows in enumerate(layout.negatives) for _ in rows)
             negatives = None
             if owners:
-                rows = [row for rows in layout.negatives for row in rows]
-                found = torch.stack([raw[(plan.view, row)] for row in rows])
+                found = torch.stack([raw[(plan.view, row)]
+                                     for rows in layout.negatives for row in rows])  # fmt: skip
                 negatives = rule.negative_logits(classes, full, found, owners)
+            scored_from: torch.Tensor | None = None
+            row_of: tuple[int, ...] = ()
+            if rule.competes:  # the full-resolution logits are scored from the rows
+                view = plan.view
+                scored_from, row_of = scored_rows(
+                    lambda r, v=view: raw[(v, r)],  # type: ignore[misc]
+                    layout.prompts, background,
+                )  # fmt: skip
             prediction = LowResPrediction(full, boxes[plan.view], tuple(crops), fusion,
-                                          negatives, owners)  # fmt: skip
+                                          negatives, owners, background=floor, rows=scored_from,
+                                          row_of=row_of)  # fmt: skip
             out.append(ImagePrediction(plan.image, prediction, plan.boxes))
         return out
 
     def _logits(
         self, text: torch.Tensor, chunk_size: int
     ) -> tuple[dict[tuple[int, int], torch.Tensor], dict[int, Letterbox]]:
-        """float32 ``h' x w'`` raw scores per (view, row) pair, and each view's letterbox."""
+        """float32 ``h' x w'`` raw scores per (view, row) pair, and each view's letterbox.
+        Views of one input shape go through the network together (``"short-side"`` inputs
+        differ); with a refinement, each whole image's rows are refined at its own size."""
         device = text.device
         by_chunk: dict[int, list[tuple[int, int]]] = {}
         for view, k in self.pairs:  # the pairs of each chunk of views, in their order
@@ -192,17 +214,48 @@ class ViewPlanner:
         boxes: dict[int, Letterbox] = {}
         for start in range(0, len(self.views), chunk_size):
             views = range(start, min(len(self.views), start + chunk_size))
-            pixels = []
+            pixels: dict[int, torch.Tensor] = {}
             for v in views:
-                pixels_v, boxes[v] = self._letterbox(self.views[v])
-                pixels.append(pixels_v)
+                pixels[v], boxes[v] = self._letterbox(self.views[v])
+            shapes: dict[tuple[int, ...], list[int]] = {}
+            for v in views:
+                shapes.setdefault(tuple(pixels[v].shape), []).append(v)
             pairs = by_chunk.get(start // chunk_size, [])
-            local = torch.tensor([(v - start, k) for v, k in pairs], dtype=torch.long)
-            batch = torch.stack(pixels).to(device)
-            rows = self.backend.predict_pairs(batch, text, local.to(device), chunk_size=chunk_size)
-            for pair, row in zip(pairs, rows.float(), strict=True):
-                logits[pair] = row
+            for group in shapes.values():
+                position = {v: i for i, v in enumerate(group)}
+                mine = [(v, k) for v, k in pairs if v in position]
+                if not mine:
+                    continue
+                local = torch.tensor([(position[v], k) for v, k in mine], dtype=torch.long)
+                batch = torch.stack([pixels[v] for v in group]).to(device)
+                rows = self.backend.predict_pairs(batch, text, local.to(device),
+                                                  chunk_size=chunk_size)  # fmt: skip
+                for pair, row in zip(mine, rows.float(), strict=True):
+                    logits[pair] = row
+            if self.refine is not None:
+                for v in views:
+                    if self.views[v].region is None:
+                        boxes[v] = self._refined(v, pixels[v], boxes[v], logits)
         return logits, boxes
+
+    def _refined(
+        self,
+        view: int,
+        pixels: torch.Tensor,
+        box: Letterbox,
+        logits: dict[tuple[int, int], torch.Tensor],
+    ) -> Letterbox:
+        """NACLIP's refinement of one whole image: every row's scores and the input pixels
+        resized (bilinear) to the image's size, PAMR over them, the rows replaced; the returned
+        letterbox is the image's own (no way back left)."""
+        assert self.refine is not None
+        keys = [pair for pair in logits if pair[0] == view]
+        if not keys:
+            return box
+        refined, box = refine_rows(self.refine, pixels, box, torch.stack([logits[k] for k in keys]))
+        for key, row in zip(keys, refined, strict=True):
+            logits[key] = row
+        return box
 
     def _letterbox(self, view: _PlannedView) -> tuple[torch.Tensor, Letterbox]:
         if view.prepared is not None:
@@ -213,6 +266,22 @@ class ViewPlanner:
         return letterbox_image(
             image, self.image_size, backend.image_mean, backend.image_std, self.resize_mode
         )
+
+
+def refine_rows(
+    refine: Pamr, pixels: torch.Tensor, box: Letterbox, rows: torch.Tensor
+) -> tuple[torch.Tensor, Letterbox]:
+    """Rows ``R x h x w`` of raw scores of one image's view refined as NACLIP does: the rows and
+    the view's normalised pixels ``3 x S x S'`` resized (bilinear) to the image's size, PAMR
+    over them. Returns the refined ``R x H x W`` rows and the image's own letterbox (the way
+    back is then the identity)."""
+    size = box.original_size
+    rows = rows.float()[None]
+    if rows.shape[-2:] != size:
+        rows = F.interpolate(rows, size=size, mode="bilinear", align_corners=False)
+    image = pixels[None, :, : box.resized_size[0], : box.resized_size[1]].to(rows)
+    image = F.interpolate(image, size=size, mode="bilinear", align_corners=False)[0]
+    return refine(image, rows[0]), Letterbox(size, size, max(size), padded=False)
 
 
 def with_background(backend: Backend, text: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
@@ -232,15 +301,32 @@ def score_rows(
     row: Callable[[int], torch.Tensor],
     prompts: Sequence[Sequence[int]],
     background: Sequence[int],
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """One view's raw class scores and their logits under ``rule`` (``K x h' x w'`` each):
-    class k's score is the largest of its prompt rows per cell; ``row(r)`` is row r's raw
-    ``h' x w'`` scores on the view, ``background`` the rows of `with_background`."""
-    classes = torch.stack([_largest([row(r) for r in rows]) for rows in prompts])
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """One view's raw class scores and their logits under ``rule`` (``K x h' x w'`` each),
+    and the background floor (or None): class k's raw score is the largest of its prompt rows
+    per cell; ``row(r)`` is row r's raw ``h' x w'`` scores on the view, ``background`` the
+    rows of `with_background`."""
+    rows = [row(r) for rows in prompts for r in rows]
+    owners = [k for k, rows in enumerate(prompts) for _ in rows]
+    stacked = torch.stack(rows)
     others = [row(r) for r in background]
-    grid = classes.shape[1:]
-    stacked = torch.stack(others) if others else classes.new_zeros(0, *grid)
-    return classes, rule.class_logits(classes, stacked)
+    grid = stacked.shape[1:]
+    extra = torch.stack(others) if others else stacked.new_zeros(0, *grid)
+    classes = torch.stack([_largest([row(r) for r in rows]) for rows in prompts])
+    logits, floor = rule.class_logits(stacked, owners, len(prompts), extra)
+    return classes, logits, floor
+
+
+def scored_rows(
+    row: Callable[[int], torch.Tensor],
+    prompts: Sequence[Sequence[int]],
+    background: Sequence[int],
+) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """The rows a competing scoring rule scores one view from: each class's prompt rows, then
+    the background rows, ``R x h' x w'``, and the class of each (-1: background)."""
+    order = [r for rows in prompts for r in rows] + list(background)
+    owners = tuple(k for k, rows in enumerate(prompts) for _ in rows) + (-1,) * len(background)
+    return torch.stack([row(r).float() for r in order]), owners
 
 
 def _largest(rows: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -95,6 +95,11 @@ def write_npz(
         negative_of=np.asarray(prediction.negative_of, np.int64),
         scale=_vector(prediction.scale),
         bias=_vector(prediction.bias),
+        background=(prediction.background.numpy()[None] if prediction.background is not None
+                    else np.zeros((0, *grid), np.float32)),
+        rows=(prediction.rows.numpy() if prediction.rows is not None
+              else np.zeros((0, *grid), np.float32)),
+        row_of=np.asarray(prediction.row_of, np.int64),
     )  # fmt: skip
 
 
@@ -221,6 +226,20 @@ def _optional(read: _Reader, names: list[str], grid: tuple[int, ...], name: str)
         if not np.isfinite(values).all() or (entry == "scale" and (values <= 0).any()):
             raise ValueError(f"{name}: {entry!r} must be finite (and a scale positive)")
         out[entry] = torch.from_numpy(values) if count else None
+    if "background" in read.headers:  # written since the training-free background floor
+        shape = read.shape("background", 3, np.floating)
+        if shape[1:] != grid[1:] or shape[0] > 1:
+            raise ValueError(f"{name}: 'background' must be 0 or 1 x {grid[1]} x {grid[2]}, "
+                             f"got {shape}")  # fmt: skip
+        floor = read.array("background", shape, np.floating).astype(np.float32)
+        out["background"] = torch.from_numpy(floor[0]) if shape[0] else None
+    if "rows" in read.headers:
+        shape = read.shape("rows", 3, np.floating)
+        if shape[1:] != grid[1:] or shape[0] > MAX_CLASSES:
+            raise ValueError(f"{name}: 'rows' must be R x {grid[1]} x {grid[2]}, got {shape}")
+        rows = read.array("rows", shape, np.floating).astype(np.float32)
+        out["rows"] = torch.from_numpy(rows) if shape[0] else None
+        out["row_of"] = tuple(int(k) for k in read.array("row_of", (shape[0],), np.integer))
     return out
 
 
@@ -314,11 +333,15 @@ def _crops(read: _Reader, image: Letterbox, num_classes: int, name: str) -> tupl
 
 
 def _box(box: Letterbox) -> list[int]:
-    return [*box.original_size, *box.resized_size, box.input_size]
+    """Five integers; an unpadded (``"short-side"``) input is written with input size 0."""
+    return [*box.original_size, *box.resized_size, box.input_size if box.padded else 0]
 
 
 def _letterbox(values: np.ndarray, field: str, name: str, max_pixels: int | None) -> Letterbox:
     h, w, rh, rw, size = (int(v) for v in values)
+    padded = size != 0
+    if not padded:  # the input is the resized image itself
+        size = max(rh, rw)
     if min(h, w, rh, rw, size) < 1 or size > MAX_IMAGE_SIZE or rh > size or rw > size:
         raise ValueError(
             f"{name}: {field!r} {[h, w, rh, rw, size]} is not a letterbox (sizes >= 1, the "
@@ -329,7 +352,7 @@ def _letterbox(values: np.ndarray, field: str, name: str, max_pixels: int | None
             f"{name}: {field!r} declares a {w} x {h} image ({h * w / 1e6:.1f} megapixels), over "
             f"the limit of {max_pixels / 1e6:.1f} (max_image_pixels)"
         )
-    return Letterbox((h, w), (rh, rw), size)
+    return Letterbox((h, w), (rh, rw), size, padded)
 
 
 def write_npz_file(path: Path, **content: Any) -> None:

@@ -27,6 +27,10 @@ class TensorSegmentation:
         threshold: the probability threshold of the classes without their own.
         class_thresholds: the classes' own thresholds, by name.
         scale, bias: float32 ``K`` calibration of the logits (None: none).
+        background: float32 ``B x h' x w'`` background logits of competing classes (None:
+            none; see `LowResPrediction.background`).
+        rows, row_of: float32 ``B x R x h' x w'`` raw rows of competing classes and the class
+            of each (see `LowResPrediction.rows`).
     """
 
     class_names: list[str]
@@ -37,13 +41,18 @@ class TensorSegmentation:
     class_thresholds: Mapping[str, float] = field(default_factory=dict)
     scale: torch.Tensor | None = None
     bias: torch.Tensor | None = None
+    background: torch.Tensor | None = None
+    rows: torch.Tensor | None = None
+    row_of: tuple[int, ...] = ()
 
     def result(self, index: int, image: Image.Image | None = None) -> SegmentationResult:
         """Image ``index`` as a `SegmentationResult` (masks, probabilities, summary, drawing),
         with the same thresholds and calibration as the label maps."""
-        prediction = LowResPrediction(
-            self.low_res_logits[index], self.letterbox, scale=self.scale, bias=self.bias
-        )
+        floor = None if self.background is None else self.background[index]
+        rows = None if self.rows is None else self.rows[index]
+        prediction = LowResPrediction(self.low_res_logits[index], self.letterbox,
+                                      scale=self.scale, bias=self.bias, background=floor,
+                                      rows=rows, row_of=self.row_of)  # fmt: skip
         return SegmentationResult(list(self.class_names), prediction, self.threshold, image,
                                   class_thresholds=self.class_thresholds)  # fmt: skip
 

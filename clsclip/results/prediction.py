@@ -47,6 +47,16 @@ class LowResPrediction:
         negative_of: the class each negative belongs to (N entries).
         scale, bias: float32 ``K`` calibration of the logits, ``scale * logit + bias``, applied
             after fusion and negatives (None: 1 and 0).
+        background: float32 ``h' x w'`` logits of the background on the whole image's grid
+            (competing classes with background prompts, `clsclip.model.scores.ScoringRule`;
+            None: none): a pixel is in a class's mask only where the class's logit is above
+            it as well as above the threshold. Probabilities are not changed by it.
+        rows: float32 ``R x h' x w'`` raw scores of every row the competing classes were scored
+            from (each class's prompt rows, then the background's), or None. With them the
+            full-resolution logits are scored from the rows after the way back, as the
+            training-free references do (their softmax follows the upsampling); ``logits`` and
+            ``background`` are then the same scoring on the grid, for the image-level scores.
+        row_of: the class of each row (-1: background).
     """
 
     logits: torch.Tensor
@@ -57,6 +67,9 @@ class LowResPrediction:
     negative_of: tuple[int, ...] = ()
     scale: torch.Tensor | None = None
     bias: torch.Tensor | None = None
+    background: torch.Tensor | None = None
+    rows: torch.Tensor | None = None
+    row_of: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.logits.ndim != 3:
@@ -77,6 +90,21 @@ class LowResPrediction:
             )
         if self.negatives is not None and self.negatives.shape[1:] != self.logits.shape[1:]:
             raise ValueError("negatives must be on the grid of the logits")
+        if self.background is not None and self.background.shape != self.logits.shape[1:]:
+            raise ValueError("background must be h x w, on the grid of the logits")
+        if self.rows is not None:
+            if self.rows.ndim != 3 or self.rows.shape[1:] != self.logits.shape[1:]:
+                raise ValueError("rows must be R x h x w, on the grid of the logits")
+            owners = set(self.row_of)
+            if (
+                len(self.row_of) != self.rows.shape[0]
+                or not owners <= set(range(-1, num_classes))
+                or not set(range(num_classes)) <= owners
+            ):
+                raise ValueError(
+                    f"row_of must give each of the {self.rows.shape[0]} rows a class in 0 .. "
+                    f"{num_classes - 1} (or -1, background), every class at least one row"
+                )
         for name in ("scale", "bias"):
             value = getattr(self, name)
             if value is not None and tuple(value.shape) != (num_classes,):
@@ -117,7 +145,8 @@ class LowResPrediction:
 
         return replace(self, logits=self.logits.to(device), crops=crops,
                        negatives=move(self.negatives), scale=move(self.scale),
-                       bias=move(self.bias))  # fmt: skip
+                       bias=move(self.bias), background=move(self.background),
+                       rows=move(self.rows))  # fmt: skip
 
     def with_calibration(
         self, scale: torch.Tensor | None, bias: torch.Tensor | None

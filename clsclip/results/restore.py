@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from clsclip.geometry import Letterbox
+from clsclip.model.scores import softmax_logits
 from clsclip.results.prediction import CropLogits, LowResPrediction, calibrate
 
 BAND_BYTES = 32 * 2**20
@@ -64,8 +65,9 @@ class _GridToImage:
         self.cols_t: torch.Tensor | None = None
         # Logits already at the image's own size (`SegmentationResult.from_probs`): no resizing.
         if not grid == box.original_size == box.resized_size:
-            rows = axis_weights(grid[0], box.input_size, resized_h, height)
-            cols = axis_weights(grid[1], box.input_size, resized_w, width)
+            input_h, input_w = box.input_shape
+            rows = axis_weights(grid[0], input_h, resized_h, height)
+            cols = axis_weights(grid[1], input_w, resized_w, width)
             self.rows = rows.to(device, torch.float32)
             self.cols_t = cols.T.contiguous().to(device, torch.float32)
         self.width = width
@@ -107,6 +109,8 @@ class FullResolution:
         self._crop_top = np.array([c.region[1] for c in crops], dtype=np.int64)
         self._crop_bottom = np.array([c.region[3] for c in crops], dtype=np.int64)
         self._crop_class = np.array([c.class_index for c in crops], dtype=np.int64)
+        self._rows = 0 if prediction.rows is None else int(prediction.rows.shape[0])
+        self._scored: tuple[int, int, torch.Tensor, torch.Tensor | None] | None = None
 
     def chunks(self, classes: Sequence[int] | None = None) -> list[list[int]]:
         """``classes`` (default all) split into chunks whose bands fit the working set."""
@@ -115,7 +119,8 @@ class FullResolution:
 
     def row_bands(self, num_classes: int) -> Iterator[tuple[int, int]]:
         """``(start, stop)`` row ranges whose bands of ``num_classes`` fit the working set."""
-        rows = max(1, self._band_bytes // (4 * self.width * max(1, num_classes)))
+        maps = max(1, num_classes, self._rows)  # scored rows are all in each band
+        rows = max(1, self._band_bytes // (4 * self.width * maps))
         for start in range(0, self.height, rows):
             yield start, min(self.height, start + rows)
 
@@ -151,8 +156,34 @@ class FullResolution:
             target.masked_fill_(negatives[j] > target, -math.inf)
         return out
 
+    def _scored_band(self, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Class logits ``K x T x W`` and background ``T x W`` of rows ``start:stop`` scored
+        from the prediction's rows after the way back (the last band is kept)."""
+        if self._scored is not None and self._scored[:2] == (start, stop):
+            return self._scored[2], self._scored[3]
+        prediction = self.prediction
+        assert prediction.rows is not None
+        columns = self._columns.get(("rows",))
+        if columns is None:
+            columns = self._view.columns(prediction.rows.float())
+            if self._cache_columns and self._view.cols_t is not None:
+                self._columns[("rows",)] = columns
+        band = self._view.rows_of(columns, start, stop)
+        owners = prediction.row_of
+        mine = [r for r, k in enumerate(owners) if k >= 0]
+        others = [r for r, k in enumerate(owners) if k < 0]
+        logits, floor = softmax_logits(
+            band[mine], [owners[r] for r in mine], prediction.num_classes, band[others]
+        )
+        self._scored = (start, stop, logits, floor)
+        return logits, floor
+
     def _fused(self, classes: Sequence[int], start: int, stop: int) -> torch.Tensor:
-        out = self._view.rows_of(self._columns_of(classes), start, stop)
+        if self._rows:
+            picked = torch.as_tensor(list(classes), device=self._logits.device)
+            out = self._scored_band(start, stop)[0][picked]
+        else:
+            out = self._view.rows_of(self._columns_of(classes), start, stop)
         crops = self._crops_in(classes, start, stop)
         if not crops:
             return out
@@ -180,15 +211,35 @@ class FullResolution:
         return self._one_class(class_index, torch.float32, None)
 
     def class_mask(self, class_index: int, threshold: float) -> torch.Tensor:
-        """bool ``H x W``: the fused logits of one class above ``threshold`` (a logit), with no
-        full-resolution float map."""
+        """bool ``H x W``: the fused logits of one class above ``threshold`` (a logit) and above
+        the background (`LowResPrediction.background`), with no full-resolution float map."""
         return self._one_class(class_index, torch.bool, threshold)
+
+    def background_band(self, start: int, stop: int) -> torch.Tensor | None:
+        """float32 ``(stop - start) x W``: the background's logits on those rows (None: no
+        background)."""
+        if self._rows:
+            return self._scored_band(start, stop)[1]
+        background = self.prediction.background
+        if background is None:
+            return None
+        columns = self._columns.get(("background",))
+        if columns is None:
+            columns = self._view.columns(background.float()[None])
+            if self._cache_columns and self._view.cols_t is not None:
+                self._columns[("background",)] = columns
+        return self._view.rows_of(columns, start, stop)[0]
 
     def _one_class(self, k: int, dtype: torch.dtype, threshold: float | None) -> torch.Tensor:
         out = torch.empty(self.height, self.width, dtype=dtype, device=self._logits.device)
         for start, stop in self.row_bands(1):
             band = self.band([k], start, stop)[0]
-            out[start:stop] = band if threshold is None else band > threshold
+            if threshold is None:
+                out[start:stop] = band
+                continue
+            above = band > threshold
+            floor = self.background_band(start, stop)
+            out[start:stop] = above if floor is None else above & (band > floor)
         return out
 
     def label_map(
@@ -218,9 +269,12 @@ class FullResolution:
         peaks = torch.full((num_classes,), -math.inf, device=device)
         chunks = self.chunks()
         for start, stop in self.row_bands(self.class_chunk):
+            floor = self.background_band(start, stop)
             if num_classes == 1:  # no competition between classes: the mask is the label map
                 logits = self.band([0], start, stop)[0]
                 above = logits > (uniform if per_class is None else per_class[0])
+                if floor is not None:
+                    above &= logits > floor
                 areas += above.float().sum().long()
                 peaks = torch.maximum(peaks, logits.amax())
                 labels[start:stop] = above
@@ -233,13 +287,15 @@ class FullResolution:
                 if per_class is not None:
                     cut = per_class[chunk[0] : chunk[-1] + 1].reshape(-1, 1, 1)
                 above_cells = logits > cut
+                if floor is not None:
+                    above_cells &= logits > floor
                 # A band holds < 2**24 values per class, so float32 counts are exact.
                 areas[chunk[0] : chunk[-1] + 1] += above_cells.float().sum(dim=(1, 2)).long()
                 peak = logits.amax(dim=(1, 2))
                 peaks[chunk[0] : chunk[-1] + 1] = torch.maximum(
                     peaks[chunk[0] : chunk[-1] + 1], peak
                 )
-                if per_class is not None:  # only classes above their own threshold compete
+                if per_class is not None or floor is not None:  # only classes in their mask
                     logits = torch.where(above_cells, logits, -math.inf)
                 value, index = _best_class(logits)
                 if best is None:
@@ -249,7 +305,7 @@ class FullResolution:
                     best = torch.where(better, value, best)
                     best_index = torch.where(better, index + chunk[0], best_index)
             assert best is not None
-            found = best > (uniform if per_class is None else -math.inf)
+            found = best > (uniform if per_class is None and floor is None else -math.inf)
             labels[start:stop] = torch.where(found, best_index + 1, 0).to(torch.int32)
         return labels, areas, peaks
 
@@ -323,8 +379,9 @@ def presence_scores(prediction: LowResPrediction) -> np.ndarray:
 
 def _pooled_peak(logits: torch.Tensor, box: Letterbox) -> torch.Tensor:
     grid_h, grid_w = int(logits.shape[1]), int(logits.shape[2])
-    rows = max(1, min(grid_h, math.ceil(box.resized_size[0] * grid_h / box.input_size)))
-    cols = max(1, min(grid_w, math.ceil(box.resized_size[1] * grid_w / box.input_size)))
+    input_h, input_w = box.input_shape
+    rows = max(1, min(grid_h, math.ceil(box.resized_size[0] * grid_h / input_h)))
+    cols = max(1, min(grid_w, math.ceil(box.resized_size[1] * grid_w / input_w)))
     if (grid_h, grid_w) == box.original_size == box.resized_size:  # logits at the image's size
         rows, cols = grid_h, grid_w
     inside = logits[:, :rows, :cols].clamp(min=-1e4)  # negatives' -inf: very unlikely, finite

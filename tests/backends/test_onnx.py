@@ -64,6 +64,8 @@ def _dense(method: str, size: int, background: tuple[str, ...]) -> Segmenter:
         window_size=32,
         window_stride=16,
         background_prompts=background,
+        resize_mode="letterbox",  # ONNX graphs take a fixed square input
+        refine="none",
     )
     return Segmenter.from_config(config, device="cpu")
 
@@ -98,6 +100,10 @@ def test_onnxruntime_logits_agree_with_torch(tmp_path, name, size) -> None:
         assert (x.logits - y.logits).abs().max() < 1e-4
     probs = a.probs
     clear = np.abs(probs - a.threshold) > 1e-4
+    full = a._full()
+    background = full.background_band(0, full.height)
+    if background is not None:  # near a tie with the background a mask may differ too
+        clear &= np.abs(probs - background.sigmoid().numpy()) > 1e-4
     np.testing.assert_array_equal(a.masks[clear], b.masks[clear])
 
 

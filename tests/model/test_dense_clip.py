@@ -8,15 +8,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from clsclip import Segmenter
 from clsclip.config import DenseClipConfig
 from clsclip.model import build_model
 from clsclip.model.dense_attention import neighbourhood_bias
-from clsclip.model.dense_clip import window_offsets
-from clsclip.model.scores import dense_logits
-from clsclip.pipeline.letterbox import letterbox_image
+from clsclip.model.dense_clip import patch_padding, sliding_windows
+from clsclip.model.scores import softmax_logits
 from tests.conftest import TINY_BACKBONE, random_rgb
 
 
@@ -27,6 +25,7 @@ def dense_config(**fields) -> DenseClipConfig:
         "image_size": 64,
         "window_size": 32,
         "window_stride": 16,
+        "prompt_templates": ("a photo of a {}.",),
     }
     values.update(fields)
     return DenseClipConfig(**values)
@@ -102,11 +101,18 @@ def test_neighbourhood_bias_matches_its_definition_at_the_borders() -> None:
     assert torch.equal(bias, bias.T)
 
 
-def test_window_offsets_follow_the_references() -> None:
-    assert window_offsets(64, 32, 16) == [0, 16, 32]
-    assert window_offsets(64, 32, 24) == [0, 24, 32]  # the last window ends at the border
-    assert window_offsets(32, 32, 16) == [0]
-    assert window_offsets(16, 32, 16) == [0]
+def test_sliding_windows_follow_mmseg() -> None:
+    assert sliding_windows(64, 64, 32, 16) == [
+        (y, y + 32, x, x + 32) for y in (0, 16, 32) for x in (0, 16, 32)
+    ]
+    assert sliding_windows(40, 64, 32, 24) == [  # the last window ends at the border
+        (0, 32, 0, 32), (0, 32, 24, 56), (0, 32, 32, 64),
+        (8, 40, 0, 32), (8, 40, 24, 56), (8, 40, 32, 64),
+    ]  # fmt: skip
+    assert sliding_windows(20, 100, 32, 16)[:2] == [(0, 20, 0, 32), (0, 20, 16, 48)]
+    assert sliding_windows(37, 53, 0, 16) == [(0, 37, 0, 53)]  # window 0: the whole image
+    assert patch_padding(20, 30, 8) == (1, 1, 2, 2)
+    assert patch_padding(21, 29, 8) == (1, 2, 1, 2)  # the smaller half first, as ClearCLIP
 
 
 def test_one_window_equals_the_single_pass() -> None:
@@ -115,23 +121,27 @@ def test_one_window_equals_the_single_pass() -> None:
     with torch.no_grad():
         (views,) = model.encode_views(pixels)
         single = model.window_features(pixels)
-    torch.testing.assert_close(views, single, atol=0, rtol=0)
+    torch.testing.assert_close(views[:, 0], single, atol=0, rtol=0)
 
 
-@pytest.mark.parametrize("stride", [16, 24, 8])
-def test_overlapping_windows_are_averaged_per_cell(stride) -> None:
-    model = dense_model(image_size=64, window_size=32, window_stride=stride)
-    pixels = torch.randn(2, 3, 64, 64, dtype=torch.float64)
+@pytest.mark.parametrize("stride", [16, 24, 8, 13])
+def test_overlapping_windows_are_averaged_per_pixel(stride) -> None:
+    model = dense_model(method="naclip", window_size=32, window_stride=stride)
+    pixels = torch.randn(2, 3, 48, 64, dtype=torch.float64)
+    text = F.normalize(torch.randn(2, 32, dtype=torch.float64), dim=-1)
     with torch.no_grad():
-        (views,) = model.encode_views(pixels)
-        total = torch.zeros(2, 8, 8, views.shape[-1], dtype=torch.float64)
-        count = torch.zeros(8, 8, 1, dtype=torch.float64)
-        for y in window_offsets(64, 32, stride):
-            for x in window_offsets(64, 32, stride):
-                feats = model.window_features(pixels[:, :, y : y + 32, x : x + 32])
-                total[:, y // 8 : y // 8 + 4, x // 8 : x // 8 + 4] += feats.view(2, 4, 4, -1)
-                count[y // 8 : y // 8 + 4, x // 8 : x // 8 + 4] += 1
-    torch.testing.assert_close(views, (total / count).view(2, 64, -1), atol=1e-12, rtol=0)
+        views = model.encode_views(pixels)
+        pairs = torch.tensor([[0, 0], [1, 1]])
+        rows = model.decode_rows([views[0][pairs[:, 0]]], text[pairs[:, 1]], (48, 64))
+        total = torch.zeros(2, 48, 64, dtype=torch.float64)
+        count = torch.zeros(48, 64, dtype=torch.float64)
+        for y0, y1, x0, x1 in sliding_windows(48, 64, 32, stride):
+            feats = model.window_features(pixels[:, :, y0:y1, x0:x1])  # 2 x 16 x E
+            cos = torch.einsum("vne,ve->vn", feats, text).view(2, 1, 4, 4)
+            up = F.interpolate(cos, size=(32, 32), mode="bilinear", align_corners=False)
+            total[:, y0:y1, x0:x1] += up[:, 0]
+            count[y0:y1, x0:x1] += 1
+    torch.testing.assert_close(rows, total / count * 40.0, atol=1e-12, rtol=0)
 
 
 @pytest.mark.parametrize("size", [(37, 53), (97, 31), (20, 140), (64, 64), (1, 3)])
@@ -139,8 +149,12 @@ def test_odd_tall_and_wide_images(size) -> None:
     torch.manual_seed(0)
     seg = Segmenter.from_config(dense_config(method="naclip"), device="cpu")
     result = seg.segment(random_rgb(*size), ["dog", "cat"])
-    assert result.label_map.shape == size and result.low_res_logits.shape == (2, 8, 8)
+    assert result.label_map.shape == size
     assert np.isfinite(result.probs).all()
+    # the short side resized to 64 (long side kept in ratio), no padding, scores per pixel
+    short = 64 / min(size)
+    expected = (int(size[0] * short + 0.5), int(size[1] * short + 0.5))
+    assert result.low_res_logits.shape[1:] in (expected, size)  # size: PAMR at the image's
 
 
 def test_the_visual_tower_runs_once_per_window_whatever_the_classes() -> None:
@@ -150,42 +164,39 @@ def test_the_visual_tower_runs_once_per_window_whatever_the_classes() -> None:
     handle = seg.model.backbone.blocks[0].register_forward_pre_hook(
         lambda module, args: calls.append(args[0].shape[0])
     )
-    image = random_rgb(40, 50)
+    image = random_rgb(64, 80)  # 64 x 80: 3 x 4 windows of 32 every 16
     seg.segment(image, ["dog"])
     one = list(calls)
     calls.clear()
     seg.segment(image, [f"class {i}" for i in range(40)])
     handle.remove()
-    assert calls == one == [9]  # one pass of the image's 3 x 3 windows, for 1 or 40 classes
+    assert calls == one == [12]  # one pass of the image's 3 x 4 windows, for 1 or 40 classes
 
 
 def test_classes_compete_as_the_references_score_them() -> None:
-    scores = torch.randn(2, 5, 3, 4, generator=torch.Generator().manual_seed(1)) * 3
-    no_background = dense_logits(scores, 5)
-    torch.testing.assert_close(
-        torch.sigmoid(no_background), scores.softmax(dim=1), atol=1e-6, rtol=0
-    )
-    with_background = dense_logits(scores, 3)  # 3 classes, 2 background prompts
-    best = scores.argmax(dim=1)
-    labels = torch.where(with_background.amax(dim=1) > 0, with_background.argmax(dim=1) + 1, 0)
-    expected = torch.where(best < 3, best + 1, 0)
-    assert torch.equal(labels, expected)  # argmax over classes and background prompts
-    assert torch.isfinite(dense_logits(torch.zeros(1, 1, 2, 2), 1)).all()  # one class: certain
+    scores = torch.randn(7, 3, 4, generator=torch.Generator().manual_seed(1)) * 3
+    owners = [0, 1, 1, 2, 3]  # class 1 has two prompt rows
+    logits, floor = softmax_logits(scores[:5], owners, 4, scores[5:])  # 2 background rows
+    softmax = scores.softmax(dim=0)
+    expected = torch.stack([softmax[0], softmax[1:3].amax(0), softmax[3], softmax[4]])
+    torch.testing.assert_close(torch.sigmoid(logits), expected, atol=1e-6, rtol=0)
+    assert floor is not None
+    torch.testing.assert_close(torch.sigmoid(floor), softmax[5:].amax(0), atol=1e-6, rtol=0)
+    alone, none = softmax_logits(torch.zeros(1, 2, 2), [0], 1, torch.zeros(0, 2, 2))
+    assert none is None and torch.isfinite(alone).all()  # one class, no background: certain
 
 
 def test_background_prompts_make_a_background() -> None:
     torch.manual_seed(0)
     seg = Segmenter.from_config(dense_config(background_prompts=("sky", "wall")), device="cpu")
-    image = random_rgb(40, 40)
-    result = seg.segment(image, ["dog"])
-    model = seg.model
-    with torch.inference_mode():
-        text = torch.cat([seg.encode_classes(["dog"]), model.background_vectors(seg.device)])
-        view, _ = letterbox_image(Image.fromarray(image), 64, model.image_mean, model.image_std)
-        (features,) = model.encode_views(view[None])
-        scores = model.decode_rows([features.repeat(3, 1, 1)], text, (8, 8))
-    expected = scores[0] - scores[1:].amax(dim=0)
-    torch.testing.assert_close(result.low_res_logits[0], expected.clamp(-50, 50), atol=1e-5, rtol=0)
+    result = seg.segment(random_rgb(40, 40), ["dog", "cat"])
+    probs = result.probs
+    labels = result.label_map
+    # a pixel is a class's where that class beats the other and the best background prompt
+    assert ((labels == 0) | (probs.max(axis=0) > 0)).all()
+    background = 1.0 - probs.sum(axis=0)  # what the two background prompts hold together
+    assert (background >= -1e-5).all() and (labels == 0).any()
+    assert ((labels > 0) <= (probs.max(axis=0) >= 1e-6)).all()
 
 
 def test_bad_configurations_are_named() -> None:
@@ -194,12 +205,10 @@ def test_bad_configurations_are_named() -> None:
         match=r"unknown method 'maskclip'; choose one of \['clearclip', 'naclip', 'none'\]",
     ):
         dense_config(method="maskclip")
-    with pytest.raises(
-        ValueError, match="window_size 4 px must be a multiple of the backbone's 8 px"
-    ):
+    with pytest.raises(ValueError, match="window_size 4 px is smaller than one 8 px patch"):
         build_model(dense_config(window_size=4, window_stride=4))
-    with pytest.raises(ValueError, match="window_stride 12 px must be a multiple"):
-        build_model(dense_config(window_stride=12))
+    with pytest.raises(ValueError, match=r"unknown refine 'crf'; choose one of \['none', 'pamr'\]"):
+        dense_config(refine="crf")
     resnet = {
         "embed_dim": 32,
         "vision_cfg": {"image_size": 64, "layers": [1, 1, 1, 1], "width": 16},

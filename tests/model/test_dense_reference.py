@@ -1,0 +1,349 @@
+"""The training-free family end to end against a plain transcription of the references'
+inference (ClearCLIP @ad68a40 ``clearclip_segmentor.py``, NACLIP @0cac3a6 ``naclip.py`` and
+``pamr.py``, with mmseg's resize and slide inference), on identical tiny random weights, in
+float64: the probabilities and label maps `Segmenter.segment` gives are the references'.
+
+The transcription below is written from the references' published algorithm, step by step as
+they run it, and shares no code with clsclip's model: open_clip's modules are driven by hand.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from clsclip import Segmenter
+from clsclip.config import DenseClipConfig
+from tests.conftest import TINY_BACKBONE, random_rgb
+
+MEAN = (0.48145466, 0.4578275, 0.40821073)
+STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def mmcv_rescale(height: int, width: int, short: int, long: int = 2048) -> tuple[int, int]:
+    """mmcv.imrescale's size for ``scale=(long, short)``, keep_ratio=True."""
+    factor = min(long / max(height, width), short / min(height, width))
+    return int(height * factor + 0.5), int(width * factor + 0.5)
+
+
+def resize_uint8(image: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of an 8-bit image without antialiasing, rounded back to 8 bits (what
+    cv2.resize INTER_LINEAR returns, up to its fixed-point rounding): ``1 x 3 x h x w``."""
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].double()
+    if size != image.shape[:2]:
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        x = torch.floor(x + 0.5 + 1e-6).clamp(0, 255)  # halves up, as OpenCV's fixed point
+    return x
+
+
+def reference_pos_encoding(pos: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """``interpolate_pos_encoding`` of both references."""
+    n = pos.shape[0] - 1
+    if rows * cols == n and rows == cols:
+        return pos
+    side = int(math.sqrt(n))
+    patch = pos[1:].reshape(1, side, side, -1).permute(0, 3, 1, 2)
+    patch = F.interpolate(
+        patch,
+        scale_factor=((rows + 0.1) / side, (cols + 0.1) / side),
+        mode="bicubic",
+        align_corners=False,
+        recompute_scale_factor=False,
+    )
+    assert patch.shape[-2:] == (rows, cols)
+    return torch.cat([pos[:1], patch.permute(0, 2, 3, 1).reshape(rows * cols, -1)])
+
+
+def reference_tokens(clip, crop: torch.Tensor, method: str, std: float) -> torch.Tensor:
+    """The references' modified ``VisionTransformer.forward`` with ``return_all``: patch
+    features ``N x E`` (not normalised) of one crop ``1 x 3 x h x w``."""
+    visual = clip.visual
+    patch = visual.conv1.kernel_size[0]
+    rows, cols = crop.shape[-2] // patch, crop.shape[-1] // patch
+    x = visual.conv1(crop).reshape(1, visual.conv1.out_channels, -1).permute(0, 2, 1)
+    x = torch.cat([visual.class_embedding.reshape(1, 1, -1), x], dim=1)
+    x = x + reference_pos_encoding(visual.positional_embedding, rows, cols)
+    x = visual.ln_pre(x)
+    for block in visual.transformer.resblocks[:-1]:
+        x = block(x)
+    last = visual.transformer.resblocks[-1]
+    attn = last.attn
+    heads, width = attn.num_heads, x.shape[-1]
+    d = width // heads
+    q, k, v = F.linear(last.ln_1(x), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+    count = x.shape[1]
+    omega = torch.zeros(count, count, dtype=x.dtype)
+    if method == "naclip":
+        for i in range(rows * cols):
+            for j in range(rows * cols):
+                dy, dx = i // cols - j // cols, i % cols - j % cols
+                omega[1 + i, 1 + j] = math.exp(-(dy * dy + dx * dx) / (2 * std * std))
+    outs = []
+    for h in range(heads):
+        qh, kh, vh = (t[0, :, h * d : (h + 1) * d] for t in (q, k, v))
+        if method == "clearclip":
+            weights = torch.softmax(qh @ qh.T * d**-0.5, dim=-1)
+        else:
+            weights = torch.softmax(kh @ kh.T * d**-0.5 + omega, dim=-1)
+        outs.append(weights @ vh)
+    out = attn.out_proj(torch.cat(outs, dim=-1))  # no residual, no LayerScale, no MLP
+    return (visual.ln_post(out) @ visual.proj)[1:]
+
+
+def reference_pamr(image: torch.Tensor, mask: torch.Tensor, steps: int, dilations) -> torch.Tensor:
+    """NACLIP's ``pamr.py`` (PAMR, Araslanov & Roth) with its 3 x 3 dilated kernels."""
+
+    def kernels(ids, sign_centre):
+        weight = torch.zeros(len(ids), 1, 3, 3, dtype=image.dtype)
+        for n, (a, b) in enumerate(ids):
+            if sign_centre:
+                weight[n, 0, 1, 1] = 1
+                weight[n, 0, a, b] = -1
+            else:
+                weight[n, 0, a, b] = 1
+        return weight
+
+    eight = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1), (2, 2)]
+    nine = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, 2)]
+
+    def local(x, weight):
+        b, k, h, w = x.shape
+        x = x.reshape(b * k, 1, h, w)
+        parts = [
+            F.conv2d(F.pad(x, [d] * 4, mode="replicate"), weight, dilation=d) for d in dilations
+        ]
+        return torch.cat(parts, dim=1).reshape(b, k, -1, h, w)
+
+    x_std = local(image, kernels(nine, False)).std(2, keepdim=True)
+    x = -local(image, kernels(eight, True)).abs() / (1e-8 + 0.1 * x_std)
+    x = torch.softmax(x.mean(1, keepdim=True), 2)
+    for _ in range(steps):
+        mask = (local(mask, kernels(eight, False)) * x).sum(2)
+    return mask
+
+
+def reference_inference(clip, queries, owners, image, s):
+    """mmseg + the references' segmentor: ``(probs C x H x W, labels H x W)`` where class 0 is
+    the background's line when there is one."""
+    height, width = image.shape[:2]
+    resized = resize_uint8(image, mmcv_rescale(height, width, s["short"]))
+    mean = torch.tensor(MEAN, dtype=torch.float64).view(1, 3, 1, 1) * 255
+    std = torch.tensor(STD, dtype=torch.float64).view(1, 3, 1, 1) * 255
+    img = (resized - mean) / std
+    patch = clip.visual.conv1.kernel_size[0]
+
+    def forward_feature(crop):
+        feats = reference_tokens(clip, crop, s["method"], 5.0)
+        feats = feats / feats.norm(dim=-1, keepdim=True)
+        logits = feats @ queries.T
+        rows, cols = crop.shape[-2] // patch, crop.shape[-1] // patch
+        logits = logits.permute(1, 0).reshape(1, -1, rows, cols)
+        return F.interpolate(logits, size=crop.shape[-2:], mode="bilinear", align_corners=False)
+
+    h_img, w_img = img.shape[-2:]
+    if s["crop"] > 0:
+        crop, stride = s["crop"], s["stride"]
+        h_grids = max(h_img - crop + stride - 1, 0) // stride + 1
+        w_grids = max(w_img - crop + stride - 1, 0) // stride + 1
+        preds = img.new_zeros((1, queries.shape[0], h_img, w_img))
+        count = img.new_zeros((1, 1, h_img, w_img))
+        for h_idx in range(h_grids):
+            for w_idx in range(w_grids):
+                y1, x1 = h_idx * stride, w_idx * stride
+                y2, x2 = min(y1 + crop, h_img), min(x1 + crop, w_img)
+                y1, x1 = max(y2 - crop, 0), max(x2 - crop, 0)
+                part = img[:, :, y1:y2, x1:x2]
+                ph, pw = part.shape[2:]
+                pad = (0, 0, 0, 0)
+                if s["method"] == "clearclip":  # compute_padsize
+                    lr, tb = (patch - pw % patch) % patch, (patch - ph % patch) % patch
+                    pad = (lr // 2, lr - lr // 2, tb // 2, tb - tb // 2)
+                if any(pad):
+                    part = F.pad(part, pad)
+                logit = forward_feature(part)
+                if any(pad):
+                    logit = logit[:, :, pad[2] : pad[2] + ph, pad[0] : pad[0] + pw]
+                preds += F.pad(logit, (x1, w_img - x2, y1, h_img - y2))
+                count[:, :, y1:y2, x1:x2] += 1
+        logits = preds / count
+    else:
+        logits = forward_feature(img)
+    logits = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+    if s.get("pamr"):
+        full = F.interpolate(img, size=(height, width), mode="bilinear", align_corners=False)
+        logits = reference_pamr(full, logits, 10, (8, 16))
+    probs = torch.softmax(logits[0] * s["scale"], dim=0)
+    index = torch.as_tensor(owners)
+    classes = int(index.max()) + 1
+    if classes != len(owners):
+        one_hot = F.one_hot(index).T.view(classes, len(owners), 1, 1)
+        probs = (probs[None] * one_hot).max(1)[0]
+    labels = probs.argmax(0)
+    labels[probs.max(0)[0] < s["thd"]] = 0
+    return probs, labels
+
+
+SETTINGS = {
+    # The references' settings scaled to a 4 x 4-patch tiny ViT (8 px patches, 32 px native).
+    "clearclip": {"method": "clearclip", "short": 44, "crop": 40, "stride": 20, "scale": 50.0,
+                  "thd": 0.5},
+    "clearclip-no-background": {"method": "clearclip", "short": 44, "crop": 40, "stride": 20,
+                                "scale": 50.0, "thd": 0.0, "background": ()},
+    "naclip": {"method": "naclip", "short": 36, "crop": 32, "stride": 16, "scale": 40.0,
+               "thd": 0.1},
+    "naclip-whole-pamr": {"method": "naclip", "short": 36, "crop": 0, "stride": 16,
+                          "scale": 40.0, "thd": 0.1, "pamr": True},
+}  # fmt: skip
+
+SIZES = [(75, 100), (100, 75), (30, 100), (45, 45), (21, 13)]
+"""Wide, tall, very wide (its long side capped), square, and smaller than a window."""
+
+
+def _segmenter(s) -> Segmenter:
+    background = s.get("background", ("background", "sky"))
+    config = DenseClipConfig(
+        backbone=TINY_BACKBONE, pretrained=None, method=s["method"], image_size=s["short"],
+        window_size=s["crop"], window_stride=s["stride"], threshold=s["thd"],
+        background_prompts=background, refine="pamr" if s.get("pamr") else "none",
+    )  # fmt: skip
+    torch.manual_seed(3)
+    segmenter = Segmenter.from_config(config, device="cpu")
+    segmenter.backend.model.double()
+    segmenter.backend._dtype = torch.float64
+    return segmenter
+
+
+@pytest.mark.parametrize("name", list(SETTINGS))
+def test_segment_is_the_references_inference(name, monkeypatch) -> None:
+    s = SETTINGS[name]
+    monkeypatch.setattr("clsclip.geometry.MAX_LONG_SIDE", 2048)
+    segmenter = _segmenter(s)
+    names = ["cat", "dog", "tree"]
+    background = list(segmenter.config.background_prompts)
+    model = segmenter.backend.model
+    with torch.inference_mode():
+        class_vectors = model.encode_class_names(names).double()
+        bg_vectors = model.encode_class_names(background).double() if background else None
+    queries = class_vectors if bg_vectors is None else torch.cat([bg_vectors, class_vectors])
+    owners = list(range(len(names)))
+    if background:  # the background's line first, its names all class 0
+        owners = [0] * len(background) + [k + 1 for k in owners]
+    shift = 1 if background else 0
+    clip = model.backbone.clip
+    for i, (height, width) in enumerate(SIZES):
+        image = random_rgb(height, width, seed=i)
+        with torch.inference_mode():
+            probs, labels = reference_inference(clip, queries, owners, image, s)
+        result = segmenter.segment(image, names)
+        ours = np.stack([result.prob(n) for n in names])
+        np.testing.assert_allclose(
+            ours, probs[shift:].numpy(), atol=1e-5, err_msg=f"{height}x{width}"
+        )
+        expected = labels.numpy() + (1 - shift)
+        if not background:
+            expected = labels.numpy() + 1
+        agree = (result.label_map == expected).mean()
+        assert agree >= 0.9995, f"{name} {height}x{width}: labels agree on {agree:.4%}"
+
+
+def test_the_way_in_is_opencvs_bilinear_resize() -> None:
+    """The short-side resize equals cv2.resize INTER_LINEAR (what mmcv runs) within one 8-bit
+    level: OpenCV interpolates in 11-bit fixed point, so about one value in eight is one level
+    off (docs/training-free.md names the deviation)."""
+    cv2 = pytest.importorskip("cv2")
+    from clsclip.geometry import Letterbox
+    from clsclip.pipeline.letterbox import short_side_pixels
+
+    for i, (height, width) in enumerate([(375, 500), (500, 375), (333, 1000), (97, 61)]):
+        image = random_rgb(height, width, seed=i)
+        box = Letterbox.short_side((height, width), 448)
+        assert box.resized_size == mmcv_rescale(height, width, 448)
+        expected = cv2.resize(image, box.resized_size[::-1], interpolation=cv2.INTER_LINEAR)
+        ours = short_side_pixels(torch.from_numpy(image).permute(2, 0, 1)[None], box,
+                                 (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # fmt: skip
+        ours = (ours[0].permute(1, 2, 0) * 255).round().numpy().astype(int)
+        difference = np.abs(ours - expected.astype(int))
+        assert difference.max() <= 1 and (difference == 0).mean() > 0.8
+
+
+def test_a_checkpoint_file_is_the_pretrained_backbone(tmp_path) -> None:
+    """``pretrained=<file>``: a state dict saved from open_clip loads bit-exact, with and
+    without the training checkpoint's nesting; a wrong architecture is a one-line error."""
+    import open_clip
+    from safetensors.torch import save_file
+
+    torch.manual_seed(11)
+    clip = open_clip.CLIP(**TINY_BACKBONE)
+    state = clip.state_dict()
+    torch.save(state, tmp_path / "open_clip_model.bin")
+    torch.save({"epoch": 3, "state_dict": {f"module.{k}": v for k, v in state.items()}},
+               tmp_path / "epoch_3.pt")  # fmt: skip
+    save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "model.safetensors")
+    for name in ("open_clip_model.bin", "epoch_3.pt", "model.safetensors"):
+        config = DenseClipConfig(backbone=TINY_BACKBONE, pretrained=str(tmp_path / name),
+                                 image_size=44)  # fmt: skip
+        loaded = Segmenter.from_config(config, device="cpu").backend.model.backbone.clip
+        for key, value in loaded.state_dict().items():
+            assert torch.equal(value, state[key]), (name, key)
+    other = dict(TINY_BACKBONE, vision_cfg=dict(TINY_BACKBONE["vision_cfg"], layers=5))
+    with pytest.raises(ValueError, match=r"is not a checkpoint of this backbone: 0 missing keys "
+                       r"\[\], 12 unexpected keys \['visual.transformer.resblocks.5"):  # fmt: skip
+        Segmenter.from_config(DenseClipConfig(backbone=other, pretrained=str(
+            tmp_path / "open_clip_model.bin")), device="cpu")  # fmt: skip
+    with pytest.raises(FileNotFoundError, match="pretrained checkpoint file not found"):
+        Segmenter.from_config(DenseClipConfig(backbone=TINY_BACKBONE, pretrained=str(
+            tmp_path / "missing.bin")), device="cpu")  # fmt: skip
+
+
+def test_presets_are_the_references_configs() -> None:
+    naclip = DenseClipConfig.preset("naclip-voc21", backbone=TINY_BACKBONE, pretrained=None)
+    assert (naclip.image_size, naclip.window, naclip.threshold, naclip.refine) == (
+        336,
+        0,
+        0.1,
+        "pamr",
+    )
+    assert len(naclip.background_prompts) == 26 and len(naclip.prompt_templates) == 80
+    clear = DenseClipConfig.preset("clearclip-voc21", backbone=TINY_BACKBONE, pretrained=None)
+    assert (clear.image_size, clear.window, clear.stride, clear.threshold, clear.scale) == (
+        448,
+        448,
+        224,
+        0.5,
+        50.0,
+    )
+    assert clear.background_prompts == ("background",) and clear.refine == "none"
+    city = DenseClipConfig.preset("naclip-cityscapes", backbone=TINY_BACKBONE, pretrained=None)
+    assert (city.image_size, city.window, city.stride, city.background_prompts) == (
+        560,
+        224,
+        112,
+        (),
+    )
+    assert DenseClipConfig.from_dict(naclip.to_dict()) == naclip
+    with pytest.raises(ValueError, match="unknown preset 'naclip-voc'; choose one of"):
+        DenseClipConfig.preset("naclip-voc")
+
+
+def test_the_way_in_is_the_same_in_every_process() -> None:
+    """Decoding workers run torch on one thread: the resized pixels must not depend on it (a
+    half computed as 12.4999999 on one thread count rounded down and gave another mask)."""
+    from PIL import Image
+
+    from clsclip.pipeline.letterbox import letterbox_image
+
+    threads = torch.get_num_threads()
+    try:
+        for seed in range(4):
+            image = Image.fromarray(random_rgb(45, 70, seed))
+            torch.set_num_threads(1)
+            one, _ = letterbox_image(image, 64, MEAN, STD, "short-side")
+            torch.set_num_threads(max(2, threads))
+            many, _ = letterbox_image(image, 64, MEAN, STD, "short-side")
+            assert torch.equal(one, many)
+    finally:
+        torch.set_num_threads(threads)
