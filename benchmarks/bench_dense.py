@@ -1,12 +1,14 @@
-"""Time the training-free dense head (ClearCLIP / NACLIP) against ClsCLIP on the same backbone.
+"""Time the training-free methods at their references' settings on one 500 x 375 image.
 
-One 640 x 480 image through `Segmenter.segment` (decode, network, label map), class vectors
-already cached (the text tower is timed apart), for several class counts; and one 12-megapixel
-image with sliding windows. ViT-B/16 with random weights: the cost is the same as with
-downloaded ones.
+ClearCLIP (short side 448, 448 px windows every 224), NACLIP (short side 336, 224 px windows
+every 112), NACLIP with PAMR (10 iterations, dilations 8 and 16), on ViT-B/16 with random
+weights (the cost is the same as with downloaded ones), for 21 and 150 classes, class vectors
+cached (80 templates: the text tower is timed apart). Backends: torch fp32, torch bf16 where the
+CPU has native bf16, onnxruntime (fp32). The share of the time spent in PAMR is measured by
+timing the same model with and without it.
 
-    python benchmarks/bench_dense.py --classes 1 20 80 150 --clsclip-classes 1 20
-    python benchmarks/bench_dense.py --device cuda --json docs/results/bench_dense_h100.json
+    python benchmarks/bench_dense.py
+    python benchmarks/bench_dense.py --device cuda --json docs/results/bench_dense_gpu.json
 
 Prints a table (medians over --repeats) and writes JSON with --json.
 """
@@ -14,19 +16,27 @@ Prints a table (medians over --repeats) and writes JSON with --json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import statistics
+import tempfile
 import time
 from typing import Any
 
 import numpy as np
 import torch
 
-from clsclip import ClsClipConfig, Segmenter
+from clsclip import Segmenter
+from clsclip.backends.precision import cpu_bf16_feature
 from clsclip.config import DenseClipConfig
 
 BACKBONE = "ViT-B-16-quickgelu"
+METHODS = {
+    "clearclip": {"method": "clearclip"},
+    "naclip": {"method": "naclip", "refine": "none"},
+    "naclip+pamr": {"method": "naclip", "refine": "pamr"},
+}
 
 
 def _median(fn: Any, repeats: int) -> float:
@@ -39,79 +49,71 @@ def _median(fn: Any, repeats: int) -> float:
     return statistics.median(times)
 
 
-def _image(height: int, width: int) -> np.ndarray:
-    return np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
-
-
-def _per_image(seg: Segmenter, image: np.ndarray, classes: int, repeats: int) -> float:
-    names = [f"class {i}" for i in range(classes)]
-    return _median(lambda: seg.segment(image, names).label_map, repeats)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--classes", type=int, nargs="+", default=[1, 20, 80, 150])
-    parser.add_argument("--clsclip-classes", type=int, nargs="+", default=[1, 20])
-    parser.add_argument("--method", default="clearclip", choices=("clearclip", "naclip"))
-    parser.add_argument("--size", type=int, default=448, help="model input (long side)")
-    parser.add_argument("--large-size", type=int, default=896, help="input for the 12 MP image")
+    parser.add_argument("--classes", type=int, nargs="+", default=[21, 150])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-onnx", action="store_true")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     device = torch.device(args.device)
-    torch.manual_seed(0)
-    dense = Segmenter.from_config(
-        DenseClipConfig(backbone=BACKBONE, pretrained=None, image_size=args.size,
-                        method=args.method), device=device)  # fmt: skip
-    clsclip = Segmenter.from_config(
-        ClsClipConfig(backbone=BACKBONE, pretrained=None, image_size=args.size), device=device
-    )
-    image = _image(480, 640)
+    image = np.random.default_rng(0).integers(0, 256, (375, 500, 3), dtype=np.uint8)
+    precisions = ["fp32"]
+    if device.type == "cpu" and cpu_bf16_feature() is not None:
+        precisions.append("bf16")
     rows = []
-    for k in args.classes:
-        rows.append({"model": f"dense-{args.method}", "classes": k,
-                     "seconds": _per_image(dense, image, k, args.repeats)})  # fmt: skip
-    for k in args.clsclip_classes:
-        rows.append({"model": "clsclip", "classes": k,
-                     "seconds": _per_image(clsclip, image, k, args.repeats)})  # fmt: skip
-    names = [f"class {i}" for i in range(20)]
+    for label, fields in METHODS.items():
+        torch.manual_seed(0)
+        config = DenseClipConfig(backbone=BACKBONE, pretrained=None, **fields)  # type: ignore[arg-type]
+        backends: list[tuple[str, Segmenter]] = []
+        for precision in precisions:
+            backends.append((f"torch {precision}", Segmenter.from_config(
+                config, device=device, precision=precision)))  # fmt: skip
+        if not args.no_onnx and device.type == "cpu":
+            folder = tempfile.mkdtemp(prefix="bench-dense-onnx-")
+            backends[0][1].export_onnx(folder)
+            backends.append(
+                ("onnxruntime", Segmenter.from_pretrained(folder, backend="onnxruntime"))
+            )
+        for backend, seg in backends:
+            for k in args.classes:
+                names = [f"class {i}" for i in range(k)]
+                seconds = _median(lambda s=seg, n=names: s.segment(image, n).label_map,
+                                  args.repeats)  # fmt: skip
+                row = {"method": label, "backend": backend, "classes": k, "seconds": seconds}
+                if label == "naclip+pamr":
+                    plain = dataclasses.replace(seg.config, refine="none")
+                    other = seg._with_config(plain)
+                    base = _median(lambda s=other, n=names: s.segment(image, n).label_map,
+                                   args.repeats)  # fmt: skip
+                    row["pamr_share"] = max(0.0, 1.0 - base / seconds)
+                rows.append(row)
+                print(row, flush=True)
+    seg = Segmenter.from_config(DenseClipConfig(backbone=BACKBONE, pretrained=None),
+                                device=device)  # fmt: skip
     start = time.perf_counter()
-    dense.encode_classes([f"fresh {n}" for n in names])
+    seg.encode_classes([f"fresh class {i}" for i in range(21)])
     text_seconds = time.perf_counter() - start
-    large = Segmenter.from_config(
-        DenseClipConfig(backbone=BACKBONE, pretrained=None, image_size=args.large_size,
-                        method=args.method), device=device)  # fmt: skip
-    big = _image(3000, 4000)
-    windows = len(range(0, args.large_size - large.config.window + 1, large.config.stride))
-    large_seconds = _median(lambda: large.segment(big, names).label_map, max(1, args.repeats - 2))
-    one = next(r["seconds"] for r in rows if r["model"].startswith("dense") and r["classes"] == 1)
-    capability = torch.backends.cpu.get_cpu_capability()
-    print(f"CPU: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
-          f"capability {capability}, threads {torch.get_num_threads()}")  # fmt: skip
-    print(f"{'model':<18} {'classes':>7} {'s / image':>10} {'vs 1 class':>10}")
+    print(f"\nCPU: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+          f"capability {torch.backends.cpu.get_cpu_capability()}, "
+          f"threads {torch.get_num_threads()}")  # fmt: skip
+    print(f"{'method':<13} {'backend':<12} {'classes':>7} {'s / image':>10} {'PAMR share':>10}")
     for row in rows:
-        ratio = row["seconds"] / one if row["model"].startswith("dense") else float("nan")
-        print(f"{row['model']:<18} {row['classes']:>7} {row['seconds']:>10.3f} {ratio:>10.2f}")
-    print(
-        f"text tower, 20 new names x {len(dense.config.prompt_templates)} template(s): "
-        f"{text_seconds:.3f} s"
-    )
-    print(
-        f"12 MP (4000 x 3000) at {args.large_size} px, {windows}x{windows} windows of "
-        f"{large.config.window} px, 20 classes: {large_seconds:.2f} s"
-    )
+        share = f"{row['pamr_share']:.0%}" if "pamr_share" in row else "-"
+        print(f"{row['method']:<13} {row['backend']:<12} {row['classes']:>7} "
+              f"{row['seconds']:>10.2f} {share:>10}")  # fmt: skip
+    print(f"text tower, 21 new names x 80 templates: {text_seconds:.2f} s (once; cached)")
     if args.json:
         payload = {
             "device": str(device),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
+            "image": [375, 500],
             "rows": rows,
-            "text_seconds_20_names": text_seconds,
-            "large": {"size": args.large_size, "windows_per_side": windows,
-                      "window": large.config.window, "seconds": large_seconds},
-        }  # fmt: skip
+            "text_seconds_21_names_80_templates": text_seconds,
+        }
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(payload, f, indent=2)
 

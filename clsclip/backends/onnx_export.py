@@ -40,6 +40,7 @@ from clsclip.backends.onnx_format import (
 )
 from clsclip.model import SegmentationModel
 from clsclip.model.clipseg_model import ClipSegModel
+from clsclip.model.dense_clip import DenseClipModel
 from clsclip.optional import require
 from clsclip.storage.files import write_folder
 from clsclip.version import __version__
@@ -65,6 +66,8 @@ class _Views(nn.Module):
         self.model = model
 
     def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if isinstance(self.model, DenseClipModel):  # the windows' network; the rest in torch
+            return (self.model.window_features(pixels),)
         return tuple(self.model.encode_views(pixels))
 
 
@@ -75,6 +78,8 @@ class _Decode(nn.Module):
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         *shared, text = inputs
+        if isinstance(self.model, DenseClipModel):  # one window's cosines; the merge in torch
+            return self.model.window_cosines(shared[0][:, None], text)[:, 0]
         return self.model.decode_rows(list(shared), text, self.grid)
 
 
@@ -122,8 +127,10 @@ def _write_export(
     size = config.image_size
     grid = model.grid_for(size)
     pixels = torch.zeros(2, 3, size, size)
+    if isinstance(model, DenseClipModel):
+        pixels = torch.zeros(2, 3, *dense_window_input(model, config))
     with torch.no_grad():
-        shared = model.encode_views(pixels)
+        shared = list(_Views(model)(pixels))  # dense: windows' features, W x T x E
         text = torch.randn(3, model.backbone.embed_dim)
         rows = [x[torch.tensor([0, 1, 1])] for x in shared]
     context = _context_length(model)
@@ -158,11 +165,37 @@ def _write_export(
     (out / ONNX_CONFIG).write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
 
 
+def dense_window_input(model: DenseClipModel, config: Any) -> tuple[int, int]:
+    """The fixed input of a training-free export's window graph: every window of every view
+    must be this size, so the windows must be smaller than the views."""
+    if model.window <= 0:
+        raise ValueError(
+            "an ONNX export runs fixed-size windows; this model runs each image in one pass "
+            "(window_size=0, the references' VOC configs of NACLIP): export a copy with "
+            "window_size > 0"
+        )
+    if config.resize_mode == "short-side" and model.window > config.image_size:
+        raise ValueError(
+            f"an ONNX export runs fixed-size windows: window_size {model.window} px must be at "
+            f"most the short side, image_size {config.image_size} px"
+        )
+    side = min(model.window, config.image_size)
+    return model.windows.input_size(side, side)
+
+
 def describe(
     model: SegmentationModel, config: Any, context: int, num_shared: int, opset: int
 ) -> dict[str, Any]:
     """Everything the pipeline needs besides the graphs."""
-    return {
+    extra: dict[str, Any] = {}
+    if isinstance(model, DenseClipModel):
+        windows = model.windows
+        extra["windows"] = {
+            "window": windows.window, "stride": windows.stride, "patch": windows.patch,
+            "pad": windows.pad, "logit_scale": windows.logit_scale,
+            "input": list(dense_window_input(model, config)),
+        }  # fmt: skip
+    return extra | {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "clsclip_version": __version__,

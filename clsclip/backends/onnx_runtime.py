@@ -26,6 +26,7 @@ from clsclip.checks import resolve_device
 from clsclip.model.base import all_pairs, run_pairs
 from clsclip.model.prompts import combine_prompts, tokenize_prompts
 from clsclip.model.scores import ScoringRule
+from clsclip.model.windows import SlidingWindows
 from clsclip.optional import require
 from clsclip.storage.files import write_folder
 
@@ -100,6 +101,12 @@ class OnnxBackend:
         self.scoring = ScoringRule(str(description.get("class_scores", "independent")))
         background = list(description.get("background_prompts", []))
         self._background = self.encode_class_names(background) if background else None
+        self._windows: SlidingWindows | None = None
+        if "windows" in description:  # training-free: the window network is the views graph
+            w = description["windows"]
+            self._windows = SlidingWindows(int(w["window"]), int(w["stride"]), int(w["patch"]),
+                                           bool(w["pad"]), float(w["logit_scale"]))  # fmt: skip
+            self._window_input = (int(w["input"][0]), int(w["input"][1]))
         logger.info("loaded exported clsclip model from %s (onnxruntime)", self.folder)
 
     @classmethod
@@ -142,10 +149,39 @@ class OnnxBackend:
     def predict_pairs(
         self, pixels: torch.Tensor, text: torch.Tensor, pairs: torch.Tensor, *, chunk_size: int
     ) -> torch.Tensor:
+        if self._windows is not None:
+            grid = (int(pixels.shape[-2]), int(pixels.shape[-1]))
+            return run_pairs(self._encode_windows, self._merge_windows, pixels, text, pairs,
+                             grid, chunk_size=chunk_size)  # fmt: skip
         grid = self.grid_for(pixels.shape[-1])
         return run_pairs(
             self._encode_views, self._decode_rows, pixels, text, pairs, grid, chunk_size=chunk_size
         )
+
+    def _encode_windows(self, pixels: torch.Tensor) -> list[torch.Tensor]:
+        """The sliding windows of views through the views graph (`SlidingWindows.encode`)."""
+        assert self._windows is not None
+        size = self._windows.input_size(pixels.shape[-2], pixels.shape[-1])
+        if size != self._window_input:
+            raise ValueError(
+                f"this export runs {self._window_input[0]} x {self._window_input[1]} px windows; "
+                f"a {pixels.shape[-2]} x {pixels.shape[-1]} px view has {size[0]} x {size[1]} px "
+                "windows (a side shorter than the window: an image whose long side was capped "
+                "at 2048 px); segment it with the torch model"
+            )
+        return [self._windows.encode(pixels, lambda x: self._encode_views(x)[0])]
+
+    def _merge_windows(
+        self, shared: list[torch.Tensor], text: torch.Tensor, grid: tuple[int, int]
+    ) -> torch.Tensor:
+        """Rows ``P x n x T x E`` of window features: cosines by the decode graph (a row per
+        window), then the merge (`SlidingWindows.merge`)."""
+        assert self._windows is not None
+        features = shared[0]
+        count, windows = features.shape[0], features.shape[1]
+        flat = features.reshape(count * windows, *features.shape[2:])
+        cosines = self._decode_rows([flat], text.repeat_interleave(windows, dim=0), grid)
+        return self._windows.merge(cosines.reshape(count, windows, -1), grid)
 
     def background_vectors(self) -> torch.Tensor:
         if self._background is None:  # no rows: their width is never read

@@ -226,14 +226,6 @@ class TorchBackend:
             )
         if not isinstance(self.model, (ClsClipModel, ClipSegModel, DenseClipModel)):
             raise TypeError(f"cannot export a {type(self.model).__name__}")
-        if self.config.resize_mode == "short-side":
-            raise ValueError(
-                "ONNX graphs take a fixed square input, and this training-free model resizes "
-                "each image's short side (resize_mode='short-side', the references' "
-                "inference); export a square-input copy, "
-                "dataclasses.replace(config, resize_mode='letterbox'), whose masks differ "
-                "from the references' (docs/training-free.md)"
-            )
         model = copy.deepcopy(self.model)
         return export_onnx(
             model, self.config, Path(out_dir), classes=classes, opset=opset or OPSET, int8=int8

@@ -13,33 +13,7 @@ from clsclip.model.base import SegmentationModel, Tokenizer, run_pairs
 from clsclip.model.dense_attention import dense_last_block
 from clsclip.model.prompts import combine_prompts
 from clsclip.model.scores import ScoringRule
-
-Window = tuple[int, int, int, int]
-"""A sliding window ``y0, y1, x0, x1`` in pixels of the model input, exclusive end."""
-
-
-def sliding_windows(height: int, width: int, window: int, stride: int) -> list[Window]:
-    """The references' sliding windows over an ``height x width`` input (mmseg's
-    ``slide_inference``): starts every ``stride`` pixels, each window ending at most at the
-    border and moved back to keep its size; a side shorter than the window is one window of
-    that side. ``window`` 0: the whole input in one pass."""
-    if window <= 0:
-        return [(0, height, 0, width)]
-    rows = max(height - window + stride - 1, 0) // stride + 1
-    cols = max(width - window + stride - 1, 0) // stride + 1
-    out = []
-    for i in range(rows):
-        for j in range(cols):
-            y1, x1 = min(i * stride + window, height), min(j * stride + window, width)
-            out.append((max(y1 - window, 0), y1, max(x1 - window, 0), x1))
-    return out
-
-
-def patch_padding(height: int, width: int, patch: int) -> tuple[int, int, int, int]:
-    """ClearCLIP's padding of a window to whole patches: ``(left, right, top, bottom)``, the
-    missing pixels split with the smaller half first."""
-    across, down = (-width) % patch, (-height) % patch
-    return across // 2, across - across // 2, down // 2, down - down // 2
+from clsclip.model.windows import SlidingWindows
 
 
 class DenseClipModel(SegmentationModel):
@@ -81,6 +55,7 @@ class DenseClipModel(SegmentationModel):
         self.method = method
         self.window, self.stride = window, stride
         self.logit_scale = logit_scale
+        self.windows = SlidingWindows(window, stride, patch, method == "clearclip", logit_scale)
         self.gaussian_std = gaussian_std
         self.background_prompts = tuple(background_prompts)
         self.image_mean, self.image_std = image_mean, image_std
@@ -117,31 +92,17 @@ class DenseClipModel(SegmentationModel):
             tokens = dense_last_block(last, tokens, self.method, grid, self.gaussian_std)
         return F.normalize(backbone.project_tokens(tokens[:, 1:]), dim=-1)
 
-    def windows(self, height: int, width: int) -> list[Window]:
-        """The sliding windows of an ``height x width`` view."""
-        return sliding_windows(height, width, self.window, self.stride)
-
-    def _padding(self, height: int, width: int) -> tuple[int, int, int, int]:
-        """ClearCLIP pads a sliding window to whole patches; NACLIP (and a whole-image pass)
-        drops the remainder."""
-        if self.method != "clearclip" or self.window <= 0:
-            return (0, 0, 0, 0)
-        return patch_padding(height, width, self.backbone.patch_size)
+    def window_cosines(self, features: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """Cosines ``P x n x T`` of rows of window features ``P x n x T x E`` (unit) with class
+        vectors ``P x E``."""
+        unit = F.normalize(text.to(features.dtype), dim=-1)
+        return torch.einsum("pnte,pe->pnt", features, unit)
 
     def encode_views(self, pixels: torch.Tensor) -> list[torch.Tensor]:
         """Unit features of the sliding windows of ``V x 3 x h x w`` views (one size): ``V x n x
-        (g*g') x embed_dim`` for the n windows of `windows` (all of one size). The windows of all
+        T x embed_dim`` for the n windows of `windows` (all of one size). The windows of all
         views go through the ViT together."""
-        places = self.windows(pixels.shape[-2], pixels.shape[-1])
-        y0, y1, x0, x1 = places[0]
-        left, right, top, bottom = self._padding(y1 - y0, x1 - x0)
-        crops = torch.cat([pixels[:, :, a:b, c:d] for a, b, c, d in places])
-        if left or right or top or bottom:
-            crops = F.pad(crops, (left, right, top, bottom))
-        features = self.window_features(crops)  # (n * V) x tokens x E, window-major
-        views = pixels.shape[0]
-        features = features.view(len(places), views, *features.shape[1:]).transpose(0, 1)
-        return [features.contiguous()]
+        return [self.windows.encode(pixels, self.window_features)]
 
     def decode_rows(
         self, shared: list[torch.Tensor], text: torch.Tensor, grid: tuple[int, int]
@@ -149,25 +110,8 @@ class DenseClipModel(SegmentationModel):
         """Raw scores ``P x h x w`` on the view's pixels (``grid``: the view's ``(h, w)``): each
         window's cosines with the class vectors upsampled to its pixels (ClearCLIP: to the
         padded window, then cut), summed per pixel over the windows, divided by their count,
-        times the logit scale."""
-        height, width = grid
-        features = shared[0]
-        unit = F.normalize(text.to(features.dtype), dim=-1)
-        cosines = torch.einsum("pnte,pe->pnt", features, unit)
-        places = self.windows(height, width)
-        y0, y1, x0, x1 = places[0]
-        left, right, top, bottom = self._padding(y1 - y0, x1 - x0)
-        size = (y1 - y0 + top + bottom, x1 - x0 + left + right)
-        patch = self.backbone.patch_size
-        cells = (size[0] // patch, size[1] // patch)
-        total = cosines.new_zeros(cosines.shape[0], height, width)
-        count = cosines.new_zeros(1, height, width)
-        for i, (a, b, c, d) in enumerate(places):
-            maps = cosines[:, i].reshape(-1, 1, *cells)
-            maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)[:, 0]
-            total[:, a:b, c:d] += maps[:, top : top + b - a, left : left + d - c]
-            count[:, a:b, c:d] += 1
-        return total / count * self.logit_scale
+        times the logit scale (`clsclip.model.windows.SlidingWindows.merge`)."""
+        return self.windows.merge(self.window_cosines(shared[0], text), grid)
 
     def predict_pairs(
         self, pixels: torch.Tensor, text: torch.Tensor, pairs: torch.Tensor, *, chunk_size: int

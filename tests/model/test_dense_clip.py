@@ -13,8 +13,8 @@ from clsclip import Segmenter
 from clsclip.config import DenseClipConfig
 from clsclip.model import build_model
 from clsclip.model.dense_attention import neighbourhood_bias
-from clsclip.model.dense_clip import patch_padding, sliding_windows
 from clsclip.model.scores import softmax_logits
+from clsclip.model.windows import patch_padding, sliding_windows
 from tests.conftest import TINY_BACKBONE, random_rgb
 
 

@@ -197,6 +197,12 @@ SETTINGS = {
                "thd": 0.1},
     "naclip-whole-pamr": {"method": "naclip", "short": 36, "crop": 0, "stride": 16,
                           "scale": 40.0, "thd": 0.1, "pamr": True},
+    # windows and strides that are not whole patches (ViT-B/32 at NACLIP's 224 / 112): ClearCLIP
+    # pads each window, NACLIP's patch embedding drops the remainder
+    "clearclip-odd-windows": {"method": "clearclip", "short": 44, "crop": 36, "stride": 14,
+                              "scale": 50.0, "thd": 0.0},
+    "naclip-odd-windows": {"method": "naclip", "short": 44, "crop": 36, "stride": 14,
+                           "scale": 40.0, "thd": 0.0},
 }  # fmt: skip
 
 SIZES = [(75, 100), (100, 75), (30, 100), (45, 45), (21, 13)]
