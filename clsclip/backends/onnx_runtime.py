@@ -33,6 +33,10 @@ from clsclip.storage.files import write_folder
 logger = logging.getLogger(__name__)
 
 
+TEXT_BATCH = 256
+"""Prompts per run of the text graph (its memory grows with the batch)."""
+
+
 def execution_providers(device: torch.device) -> list[Any]:
     """onnxruntime's providers for a device: the CPU's, or CUDA's on ``cuda[:N]`` where this
     onnxruntime build has it; `ValueError` naming the available ones otherwise."""
@@ -127,8 +131,12 @@ class OnnxBackend:
         todo = [n for n in dict.fromkeys(names) if n not in self._stored]
         found = dict(self._stored)
         if todo:
-            ids = tokenize_prompts(self.tokenizer, self.prompt_templates, todo)
-            (raw,) = self.sessions["text"].run(None, {"token_ids": ids.numpy().astype(np.int64)})
+            ids = tokenize_prompts(self.tokenizer, self.prompt_templates, todo).numpy()
+            # a bounded batch per run: 150 names x 80 templates at once took 24 GB
+            raw = np.concatenate([
+                self.sessions["text"].run(None, {"token_ids": part.astype(np.int64)})[0]
+                for part in np.array_split(ids, max(1, -(-len(ids) // TEXT_BATCH)))
+            ])  # fmt: skip
             vectors = torch.from_numpy(raw).reshape(len(todo), len(self.prompt_templates), -1)
             combined = combine_prompts(vectors, normalize=self.description["text_normalize"])
             found.update(zip(todo, combined, strict=True))

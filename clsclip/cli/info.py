@@ -40,8 +40,35 @@ def read_config(source: str) -> tuple[Any, dict[str, str]]:
 def describe(source: str) -> dict[str, Any]:
     """The family, model type and settings of a saved model (its config), plus its files."""
     config, files = read_config(source)
-    return {"family": config.FAMILY, "model_type": config.MODEL_TYPE, **files,
-            "config": config.to_dict()}  # fmt: skip
+    out = {
+        "family": config.FAMILY,
+        "model_type": config.MODEL_TYPE,
+        **files,
+        "backbone_weights": backbone_source(config, files),
+        "config": config.to_dict(),
+    }
+    if hasattr(config, "window"):  # training-free: the windows its method's defaults give
+        window = f"{config.window} px" if config.window else "the whole image in one pass"
+        out["windows"] = f"{window} every {config.stride} px" if config.window else window
+    return out  # fmt: skip
+
+
+def backbone_source(config: Any, files: dict[str, str]) -> str:
+    """Where the backbone's weights come from: stored with the model, a checkpoint file, an
+    open_clip tag (downloaded and cached by open_clip), or nowhere (random)."""
+    from clsclip.config.base import is_weights_file
+
+    stored = files.get("weights", "none").startswith("none") is False or "format" in files
+    pretrained = config.pretrained
+    if stored and (pretrained is None or "format" in files):
+        return "stored with the model"
+    if pretrained is None:
+        return "none: random (no pretrained tag and no weights stored)"
+    if is_weights_file(pretrained):
+        return f"checkpoint file {pretrained}"
+    backbone = config.backbone if isinstance(config.backbone, str) else "custom"
+    note = " (the model's own weights stored)" if stored else ""
+    return f"open_clip {backbone} / {pretrained} (open_clip's download cache){note}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,11 +82,12 @@ def run(args: argparse.Namespace) -> int:
     config = description["config"]
     backbone = config["backbone"] if isinstance(config["backbone"], str) else "custom open_clip ViT"
     print(f"{args.model}: {description['family']} ({description['model_type']})")
-    print(f"  backbone: {backbone}, weights: {config['pretrained'] or 'stored with the model'}")
+    print(f"  backbone: {backbone}, weights: {description['backbone_weights']}")
     size, mode = config["image_size"], config["resize_mode"]
     print(f"  input: {size} px ({mode}), threshold {config['threshold']}")
     if description["model_type"] == "clsclip-dense":
         print(f"  method: {config['method']}, background prompts: {config['background_prompts']}")
+        print(f"  windows: {description['windows']}, refine: {config['refine']}")
     for key in ("weights", "format"):
         if key in description:
             print(f"  {key}: {description[key]}")

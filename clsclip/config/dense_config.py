@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from clsclip.checks import check_class_names, check_int, check_number
+from clsclip.checks import check_class_names, check_int, check_number, check_threshold
 from clsclip.config.base import MAX_IMAGE_SIZE, ModelConfig
 
-METHODS = ("clearclip", "naclip", "none")
-"""``clearclip`` (Lan et al., ECCV 2024), ``naclip`` (Hajimiri et al., WACV 2025), or ``none``:
-the backbone's own last block (plain CLIP patch tokens, a baseline and a check)."""
+METHODS = ("clearclip", "naclip", "scclip", "none")
+"""``clearclip`` (Lan et al., ECCV 2024), ``naclip`` (Hajimiri et al., WACV 2025), ``scclip``
+(Bai et al., TIP 2025), or ``none``: the backbone's own last block (plain CLIP patch tokens, a
+baseline and a check)."""
 
 METHOD_DEFAULTS: dict[str, dict[str, float]] = {
     # The references' segmentors and their VOC configs: ClearCLIP (short side 448, logit scale
@@ -18,6 +19,7 @@ METHOD_DEFAULTS: dict[str, dict[str, float]] = {
     # every 112, Gaussian std 5 patches, PAMR on).
     "clearclip": {"image_size": 448, "logit_scale": 50.0, "window_size": 448, "stride": 224},
     "naclip": {"image_size": 336, "logit_scale": 40.0, "window_size": 224, "stride": 112},
+    "scclip": {"image_size": 336, "logit_scale": 40.0, "window_size": 224, "stride": 112},
     "none": {"image_size": 448, "logit_scale": 50.0, "window_size": 224, "stride": 112},
 }
 
@@ -36,6 +38,7 @@ NACLIP_BACKGROUND = (
 METHOD_BACKGROUND: dict[str, tuple[str, ...]] = {
     "clearclip": ("background",),
     "naclip": NACLIP_BACKGROUND,
+    "scclip": NACLIP_BACKGROUND,  # SC-CLIP ships NACLIP's names files
     "none": ("background",),
 }
 """The background prompts of each method by default: its reference's VOC-21 background."""
@@ -72,6 +75,19 @@ PRESETS: dict[str, dict[str, object]] = {
     "naclip-stuff": {"method": "naclip", "background_prompts": ()},
     "naclip-ade": {"method": "naclip", "background_prompts": ()},
     "naclip-cityscapes": {"method": "naclip", "image_size": 560, "background_prompts": ()},
+    # SC-CLIP's configs (SuleBai/SC-CLIP configs/cfg_*.py): short side 336 (560 Cityscapes),
+    # NACLIP's windows and names files, no PAMR; VOC21 drops classes under 10 % of the area.
+    "scclip-voc21": {"method": "scclip", "threshold": 0.15, "logit_scale": 50.0,
+                     "area_threshold": 0.1, "background_prompts": NACLIP_BACKGROUND},
+    "scclip-context60": {"method": "scclip", "threshold": 0.15,
+                         "background_prompts": ("background",)},
+    "scclip-object": {"method": "scclip", "threshold": 0.35, "logit_scale": 55.0,
+                      "background_prompts": NACLIP_BACKGROUND},
+    "scclip-voc20": {"method": "scclip", "background_prompts": ()},
+    "scclip-context59": {"method": "scclip", "background_prompts": ()},
+    "scclip-stuff": {"method": "scclip", "background_prompts": ()},
+    "scclip-ade": {"method": "scclip", "background_prompts": ()},
+    "scclip-cityscapes": {"method": "scclip", "image_size": 560, "background_prompts": ()},
 }  # fmt: skip
 """The references' evaluation settings by name (``DenseClipConfig.preset("naclip-voc21")``)."""
 
@@ -107,8 +123,14 @@ class DenseClipConfig(ModelConfig):
         refine: ``"pamr"`` or ``"none"`` (None: PAMR for NACLIP, none otherwise).
         pamr_steps, pamr_dilations: PAMR's iterations and dilations (the references' 10 and
             (8, 16)).
+        area_threshold: SC-CLIP's ``area_thd``: a class whose share of the pixels the label map
+            gives to classes (before the threshold) is at most this is dropped from the image
+            (None: none).
         threshold: the references' ``prob_thd``: a pixel is background where the largest
             class probability is below it (default 0).
+        prompt_rule: ``"max"`` (default): each prompt of a class spec is a query of its own
+            and the class scores the best of them, as the references treat a names file's
+            synonyms.
     """
 
     MODEL_TYPE: ClassVar[str] = "clsclip-dense"
@@ -118,6 +140,7 @@ class DenseClipConfig(ModelConfig):
     prompt_templates: tuple[str, ...] = (IMAGENET,)
     threshold: float = 0.0
     resize_mode: str = "short-side"
+    prompt_rule: str = "max"
     method: str = "clearclip"
     window_size: int | None = None
     window_stride: int | None = None
@@ -127,6 +150,7 @@ class DenseClipConfig(ModelConfig):
     refine: str | None = None
     pamr_steps: int = 10
     pamr_dilations: tuple[int, ...] = (8, 16)
+    area_threshold: float | None = None
 
     def __post_init__(self) -> None:
         if self.prompt_templates in ((IMAGENET,), [IMAGENET], IMAGENET):
@@ -162,6 +186,8 @@ class DenseClipConfig(ModelConfig):
         if self.refine not in REFINEMENTS:
             raise ValueError(f"unknown refine {self.refine!r}; choose one of {list(REFINEMENTS)}")
         check_int("pamr_steps", self.pamr_steps, minimum=0, maximum=1000)
+        if self.area_threshold is not None:
+            check_threshold(self.area_threshold)
         if not isinstance(self.pamr_dilations, tuple) or not self.pamr_dilations:
             raise ValueError(f"pamr_dilations must be a non-empty tuple of int, got "
                              f"{self.pamr_dilations!r}")  # fmt: skip

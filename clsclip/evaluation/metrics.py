@@ -72,3 +72,57 @@ class EpisodicIoU:
         """Mean of background and foreground IoU over all episodes."""
         ious = self.fb_intersection / np.maximum(self.fb_union, 1)
         return float(ious.mean())
+
+
+class DatasetIoU:
+    """Whole-dataset IoU as mmseg's ``IoUMetric`` computes it (the training-free methods'
+    tables): per class, intersections and unions summed over every image before dividing;
+    pixels whose label is ``ignore_index`` are left out; predictions outside 0 .. C-1 (no
+    class) count in no class's prediction but still in the label's union. mIoU is the mean over
+    the classes with a non-empty union (mmseg's ``nanmean``); aAcc the share of labelled pixels
+    predicted right.
+
+    Args:
+        num_classes: C.
+        ignore_index: the label value left out.
+    """
+
+    def __init__(self, num_classes: int, *, ignore_index: int = IGNORE) -> None:
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.intersection = np.zeros(num_classes, dtype=np.int64)
+        self.predicted = np.zeros(num_classes, dtype=np.int64)
+        self.labelled = np.zeros(num_classes, dtype=np.int64)
+        self.images = 0
+
+    def update(self, prediction: np.ndarray, label: np.ndarray) -> None:
+        """Add one image: integer ``H x W`` class indices (any value outside 0 .. C-1: none)
+        and its ``H x W`` label map."""
+        if prediction.shape != label.shape:
+            raise ValueError(f"prediction {prediction.shape} and label {label.shape} differ")
+        valid = label != self.ignore_index
+        pred = prediction[valid].astype(np.int64)
+        true = label[valid].astype(np.int64)
+        count = self.num_classes
+        inside = (pred >= 0) & (pred < count)
+        hit = inside & (pred == true)
+        self.intersection += np.bincount(pred[hit], minlength=count)[:count]
+        self.predicted += np.bincount(pred[inside], minlength=count)[:count]
+        known = (true >= 0) & (true < count)
+        self.labelled += np.bincount(true[known], minlength=count)[:count]
+        self.images += 1
+
+    def class_iou(self) -> np.ndarray:
+        """float64 ``C``: IoU per class, NaN where the union is empty."""
+        union = self.predicted + self.labelled - self.intersection
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(union > 0, self.intersection / np.maximum(union, 1), np.nan)
+
+    def miou(self) -> float:
+        values = self.class_iou()
+        return float(np.nanmean(values)) if np.isfinite(values).any() else float("nan")
+
+    def accuracy(self) -> float:
+        """aAcc: correct labelled pixels over labelled pixels."""
+        total = int(self.labelled.sum())
+        return float(self.intersection.sum() / total) if total else float("nan")

@@ -12,6 +12,7 @@ from clsclip.model.backbone import ClipBackbone
 from clsclip.model.base import SegmentationModel, Tokenizer, run_pairs
 from clsclip.model.dense_attention import dense_last_block
 from clsclip.model.prompts import combine_prompts
+from clsclip.model.scclip import scclip_tokens
 from clsclip.model.scores import ScoringRule
 from clsclip.model.windows import SlidingWindows
 
@@ -82,6 +83,8 @@ class DenseClipModel(SegmentationModel):
         """Unit patch features of windows: ``W x 3 x s x t`` -> ``W x (g*h) x embed_dim`` on the
         ``g x h`` patch grid (a remainder of less than a patch is dropped)."""
         backbone = self.backbone
+        if self.method == "scclip":
+            return F.normalize(scclip_tokens(backbone, pixels), dim=-1)
         tokens = backbone.embed(pixels, positions="reference")
         grid = (pixels.shape[-2] // backbone.patch_size, pixels.shape[-1] // backbone.patch_size)
         if self.method == "none":

@@ -3,6 +3,8 @@ class names in, results out. The `Segmenter` facade checks arguments and calls t
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -87,6 +89,8 @@ def result_of(request: Request, prediction: ImagePrediction) -> SegmentationResu
     low_res = prediction.prediction
     if request.scale is not None or request.bias is not None:
         low_res = low_res.with_calibration(request.scale, request.bias)
+    if request.area_threshold is not None:
+        low_res = dataclasses.replace(low_res, area_threshold=request.area_threshold)
     thresholds = request.thresholds
     return SegmentationResult(
         request.names, low_res, thresholds.default, prediction.image, prediction.boxes,
@@ -174,14 +178,27 @@ def segment_tensors(
             rows, row_of = torch.stack([r for r, _ in pairs]), pairs[0][1]
         cutoffs = request.thresholds.cutoffs(request.names)
         labels = torch.stack([
-            FullResolution(LowResPrediction(
+            _label_map(LowResPrediction(
                 x, box, scale=request.scale, bias=request.bias, background=floors[i],
                 rows=None if rows is None else rows[i], row_of=row_of,
-            )).label_map(cutoffs)[0]
+                area_threshold=request.area_threshold,
+            ), cutoffs)
             for i, x in enumerate(low_res)
         ])  # fmt: skip
     thresholds = request.thresholds
     floor_maps = None if floors[0] is None else torch.stack(floors)  # type: ignore[arg-type]
     return TensorSegmentation(request.names, labels, low_res, box, thresholds.default,
                               thresholds.own, request.scale, request.bias, floor_maps, rows,
-                              row_of)  # fmt: skip
+                              row_of, request.area_threshold)  # fmt: skip
+
+
+def _label_map(prediction: LowResPrediction, cutoffs: float | list[float]) -> torch.Tensor:
+    """The label map of one prediction at logit ``cutoffs``, the classes the area threshold
+    drops left out (as `SegmentationResult.label_map`)."""
+    full = FullResolution(prediction)
+    dropped = full.area_dropped()
+    if dropped:
+        count = prediction.num_classes
+        each = [cutoffs] * count if isinstance(cutoffs, float) else list(cutoffs)
+        cutoffs = [math.inf if k in dropped else c for k, c in enumerate(each)]
+    return full.label_map(cutoffs)[0]

@@ -39,6 +39,7 @@ class Request:
         layout: where each class's rows are (None: class k is row k).
         scale, bias: float32 ``K`` calibration of the class logits (None: none).
         min_score: classes whose presence score is below it get empty masks.
+        area_threshold: the model's SC-CLIP area threshold (`LowResPrediction.area_threshold`).
     """
 
     names: list[str]
@@ -49,6 +50,7 @@ class Request:
     scale: torch.Tensor | None = None
     bias: torch.Tensor | None = None
     min_score: float | None = None
+    area_threshold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,8 @@ def build_request(
         bias = torch.tensor([b for _, b in pairs], dtype=torch.float32, device=text.device)
     if min_score is not None:
         min_score = check_threshold(min_score)
-    return Request(names, thresholds, proposer, text, layout, scale, bias, min_score)
+    area = getattr(config, "area_threshold", None)  # SC-CLIP's area_thd (training-free)
+    return Request(names, thresholds, proposer, text, layout, scale, bias, min_score, area)
 
 
 __all__ = ["Request", "Settings", "ThresholdArg", "build_request"]

@@ -3,7 +3,8 @@ inverse, crop paste, fusion), output formats (COCO RLE, supervision, label PNG, 
 
 from clsclip.results.outcomes import ImageOutcome, TensorSegmentation
 from clsclip.results.prediction import CropLogits, LowResPrediction
-from clsclip.results.restore import FullResolution, presence_scores
+from clsclip.results.presence import presence_scores
+from clsclip.results.restore import FullResolution
 from clsclip.results.result import SegmentationResult
 from clsclip.results.thresholds import Thresholds, class_cutoffs, threshold_logit
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -90,3 +90,19 @@ def _draw_legend(image: Image.Image, entries: Sequence[tuple[str, tuple[int, ...
         y += box_h + pad
         if y > image.height:
             break
+
+
+class MaskImages(Mapping[str, Image.Image]):
+    """Class name -> its mask as an 8-bit grayscale image (255 inside), computed on lookup."""
+
+    def __init__(self, names: list[str], mask: Callable[[str], np.ndarray]) -> None:
+        self._names, self._mask = names, mask
+
+    def __getitem__(self, name: str) -> Image.Image:
+        return Image.fromarray(self._mask(name).astype(np.uint8) * 255, mode="L")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)

@@ -100,6 +100,8 @@ def write_npz(
         rows=(prediction.rows.numpy() if prediction.rows is not None
               else np.zeros((0, *grid), np.float32)),
         row_of=np.asarray(prediction.row_of, np.int64),
+        area_threshold=np.float64(math.nan if prediction.area_threshold is None
+                                  else prediction.area_threshold),
     )  # fmt: skip
 
 
@@ -240,6 +242,11 @@ def _optional(read: _Reader, names: list[str], grid: tuple[int, ...], name: str)
         rows = read.array("rows", shape, np.floating).astype(np.float32)
         out["rows"] = torch.from_numpy(rows) if shape[0] else None
         out["row_of"] = tuple(int(k) for k in read.array("row_of", (shape[0],), np.integer))
+    if "area_threshold" in read.headers:
+        area = float(read.scalar("area_threshold", np.floating))
+        if not (math.isnan(area) or 0.0 <= area <= 1.0):
+            raise ValueError(f"{name}: 'area_threshold' must be in [0, 1], got {area}")
+        out["area_threshold"] = None if math.isnan(area) else area
     return out
 
 

@@ -31,6 +31,7 @@ class TensorSegmentation:
             none; see `LowResPrediction.background`).
         rows, row_of: float32 ``B x R x h' x w'`` raw rows of competing classes and the class
             of each (see `LowResPrediction.rows`).
+        area_threshold: see `LowResPrediction.area_threshold`.
     """
 
     class_names: list[str]
@@ -44,6 +45,7 @@ class TensorSegmentation:
     background: torch.Tensor | None = None
     rows: torch.Tensor | None = None
     row_of: tuple[int, ...] = ()
+    area_threshold: float | None = None
 
     def result(self, index: int, image: Image.Image | None = None) -> SegmentationResult:
         """Image ``index`` as a `SegmentationResult` (masks, probabilities, summary, drawing),
@@ -52,7 +54,8 @@ class TensorSegmentation:
         rows = None if self.rows is None else self.rows[index]
         prediction = LowResPrediction(self.low_res_logits[index], self.letterbox,
                                       scale=self.scale, bias=self.bias, background=floor,
-                                      rows=rows, row_of=self.row_of)  # fmt: skip
+                                      rows=rows, row_of=self.row_of,
+                                      area_threshold=self.area_threshold)  # fmt: skip
         return SegmentationResult(list(self.class_names), prediction, self.threshold, image,
                                   class_thresholds=self.class_thresholds)  # fmt: skip
 

@@ -57,6 +57,9 @@ class LowResPrediction:
             training-free references do (their softmax follows the upsampling); ``logits`` and
             ``background`` are then the same scoring on the grid, for the image-level scores.
         row_of: the class of each row (-1: background).
+        area_threshold: SC-CLIP's ``area_thd``: a class is dropped from the image (empty mask)
+            when its share of the pixels the label map gives to classes, before the
+            thresholds, is at most this (None: none; see `FullResolution.area_dropped`).
     """
 
     logits: torch.Tensor
@@ -70,6 +73,7 @@ class LowResPrediction:
     background: torch.Tensor | None = None
     rows: torch.Tensor | None = None
     row_of: tuple[int, ...] = ()
+    area_threshold: float | None = None
 
     def __post_init__(self) -> None:
         if self.logits.ndim != 3:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -14,11 +14,12 @@ from PIL import Image
 from clsclip.checks import check_threshold
 from clsclip.geometry import Letterbox
 from clsclip.results import formats
-from clsclip.results.drawing import draw_boxes, overlay_label_map, palette
+from clsclip.results.drawing import MaskImages, draw_boxes, overlay_label_map, palette
 from clsclip.results.files import save_result
 from clsclip.results.npz import read_npz, write_npz
 from clsclip.results.prediction import CropLogits, LowResPrediction
-from clsclip.results.restore import FullResolution, presence_scores
+from clsclip.results.presence import presence_scores
+from clsclip.results.restore import FullResolution
 from clsclip.results.thresholds import class_cutoffs, threshold_logit
 
 
@@ -84,6 +85,7 @@ class SegmentationResult:
         self.min_score = None if min_score is None else check_threshold(min_score)
         self._label_pass: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._scores: np.ndarray | None = None
+        self._dropped: list[int] | None = None
 
     @classmethod
     def from_probs(
@@ -163,9 +165,14 @@ class SegmentationResult:
 
     def effective_thresholds(self) -> list[float]:
         """The probability threshold of each class's mask, in class order: its threshold, or 1
-        (an empty mask) for a class whose score is below ``min_score``."""
+        (an empty mask) for a class whose score is below ``min_score`` or that the area
+        threshold drops (`LowResPrediction.area_threshold`)."""
         thresholds = self.thresholds
         out = [thresholds[name] for name in self.class_names]
+        if self.prediction.area_threshold is not None:  # SC-CLIP's small classes: empty
+            if self._dropped is None:
+                self._dropped = self._full().area_dropped()
+            out = [1.0 if k in self._dropped else t for k, t in enumerate(out)]
         if self.min_score is not None:
             scores = self.scores
             out = [1.0 if scores[n] < self.min_score else t
@@ -210,7 +217,7 @@ class SegmentationResult:
     def mask_images(self) -> Mapping[str, Image.Image]:
         """One 8-bit grayscale PIL image per class (255 inside the mask, 0 outside), as a mapping
         from class name that computes each image when it is looked up."""
-        return _MaskImages(self)
+        return MaskImages(self.class_names, self.mask)
 
     def overlay(
         self, image: Image.Image | None = None, *, alpha: float = 0.5, legend: bool = True
@@ -380,20 +387,3 @@ class SegmentationResult:
             raise KeyError(
                 f"{class_name!r} is not in this result; classes: {self.class_names}"
             ) from None
-
-
-class _MaskImages(Mapping[str, Image.Image]):
-    """Class name -> mask image, computed on lookup."""
-
-    def __init__(self, result: SegmentationResult) -> None:
-        self._result = result
-
-    def __getitem__(self, name: str) -> Image.Image:
-        mask = self._result.mask(name)
-        return Image.fromarray(mask.astype(np.uint8) * 255, mode="L")
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._result.class_names)
-
-    def __len__(self) -> int:
-        return len(self._result.class_names)

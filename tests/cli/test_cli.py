@@ -267,6 +267,7 @@ def test_info_names_the_model_family(saved_model, tmp_path, capsys) -> None:
     assert main(["info", str(saved_model)]) == 0
     out = capsys.readouterr().out
     assert "ClsCLIP (trained) (clsclip)" in out and "model.safetensors" in out
+    assert "weights: open_clip" in out or "weights: stored with the model" in out
     dense = tmp_path / "dense"
     dense.mkdir()
     DenseClipConfig(backbone="ViT-B-16", pretrained="openai").save(dense / "config.json")
@@ -274,6 +275,15 @@ def test_info_names_the_model_family(saved_model, tmp_path, capsys) -> None:
     data = json.loads(capsys.readouterr().out)
     assert data["family"] == "training-free" and data["weights"] == "none (config only)"
     assert data["config"]["method"] == "clearclip"
+    assert data["backbone_weights"] == "open_clip ViT-B-16 / openai (open_clip's download cache)"
+    checkpoint = tmp_path / "clip.bin"
+    DenseClipConfig(backbone="ViT-B-16", pretrained=str(checkpoint), method="naclip").save(
+        dense / "config.json"
+    )
+    assert main(["info", str(dense)]) == 0
+    out = capsys.readouterr().out
+    assert f"weights: checkpoint file {checkpoint}" in out
+    assert "windows: 224 px every 112 px, refine: pamr" in out
     assert main(["info", str(tmp_path / "nothing")]) == 2
 
 

@@ -94,6 +94,75 @@ def reference_tokens(clip, crop: torch.Tensor, method: str, std: float) -> torch
     return (visual.ln_post(out) @ visual.proj)[1:]
 
 
+def reference_scclip_tokens(clip, crop: torch.Tensor, layers) -> torch.Tensor:
+    """SC-CLIP's ``VisionTransformer.forward`` (``return_all``) with sklearn's LOF (the
+    paper's; the repository's torch LOF approximates it): patch features ``N x E``."""
+    from sklearn.neighbors import LocalOutlierFactor
+
+    pre, post, start, end = layers
+    visual = clip.visual
+    patch = visual.conv1.kernel_size[0]
+    rows, cols = crop.shape[-2] // patch, crop.shape[-1] // patch
+    x = visual.conv1(crop).reshape(1, visual.conv1.out_channels, -1).permute(0, 2, 1)
+    x = torch.cat([visual.class_embedding.reshape(1, 1, -1), x], dim=1)
+    x = visual.ln_pre(x + reference_pos_encoding(visual.positional_embedding, rows, cols))
+    feats = []
+    for block in visual.transformer.resblocks[:-1]:
+        x = block(x)
+        feats.append(x[0])
+    cls = x[0, :1]
+    tokens = x[0, 1:]
+    count = tokens.shape[0]
+    lof = LocalOutlierFactor(n_neighbors=min(30, count - 1), contamination=0.05)
+    bad = set(np.flatnonzero(lof.fit_predict(tokens.numpy()) == -1).tolist())
+
+    def mean_interpolation(t):
+        out = t.clone()
+        for i in bad:
+            r, c = divmod(i, cols)
+            near = [(r + dr) * cols + c + dc for dr in (-1, 0, 1) for dc in (-1, 0, 1)
+                    if (dr or dc) and 0 <= r + dr < rows and 0 <= c + dc < cols
+                    and (r + dr) * cols + c + dc not in bad]  # fmt: skip
+            if near:
+                out[i] = t[near].mean(dim=0)
+        return out
+
+    def unit_similarity(t):
+        t = t / t.norm(dim=-1, keepdim=True)
+        return t @ t.T
+
+    def aggregate(t, sims):
+        sims = sims.clone()
+        sims[sims < 0.4] = 0.0
+        return (sims / (sims.sum(dim=-1, keepdim=True) + 1e-6)) @ t
+
+    last = visual.transformer.resblocks[-1]
+    attn = last.attn
+    heads, width = attn.num_heads, tokens.shape[-1]
+    d = width // heads
+
+    def custom_attn(t, mid):
+        _, k, v = F.linear(last.ln_1(t), attn.in_proj_weight, attn.in_proj_bias).chunk(3, -1)
+        mid = (mid - mid.mean()) * 3.0
+        mid[mid < 0.0] = float("-inf")
+        outs = []
+        for h in range(heads):
+            kh, vh = k[:, h * d : (h + 1) * d], v[:, h * d : (h + 1) * d]
+            weights = (torch.softmax(mid, -1) + torch.softmax(kh @ kh.T * d**-0.5, -1)) / 2
+            outs.append(weights @ vh)
+        return attn.out_proj(torch.cat(outs, dim=-1))
+
+    x = mean_interpolation(tokens)
+    mid = unit_similarity(mean_interpolation(feats[pre][1:]))
+    x = aggregate(x, mid)
+    x = custom_attn(x, mid) + 0.3 * cls
+    after = unit_similarity(feats[post][1:])
+    x = aggregate(x, after)
+    fused = sum(feats[start:end])
+    x = x + aggregate(custom_attn(fused[1:], mid) + 0.3 * fused[:1], after)
+    return visual.ln_post(x) @ visual.proj
+
+
 def reference_pamr(image: torch.Tensor, mask: torch.Tensor, steps: int, dilations) -> torch.Tensor:
     """NACLIP's ``pamr.py`` (PAMR, Araslanov & Roth) with its 3 x 3 dilated kernels."""
 
@@ -137,7 +206,13 @@ def reference_inference(clip, queries, owners, image, s):
     patch = clip.visual.conv1.kernel_size[0]
 
     def forward_feature(crop):
-        feats = reference_tokens(clip, crop, s["method"], 5.0)
+        if s["method"] == "scclip":
+            from clsclip.model.scclip import scclip_layers
+
+            depth = len(clip.visual.transformer.resblocks)
+            feats = reference_scclip_tokens(clip, crop, scclip_layers(depth))
+        else:
+            feats = reference_tokens(clip, crop, s["method"], 5.0)
         feats = feats / feats.norm(dim=-1, keepdim=True)
         logits = feats @ queries.T
         rows, cols = crop.shape[-2] // patch, crop.shape[-1] // patch
@@ -182,6 +257,9 @@ def reference_inference(clip, queries, owners, image, s):
     if classes != len(owners):
         one_hot = F.one_hot(index).T.view(classes, len(owners), 1, 1)
         probs = (probs[None] * one_hot).max(1)[0]
+    if s.get("area"):  # SC-CLIP's area_thd: small classes' probabilities zeroed
+        votes = F.one_hot(probs.argmax(0), classes).sum((0, 1))[1:]
+        probs[1:] *= (votes > s["area"] * votes.sum()).to(probs.dtype)[:, None, None]
     labels = probs.argmax(0)
     labels[probs.max(0)[0] < s["thd"]] = 0
     return probs, labels
@@ -203,6 +281,9 @@ SETTINGS = {
                               "scale": 50.0, "thd": 0.0},
     "naclip-odd-windows": {"method": "naclip", "short": 44, "crop": 36, "stride": 14,
                            "scale": 40.0, "thd": 0.0},
+    # SC-CLIP at 6 x 6-patch windows (its LOF takes 30 neighbours), VOC21's area threshold
+    "scclip": {"method": "scclip", "short": 48, "crop": 48, "stride": 24, "scale": 50.0,
+               "thd": 0.15, "area": 0.1},
 }  # fmt: skip
 
 SIZES = [(75, 100), (100, 75), (30, 100), (45, 45), (21, 13)]
@@ -215,6 +296,7 @@ def _segmenter(s) -> Segmenter:
         backbone=TINY_BACKBONE, pretrained=None, method=s["method"], image_size=s["short"],
         window_size=s["crop"], window_stride=s["stride"], threshold=s["thd"],
         background_prompts=background, refine="pamr" if s.get("pamr") else "none",
+        area_threshold=s.get("area"), logit_scale=s["scale"],
     )  # fmt: skip
     torch.manual_seed(3)
     segmenter = Segmenter.from_config(config, device="cpu")
@@ -246,12 +328,12 @@ def test_segment_is_the_references_inference(name, monkeypatch) -> None:
             probs, labels = reference_inference(clip, queries, owners, image, s)
         result = segmenter.segment(image, names)
         ours = np.stack([result.prob(n) for n in names])
-        np.testing.assert_allclose(
-            ours, probs[shift:].numpy(), atol=1e-5, err_msg=f"{height}x{width}"
-        )
-        expected = labels.numpy() + (1 - shift)
-        if not background:
-            expected = labels.numpy() + 1
+        kept = [k for k, t in enumerate(result.effective_thresholds()) if t < 1.0]
+        # a class the area threshold drops: the reference zeroes its probabilities, clsclip
+        # keeps them and empties its mask (the label maps are the same)
+        np.testing.assert_allclose(ours[kept], probs[shift:].numpy()[kept], atol=1e-5,
+                                   err_msg=f"{height}x{width}")  # fmt: skip
+        expected = labels.numpy() + (1 - shift) if background else labels.numpy() + 1
         agree = (result.label_map == expected).mean()
         assert agree >= 0.9995, f"{name} {height}x{width}: labels agree on {agree:.4%}"
 
@@ -353,3 +435,30 @@ def test_the_way_in_is_the_same_in_every_process() -> None:
             assert torch.equal(one, many)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_lof_picks_sklearns_tokens_and_windows_never_mix() -> None:
+    """SC-CLIP's anomaly tokens are sklearn's LocalOutlierFactor(30, contamination 0.05)
+    outliers, per window; a window's features do not depend on the others in its batch."""
+    from sklearn.neighbors import LocalOutlierFactor
+
+    from clsclip.model.scclip import anomalies, local_outlier_factor
+
+    generator = torch.Generator().manual_seed(0)
+    tokens = torch.randn(3, 196, 24, generator=generator, dtype=torch.float64)
+    tokens[0, [5, 77]] *= 6.0  # two clear anomalies
+    found = anomalies(local_outlier_factor(tokens))
+    for window in range(3):
+        lof = LocalOutlierFactor(n_neighbors=30, contamination=0.05)
+        expected = lof.fit_predict(tokens[window].numpy()) == -1
+        assert found[window].numpy().tolist() == expected.tolist()
+        np.testing.assert_allclose(local_outlier_factor(tokens[window : window + 1])[0].numpy(),
+                                   -lof.negative_outlier_factor_, rtol=1e-6)  # fmt: skip
+    assert found[0, 5] and found[0, 77]
+    segmenter = _segmenter(SETTINGS["scclip"])
+    model = segmenter.backend.model
+    pixels = torch.randn(3, 3, 48, 48, generator=generator, dtype=torch.float64)
+    with torch.inference_mode():
+        together = model.window_features(pixels)
+        alone = torch.cat([model.window_features(pixels[i : i + 1]) for i in range(3)])
+    torch.testing.assert_close(together, alone, atol=1e-10, rtol=0)
