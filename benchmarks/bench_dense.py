@@ -1,7 +1,8 @@
 """Time the training-free methods at their references' settings on one 500 x 375 image.
 
 ClearCLIP (short side 448, 448 px windows every 224), NACLIP (short side 336, 224 px windows
-every 112), NACLIP with PAMR (10 iterations, dilations 8 and 16), on ViT-B/16 with random
+every 112), NACLIP with PAMR (10 iterations, dilations 8 and 16), SC-CLIP (NACLIP's windows,
+LOF and the calibrated last block per window), on ViT-B/16 with random
 weights (the cost is the same as with downloaded ones), for 21 and 150 classes, class vectors
 cached (80 templates: the text tower is timed apart). Backends: torch fp32, torch bf16 where the
 CPU has native bf16, onnxruntime (fp32). The share of the time spent in PAMR is measured by
@@ -36,6 +37,7 @@ METHODS = {
     "clearclip": {"method": "clearclip"},
     "naclip": {"method": "naclip", "refine": "none"},
     "naclip+pamr": {"method": "naclip", "refine": "pamr"},
+    "scclip": {"method": "scclip"},
 }
 
 

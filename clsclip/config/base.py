@@ -48,7 +48,9 @@ class ModelConfig:
             backbones. Only open_clip's own ViT image tower is supported (not timm towers).
         pretrained: an open_clip pretrained tag for a named backbone (``"openai"``), the path of
             a checkpoint file of the backbone's open_clip weights (``.bin``, ``.pt``, ``.pth``
-            or ``.safetensors``, as open_clip saves them: the air-gapped route), or ``None
+            or ``.safetensors``, as open_clip saves them: the air-gapped route), an open_clip
+            repository (``"hf-hub:org/repo"`` or ``"local-dir:/path"``, whose own config sets
+            the architecture), or ``None
             for random backbone weights (or weights stored with the model).
         image_size: side in pixels of the square model input; a multiple of the patch size. The
             position embedding is interpolated to the input's grid, so any size works.

@@ -6,6 +6,7 @@ import copy
 import difflib
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from torch import nn
@@ -161,13 +162,52 @@ def _build_clip(
     checkpoint = pretrained if pretrained is not None and is_weights_file(pretrained) else None
     if checkpoint is not None:
         pretrained = None
-    if isinstance(backbone, str):
+    if pretrained is not None and pretrained.startswith(REPOSITORY_SCHEMAS):
+        clip, tokenizer = _build_repository_clip(pretrained, cache_dir)
+    elif isinstance(backbone, str):
         clip, tokenizer = _build_named_clip(backbone, pretrained, cache_dir)
     else:
         clip, tokenizer = _build_custom_clip(backbone)
     if checkpoint is not None:
         load_checkpoint(clip, checkpoint)
     return clip, tokenizer
+
+
+REPOSITORY_SCHEMAS = ("hf-hub:", "local-dir:")
+"""``pretrained`` values that name an open_clip repository (its ``open_clip_config.json`` and
+weights) on the Hugging Face Hub or in a local folder, as open_clip's ``create_model`` reads
+them; the repository's config sets the architecture."""
+
+
+def _build_repository_clip(source: str, cache_dir: str | None) -> tuple[nn.Module, Tokenizer]:
+    """An open_clip model from ``hf-hub:org/repo`` or ``local-dir:/path``. open_clip goes on
+    with random weights when the repository has none (a warning in its log): refused here."""
+    import open_clip
+
+    schema, _, identifier = source.partition(":")
+    if schema == "local-dir":
+        folder = Path(identifier)
+        if not (folder / "open_clip_config.json").is_file():
+            raise FileNotFoundError(
+                f"pretrained {source!r}: no open_clip_config.json in {str(folder)!r} (a "
+                "local-dir: folder holds open_clip's config and weights, as open_clip saves a "
+                "model for the Hub)"
+            )
+        if not any(p.suffix in (".safetensors", ".bin", ".pth") for p in folder.iterdir()):
+            raise FileNotFoundError(f"pretrained {source!r}: no weights file in {str(folder)!r}")
+    else:
+        from open_clip.pretrained import download_pretrained_from_hf
+
+        try:
+            download_pretrained_from_hf(identifier, cache_dir=cache_dir)
+        except Exception as e:
+            raise OSError(
+                f"pretrained {source!r}: could not fetch the repository's weights ({e}); "
+                "without network access they must be in the Hugging Face cache already, or use "
+                "a checkpoint file or a local-dir: folder"
+            ) from e
+    clip = open_clip.create_model(source, cache_dir=cache_dir)
+    return clip, open_clip.get_tokenizer(source, cache_dir=cache_dir)
 
 
 def load_checkpoint(clip: nn.Module, path: str) -> None:
@@ -222,9 +262,13 @@ def _build_named_clip(
     try:
         clip = open_clip.create_model(name, pretrained=pretrained, cache_dir=cache_dir)
     except RuntimeError as e:
+        reason = str(e).rstrip(". ")
+        offline = " (HF_HUB_OFFLINE is set)" if os.environ.get("HF_HUB_OFFLINE") else ""
         raise OSError(
-            f"could not fetch open_clip weights {name!r} / {pretrained!r}: {e}. Without network "
-            "access (HF_HUB_OFFLINE=1) the weights must already be in the cache."
+            f"could not fetch open_clip weights {name!r} / {pretrained!r}{offline}: {reason}; "
+            "on a machine without network access, pass the weights as a file "
+            "(pretrained='/path/to/open_clip_model.bin'), or load a model folder saved with "
+            "include_backbone=True (docs/training-free.md, air-gapped)"
         ) from e
     tokenizer = open_clip.get_tokenizer(name, cache_dir=cache_dir)
     return clip, tokenizer

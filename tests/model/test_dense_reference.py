@@ -462,3 +462,30 @@ def test_lof_picks_sklearns_tokens_and_windows_never_mix() -> None:
         together = model.window_features(pixels)
         alone = torch.cat([model.window_features(pixels[i : i + 1]) for i in range(3)])
     torch.testing.assert_close(together, alone, atol=1e-10, rtol=0)
+
+
+def test_an_open_clip_repository_folder_is_the_pretrained_backbone(tmp_path) -> None:
+    """``pretrained="local-dir:..."`` (and ``hf-hub:``, the same loader through the Hub cache):
+    open_clip's own repository layout; a folder without weights is refused (open_clip would go
+    on with random ones)."""
+    import json
+
+    import open_clip
+
+    torch.manual_seed(12)
+    clip = open_clip.CLIP(**TINY_BACKBONE)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "open_clip_config.json").write_text(json.dumps({
+        "model_cfg": TINY_BACKBONE,
+        "preprocess_cfg": {"mean": list(MEAN), "std": list(STD)},
+    }))  # fmt: skip
+    config = DenseClipConfig(backbone="ViT-B-16", pretrained=f"local-dir:{repo}", image_size=44)
+    with pytest.raises(FileNotFoundError, match="no weights file in"):
+        Segmenter.from_config(config, device="cpu")
+    torch.save(clip.state_dict(), repo / "open_clip_pytorch_model.bin")
+    loaded = Segmenter.from_config(config, device="cpu").backend.model.backbone.clip
+    for key, value in clip.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    with pytest.raises(FileNotFoundError, match="no open_clip_config.json in"):
+        Segmenter.from_config(DenseClipConfig(pretrained=f"local-dir:{tmp_path}"), device="cpu")
