@@ -202,7 +202,8 @@ def test_background_prompts_make_a_background() -> None:
 def test_bad_configurations_are_named() -> None:
     with pytest.raises(
         ValueError,
-        match=r"unknown method 'maskclip'; choose one of \['clearclip', 'naclip', 'scclip', 'none'\]",
+        match=r"unknown method 'maskclip'; choose one of "
+        r"\['clearclip', 'naclip', 'scclip', 'none'\]",
     ):
         dense_config(method="maskclip")
     with pytest.raises(ValueError, match="window_size 4 px is smaller than one 8 px patch"):
