@@ -57,6 +57,7 @@ def main() -> None:
     parser.add_argument("--classes", type=int, nargs="+", default=[21, 150])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-onnx", action="store_true")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -66,6 +67,8 @@ def main() -> None:
         precisions.append("bf16")
     rows = []
     for label, fields in METHODS.items():
+        if label not in args.methods:
+            continue
         torch.manual_seed(0)
         config = DenseClipConfig(backbone=BACKBONE, pretrained=None, **fields)  # type: ignore[arg-type]
         backends: list[tuple[str, Segmenter]] = []

@@ -1,6 +1,7 @@
 """The README's main job and the example scripts, with the bundled demo model."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -83,6 +84,22 @@ def test_example_scripts(tmp_path) -> None:
         check=True,
     )
     assert Image.open(figure).size == (968, 320)
+
+
+def test_the_training_free_figure_script(tmp_path) -> None:
+    """examples/training_free_methods.py: one panel per method (ClearCLIP, NACLIP, NACLIP +
+    PAMR, SC-CLIP), each the overlay of that method's result, side by side."""
+    from tests.conftest import TINY_BACKBONE
+
+    out = tmp_path / "methods.png"
+    subprocess.run(
+        [sys.executable, str(EXAMPLES / "training_free_methods.py"), str(IMAGE), "red disc",
+         "blue triangle", "--out", str(out), "--backbone", json.dumps(TINY_BACKBONE),
+         "--pretrained", "none", "--width", "120"],
+        check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    width, height = Image.open(out).size
+    assert width == 4 * 120 + 3 * 6 and height == round(120 * 320 / 480) + 24
 
 
 def test_the_main_job_runs_twice(tmp_path, monkeypatch) -> None:

@@ -55,13 +55,13 @@ def reference_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int]) -> torch
     (align_corners=False) with ``scale_factor = ((rows + 0.1) / G0, (cols + 0.1) / G0)`` and
     ``recompute_scale_factor=False``, so the sampling positions follow that scale, not
     ``G0 / rows`` as `interpolate_pos_embed`'s ``size=`` does."""
-    num_patches = pos_embed.shape[0] - 1
+    num_patches = int(pos_embed.shape[0]) - 1  # int: a constant when traced
     old = round(num_patches**0.5)
     if old * old != num_patches:
         raise ValueError(f"position embedding of {num_patches} patches is not a square grid")
     if (old, old) == tuple(grid):
         return pos_embed
-    width = pos_embed.shape[1]
+    width = int(pos_embed.shape[1])
     patch_pos = pos_embed[1:].reshape(1, old, old, width).permute(0, 3, 1, 2)
     scale = ((grid[0] + 0.1) / old, (grid[1] + 0.1) / old)
     if patch_pos.dtype in (torch.float16, torch.bfloat16):

@@ -61,7 +61,11 @@ def local_outlier_factor(x: torch.Tensor, neighbours: int = NEIGHBOURS) -> torch
     ratio of the neighbours' density to the row's (as ``sklearn.neighbors.LocalOutlierFactor``)."""
     count = x.shape[1]
     k = min(neighbours, count - 1)
-    distances = torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist")
+    squares = (x * x).sum(dim=-1)
+    # |a|^2 + |b|^2 - 2 a.b, as sklearn computes Euclidean distances on wide features (and an
+    # ONNX graph can: torch.cdist has no ONNX export)
+    distances = squares[:, :, None] + squares[:, None, :] - 2.0 * x @ x.transpose(1, 2)
+    distances = distances.clamp(min=0.0).sqrt()
     eye = torch.eye(count, dtype=torch.bool, device=x.device)
     distances = distances.masked_fill(eye, float("inf"))  # a row is not its own neighbour
     near, index = distances.topk(k, dim=-1, largest=False)

@@ -50,6 +50,7 @@ MODELS = {
     "dense-clearclip": lambda size: _dense("clearclip", size, ("sky", "wall")),
     "dense-naclip": lambda size: _dense("naclip", size, ()),
     "dense-naclip-pamr": lambda size: _dense("naclip", size, ("sky",), refine="pamr"),
+    "dense-scclip": lambda size: _dense("scclip", size, ("sky",)),
     "dense-clearclip-square": lambda size: _dense("clearclip", size, ("sky",), "letterbox"),
 }
 
@@ -87,6 +88,7 @@ CASES = [
     ("dense-clearclip", 64),
     ("dense-naclip", 64),
     ("dense-naclip-pamr", 40),
+    ("dense-scclip", 64),
     ("dense-clearclip-square", 64),
 ]
 
