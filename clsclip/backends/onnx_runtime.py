@@ -87,6 +87,9 @@ class OnnxBackend:
         providers = execution_providers(self.device)
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads() if threads is None else threads
+        # onnxruntime's threads spin-wait after a run by default, taking the cores from the
+        # torch work between runs (the windows' merge, PAMR, the scoring)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.sessions = {
             name: _session(ort, self.folder / graph["file"], options, providers, graph)
             for name, graph in description["graphs"].items()
