@@ -63,7 +63,6 @@ def add_parser(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from clsclip.evaluation import evaluate
     from clsclip.segmenter import Segmenter
-    from clsclip.storage.files import write_atomic
 
     if args.benchmark is not None:
         return run_benchmark(args)
@@ -86,18 +85,12 @@ def run(args: argparse.Namespace) -> int:
         )
     except USER_ERRORS as e:
         return fail(e)
-    print(format_scores(scores))
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps({**scores, "model": args.model}, indent=2) + "\n"
-        write_atomic(args.out, lambda tmp: tmp.write_text(text))
-    return 0
+    return _report(args, format_scores(scores), scores)
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
     from clsclip.evaluation.benchmark import evaluate_benchmark, format_report
     from clsclip.segmenter import Segmenter
-    from clsclip.storage.files import write_atomic
 
     try:
         if args.dataset is not None or args.fold is not None:
@@ -112,10 +105,17 @@ def run_benchmark(args: argparse.Namespace) -> int:
                                     settings=args.settings, limit=args.limit)  # fmt: skip
     except USER_ERRORS as e:
         return fail(e)
-    print(format_report(report))
+    return _report(args, format_report(report), report)
+
+
+def _report(args: argparse.Namespace, table: str, scores: dict[str, Any]) -> int:
+    """Print the table; write the scores and the model's name as JSON to ``--out``."""
+    from clsclip.storage.files import write_atomic
+
+    print(table)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        text = json.dumps({**report, "model": args.model}, indent=2) + "\n"
+        text = json.dumps({**scores, "model": args.model}, indent=2) + "\n"
         write_atomic(args.out, lambda tmp: tmp.write_text(text))
     return 0
 
