@@ -12,7 +12,9 @@ own:
 - ``floor``: the work that must be done, in the same process: K low-resolution maps bilinearly
   upsampled to H x W (`F.interpolate`) with a running max over classes;
 - ``added``: peak RSS (CPU) or `torch.cuda.max_memory_allocated` (CUDA) during one ``work``,
-  above what the process held before it, the image already decoded.
+  above what the process held before it, the image already decoded;
+- ``write``: `SegmentationResult.save` of one result (a mask PNG per class, the overlay PNG, the
+  JSON summary) into a temporary folder, median over --repeats.
 
     python benchmarks/bench_postprocess.py --json docs/results/bench_postprocess_cpu.json
     python benchmarks/bench_postprocess.py --before /path/to/old/checkout  # both, side by side
@@ -145,10 +147,21 @@ def _run_case(height: int, width: int, classes: int, device: str, repeats: int) 
             best = up if best is None else torch.maximum(best, up)
         sync()
         floor.append(time.perf_counter() - start)
+    import tempfile
+
+    result = seg.segment(image, names)
+    result.label_map  # noqa: B018 - the label map is shared with the overlay, as in a run
+    write = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as folder:
+            start = time.perf_counter()
+            result.save(folder, "image")
+            write.append(time.perf_counter() - start)
     return {
         "height": height,
         "width": width,
         "classes": classes,
+        "write_s": statistics.median(write),
         "work_s": statistics.median(times),
         "network_s": statistics.median(network),
         "pre_s": statistics.median(pre),
@@ -180,7 +193,7 @@ def _row(label: str, r: dict | None, case: tuple[int, int, int]) -> str:
     return (
         f"{head} {r['work_s']:8.3f} {r['network_s']:9.3f} {r['pre_s']:7.3f} {post:8.3f} "
         f"{r['floor_s']:8.3f} "
-        f"{post / r['floor_s']:7.2f} {r['added_mb']:9.0f}"
+        f"{post / r['floor_s']:7.2f} {r['added_mb']:9.0f} {r.get('write_s', float('nan')):8.3f}"
     )
 
 
@@ -200,7 +213,7 @@ def main() -> None:
     cases = [tuple(c) for c in args.only] if args.only else CASES
     print(
         "version  image        classes  work s  network s  pre s   post s  floor s  post/floor"
-        "  added MB"
+        "  added MB  write s"
     )
     rows = []
     for case in cases:

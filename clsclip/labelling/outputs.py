@@ -27,6 +27,7 @@ from clsclip.names import (
 )
 from clsclip.results import SegmentationResult
 from clsclip.results.drawing import palette
+from clsclip.results.files import save_png
 from clsclip.results.formats import coco_categories, label_image
 from clsclip.storage.files import inside, write_atomic, write_json
 
@@ -81,7 +82,7 @@ def write_outputs(
     if "label" in options.formats:
         path = target.parent / label_file(name)
         image = label_image(result.label_map, len(result.class_names))
-        write_atomic(path, lambda tmp: image.save(tmp, format="PNG"))
+        write_atomic(path, lambda tmp: save_png(image, tmp))
         paths.append(path)
     if "npz" in options.formats:
         path = target.parent / npz_file(name)

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from clsclip.results import SegmentationResult
+from clsclip.results.files import save_png
 from clsclip.results.formats import encode_rle, label_image
 
 
@@ -36,7 +37,7 @@ def answer_json(result: SegmentationResult, model: str) -> dict[str, Any]:
 def label_png(result: SegmentationResult) -> bytes:
     """The palette label map (0 background, k + 1 for class k) as PNG bytes."""
     buffer = io.BytesIO()
-    label_image(result.label_map, len(result.class_names)).save(buffer, format="PNG")
+    save_png(label_image(result.label_map, len(result.class_names)), buffer)
     return buffer.getvalue()
 
 
