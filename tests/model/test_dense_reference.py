@@ -489,3 +489,22 @@ def test_an_open_clip_repository_folder_is_the_pretrained_backbone(tmp_path) -> 
         assert torch.equal(loaded.state_dict()[key], value), key
     with pytest.raises(FileNotFoundError, match="no open_clip_config.json in"):
         Segmenter.from_config(DenseClipConfig(pretrained=f"local-dir:{tmp_path}"), device="cpu")
+
+
+def test_offline_without_the_weights_says_what_to_do(tmp_path, monkeypatch) -> None:
+    """An air-gapped machine with no open_clip cache: one OSError naming the two offline
+    routes (a checkpoint file, a folder saved with its backbone), no doubled period."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf-home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hf-home" / "hub"))
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty-hf-home" / "hub"))
+    config = DenseClipConfig(backbone="ViT-B-32", pretrained="openai", method="naclip")
+    with pytest.raises(OSError, match=r"could not fetch open_clip weights 'ViT-B-32' / 'openai' "
+                       r"\(HF_HUB_OFFLINE is set\)") as raised:  # fmt: skip
+        Segmenter.from_config(config, device="cpu")
+    message = str(raised.value)
+    assert "pretrained='/path/to/open_clip_model.bin'" in message
+    assert "include_backbone=True" in message and ".." not in message
