@@ -44,6 +44,7 @@ FAMILIES = [
     "clearclip",
     "naclip",
     "naclip-no-background",
+    "scclip",
 ]
 
 SPECS: dict[str, Any] = {
@@ -81,6 +82,7 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "clearclip": _dense("clearclip", ("sky", "wall")),
         "naclip": _dense("naclip", ("sky", "wall")),
         "naclip-no-background": _dense("naclip", ()),
+        "scclip": _dense("scclip", ("sky", "wall")),
     }
     made["clsclip-calibrated"] = _calibrated(made["clsclip"])
     out = {name: seg.save_pretrained(root / name) for name, seg in made.items()}
