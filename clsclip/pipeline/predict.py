@@ -20,7 +20,6 @@ from clsclip.pipeline.views import (
     ViewPlanner,
     refine_rows,
     score_rows,
-    scored_rows,
     with_background,
 )
 from clsclip.results import (
@@ -169,13 +168,12 @@ def segment_tensors(
         raw = torch.cat(outputs)
         rule = backend.scoring
         scored = [score_rows(rule, x.__getitem__, layout.prompts, background) for x in raw]
-        low_res = torch.stack([class_logits for _, class_logits, _ in scored])
-        floors = [floor for _, _, floor in scored]
+        low_res = torch.stack([view.logits for view in scored])
+        floors = [view.floor for view in scored]
         rows: torch.Tensor | None = None
         row_of: tuple[int, ...] = ()
         if rule.competes:  # as `ViewPlanner.run`: full-resolution logits from the rows
-            pairs = [scored_rows(x.__getitem__, layout.prompts, background) for x in raw]
-            rows, row_of = torch.stack([r for r, _ in pairs]), pairs[0][1]
+            rows, row_of = torch.stack([view.rows for view in scored]), scored[0].row_of
         cutoffs = request.thresholds.cutoffs(request.names)
         labels = torch.stack([
             _label_map(LowResPrediction(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -160,21 +161,19 @@ class ViewPlanner:
             self._pair(view, background)
         raw, boxes = self._logits(text, chunk_size)
 
-        def scored(
-            view: int, layout: RowLayout
-        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        def scored(view: int, layout: RowLayout) -> ViewScores:
             return score_rows(rule, lambda row: raw[(view, row)], layout.prompts, background)
 
         out = []
         for plan in self.plans:
             layout = plan.layout
-            classes, full, floor = scored(plan.view, layout)
+            whole = scored(plan.view, layout)
             crop_logits: dict[int, torch.Tensor] = {}
             crops = []
             for crop in plan.crops:
                 if rule.competes:
                     if crop.view not in crop_logits:
-                        crop_logits[crop.view] = scored(crop.view, layout)[1]
+                        crop_logits[crop.view] = scored(crop.view, layout).logits
                     logits = crop_logits[crop.view][crop.class_index]
                 else:
                     own = layout.prompts[crop.class_index]
@@ -185,17 +184,11 @@ class ViewPlanner:
             if owners:
                 found = torch.stack([raw[(plan.view, row)]
                                      for rows in layout.negatives for row in rows])  # fmt: skip
-                negatives = rule.negative_logits(classes, full, found, owners)
-            scored_from: torch.Tensor | None = None
-            row_of: tuple[int, ...] = ()
-            if rule.competes:  # the full-resolution logits are scored from the rows
-                view = plan.view
-                scored_from, row_of = scored_rows(
-                    lambda r, v=view: raw[(v, r)],  # type: ignore[misc]
-                    layout.prompts, background,
-                )  # fmt: skip
-            prediction = LowResPrediction(full, boxes[plan.view], tuple(crops), fusion,
-                                          negatives, owners, background=floor, rows=scored_from,
+                negatives = rule.negative_logits(whole.classes, whole.logits, found, owners)
+            # competing classes: the full-resolution logits are scored from the rows
+            rows, row_of = (whole.rows, whole.row_of) if rule.competes else (None, ())
+            prediction = LowResPrediction(whole.logits, boxes[plan.view], tuple(crops), fusion,
+                                          negatives, owners, background=whole.floor, rows=rows,
                                           row_of=row_of)  # fmt: skip
             out.append(ImagePrediction(plan.image, prediction, plan.boxes))
         return out
@@ -296,37 +289,42 @@ def with_background(backend: Backend, text: torch.Tensor) -> tuple[torch.Tensor,
     return torch.cat([text, extra.to(text)]), list(range(start, start + extra.shape[0]))
 
 
+class ViewScores(NamedTuple):
+    """One view scored under a rule (`score_rows`).
+
+    Attributes:
+        classes: raw class scores ``K x h' x w'`` (the largest of each class's prompt rows).
+        logits: their logits under the rule, ``K x h' x w'``.
+        floor: the background's logits ``h' x w'`` (None: no competing background rows).
+        rows: every row scored, float32 ``R x h' x w'``: each class's prompt rows, then the
+            background rows (what `clsclip.results.LowResPrediction.rows` keeps).
+        row_of: the class of each row (-1: background).
+    """
+
+    classes: torch.Tensor
+    logits: torch.Tensor
+    floor: torch.Tensor | None
+    rows: torch.Tensor
+    row_of: tuple[int, ...]
+
+
 def score_rows(
     rule: ScoringRule,
     row: Callable[[int], torch.Tensor],
     prompts: Sequence[Sequence[int]],
     background: Sequence[int],
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """One view's raw class scores and their logits under ``rule`` (``K x h' x w'`` each),
-    and the background floor (or None): class k's raw score is the largest of its prompt rows
-    per cell; ``row(r)`` is row r's raw ``h' x w'`` scores on the view, ``background`` the
-    rows of `with_background`."""
-    rows = [row(r) for rows in prompts for r in rows]
-    owners = [k for k, rows in enumerate(prompts) for _ in rows]
-    stacked = torch.stack(rows)
-    others = [row(r) for r in background]
-    grid = stacked.shape[1:]
-    extra = torch.stack(others) if others else stacked.new_zeros(0, *grid)
-    classes = torch.stack([_largest([row(r) for r in rows]) for rows in prompts])
-    logits, floor = rule.class_logits(stacked, owners, len(prompts), extra)
-    return classes, logits, floor
-
-
-def scored_rows(
-    row: Callable[[int], torch.Tensor],
-    prompts: Sequence[Sequence[int]],
-    background: Sequence[int],
-) -> tuple[torch.Tensor, tuple[int, ...]]:
-    """The rows a competing scoring rule scores one view from: each class's prompt rows, then
-    the background rows, ``R x h' x w'``, and the class of each (-1: background)."""
+) -> ViewScores:
+    """One view's raw class scores, their logits under ``rule`` and the background floor,
+    from its rows stacked once: ``row(r)`` is row r's raw ``h' x w'`` scores on the view,
+    ``prompts`` each class's prompt rows, ``background`` the rows of `with_background`."""
     order = [r for rows in prompts for r in rows] + list(background)
-    owners = tuple(k for k, rows in enumerate(prompts) for _ in rows) + (-1,) * len(background)
-    return torch.stack([row(r).float() for r in order]), owners
+    count = len(order) - len(background)
+    row_of = tuple(k for k, rows in enumerate(prompts) for _ in rows) + (-1,) * len(background)
+    stacked = torch.stack([row(r).float() for r in order])
+    classes = torch.stack([_largest([row(r) for r in rows]) for rows in prompts])
+    logits, floor = rule.class_logits(stacked[:count], row_of[:count], len(prompts),
+                                      stacked[count:])  # fmt: skip
+    return ViewScores(classes, logits, floor, stacked, row_of)
 
 
 def _largest(rows: Sequence[torch.Tensor]) -> torch.Tensor:
