@@ -29,8 +29,10 @@ LS_TASKS, LS_CONFIG = "label-studio.json", "label-studio.xml"
 """The merged Label Studio tasks and their labelling config (``--format label-studio``)."""
 LS_PARTS = "label-studio-parts"
 """A run's folder of per-image Label Studio predictions."""
+VIS_FILE = "youtube-vis.json"
+"""The merged video annotations of a run's videos, YouTube-VIS layout (``--format coco``)."""
 RUN_FILES = (RUN_FILE, MANIFEST, CLASSES_FILE, COCO_FILE, COCO_PARTS, LS_TASKS, LS_CONFIG,
-             LS_PARTS)  # fmt: skip
+             LS_PARTS, VIS_FILE)  # fmt: skip
 """What ``--overwrite`` removes besides the images' own files."""
 RESERVED_NAMES = tuple(sorted({name.split(".")[0] for name in RUN_FILES}))
 """Top-level names of the run's own files: an image's stem never starts with one."""
@@ -87,6 +89,39 @@ def image_files(stem: str, class_names: Sequence[str], formats: Iterable[str]) -
             files.append(coco_part(stem))
         elif fmt == "label-studio":
             files.append(label_studio_part(stem))
+    return files
+
+
+def frame_stem(stem: str, index: int) -> str:
+    """A video frame's stem inside its video's folder: ``{stem}/{index:06d}`` (its index in the
+    source, so names sort in time)."""
+    return f"{stem}/{index:06d}"
+
+
+def overlay_video_file(stem: str) -> str:
+    return f"{stem}/overlay.mp4"
+
+
+def frame_log_file(stem: str) -> str:
+    """A video's frame log: what is done, for a frame-granular resume."""
+    return f"{stem}/frames.jsonl"
+
+
+def video_part(stem: str) -> str:
+    """A video's own YouTube-VIS file."""
+    return f"{stem}/{VIS_FILE}"
+
+
+def video_files(stem: str, formats: Iterable[str], overlay: bool) -> list[str]:
+    """The files a finished video keeps under its folder ``{stem}/`` (besides each frame's
+    ``frame_stem`` label PNG and npz): its frame log, the overlay video (``png`` or
+    ``overlay``), its YouTube-VIS file (``coco``)."""
+    formats = set(formats)
+    files = [frame_log_file(stem)]
+    if overlay or "png" in formats:
+        files.append(overlay_video_file(stem))
+    if "coco" in formats:
+        files.append(video_part(stem))
     return files
 
 

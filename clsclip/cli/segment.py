@@ -17,6 +17,7 @@ from clsclip.cli.common import (
     resolve_class_args,
     terminate_as_interrupt,
 )
+from clsclip.cli.video import add_video_arguments, video_settings
 from clsclip.names import FORMATS
 from clsclip.optional import require
 
@@ -32,7 +33,7 @@ def add_parser(commands: Any) -> None:
         "--resume goes on with the same run, --overwrite starts over. --engine ray runs the job "
         "on Ray Data, on this machine or a cluster. See docs/labelling.md.",
     )
-    seg.add_argument("images", nargs="*", type=Path, help="image files or folders of images")
+    seg.add_argument("images", nargs="*", type=Path, help="image or video files, or folders")
     seg.add_argument("--list", type=Path, default=None, help="a text file of image paths")
     seg.add_argument("--recursive", action="store_true", help="look into subfolders too")
     seg.add_argument("--classes", nargs="+", default=None, help="class names, e.g. dog cat")
@@ -156,6 +157,7 @@ def add_parser(commands: Any) -> None:
     seg.add_argument(
         "--local-files-only", action="store_true", help="never download; use the cache only"
     )
+    add_video_arguments(seg)
     seg.set_defaults(run=run)
 
 
@@ -250,7 +252,8 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
     images = list_inputs(args.images, base=base, recursive=args.recursive, list_file=args.list,
                          exclude=out)  # fmt: skip
     if not images:
-        raise ValueError("no images found")
+        raise ValueError("no images or videos found")
+    video = video_settings(args, images)
     base = base if base is not None else common_base(images)
     segmenter, config = None, _config(args)
     if args.engine == "local":
@@ -272,7 +275,7 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
         proposals=proposals_identity(args.proposals, boxes=args.boxes,
                                      yolo_model=args.yolo_model, yolo_conf=args.yolo_conf),
         precision=_resolved_precision(args, segmenter), backend=args.backend,
-        max_image_pixels=limit, base=base,
+        max_image_pixels=limit, base=base, video=video.identity() if video else None,
     )  # fmt: skip
     check_folder(out, spec, resume=args.resume, overwrite=args.overwrite)  # reads only
     check_output_folder(out)
@@ -284,7 +287,8 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
         segmenter.max_image_pixels = limit
         segmenter.proposer = proposer
     return {"out": out, "images": images, "segmenter": segmenter, "spec": spec,
-            "threshold": threshold, "formats": formats, "limit": limit}  # fmt: skip
+            "threshold": threshold, "formats": formats, "limit": limit,
+            "video": video}  # fmt: skip
 
 
 def _resolved_precision(args: argparse.Namespace, segmenter: Any) -> str:
@@ -349,6 +353,7 @@ def _engine(args: argparse.Namespace, plan: dict[str, Any], options: Any) -> Any
 
 def _execute(args: argparse.Namespace, plan: dict[str, Any]) -> int:
     from clsclip.labelling import OutputOptions, RunLocked, WorkerDied, close_run, execute, open_run
+    from clsclip.labelling.run import video_engine
 
     out = plan["out"]
     options = OutputOptions(out, tuple(args.classes), plan["formats"], args.instances,
@@ -361,8 +366,12 @@ def _execute(args: argparse.Namespace, plan: dict[str, Any]) -> int:
         return fail(e)
     try:
         with terminate_as_interrupt():
+            videos = None
+            if plan["video"] is not None:
+                videos = video_engine(plan["segmenter"], options, plan["video"],
+                                      threshold=args.threshold)  # fmt: skip
             report = execute(_engine(args, plan, options), plan["images"], state, options,
-                             threshold=plan["threshold"], progress=True)  # fmt: skip
+                             threshold=plan["threshold"], progress=True, videos=videos)  # fmt: skip
     except KeyboardInterrupt:
         print("clsclip: interrupted; --resume goes on from the manifest", file=sys.stderr)
         return 130
@@ -376,6 +385,7 @@ def _execute(args: argparse.Namespace, plan: dict[str, Any]) -> int:
         close_run(state)
     logger.info("wrote %d image(s) to %s", report.written, out)
     if report.total_failed:
-        print(f"clsclip: {report.total_failed} of {len(plan['images'])} image(s) failed",
+        noun = "input(s)" if plan["video"] is not None else "image(s)"
+        print(f"clsclip: {report.total_failed} of {len(plan['images'])} {noun} failed",
               file=sys.stderr)  # fmt: skip
     return 1 if report.total_failed else 0

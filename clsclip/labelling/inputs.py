@@ -17,6 +17,7 @@ from pathlib import Path, PurePosixPath
 
 from clsclip.names import RESERVED_NAMES, colliding, file_key
 from clsclip.pipeline.images import IMAGE_SUFFIXES
+from clsclip.pipeline.video_decode import VIDEO_SUFFIXES, is_video
 
 MAX_COMPONENT_BYTES = 120
 """Longest stem component kept as it is: file systems allow 255 bytes per name, and outputs
@@ -35,10 +36,12 @@ class InputImage:
         key: its path relative to the run's base folder (POSIX separators), or
             ``_abs/...`` with its absolute path for an image outside it.
         path: the absolute path.
+        video: whether it is a video (probed: `clsclip.pipeline.video_decode.is_video`).
     """
 
     key: str
     path: Path
+    video: bool = False
 
 
 def list_inputs(
@@ -51,7 +54,8 @@ def list_inputs(
 ) -> list[InputImage]:
     """The images of a run, in a fixed order, each once.
 
-    Files are taken as given; folders are replaced by their regular image files (sorted; all
+    Files are taken as given (a video is told from an image by probing it); folders are
+    replaced by their regular image and video files (sorted; all
     subfolders with ``recursive``); then the lines of ``list_file``: one path per line,
     relative to the list file's folder, blank lines and lines starting with ``#`` (after
     spaces) skipped, folders expanded as above. A file listed twice (by any spelling) is kept
@@ -76,7 +80,13 @@ def list_inputs(
             seen.add(identity)
             absolute.append(path)
     root = base if base is not None else _common_folder(absolute)
-    return [InputImage(image_key(path, root), path) for path in absolute]
+    return [InputImage(image_key(path, root), path, _is_video(path)) for path in absolute]
+
+
+def _is_video(path: Path) -> bool:
+    """A video by probing, or by its name (so that one FFmpeg cannot read is reported as a
+    video that cannot be read, not as an image)."""
+    return path.suffix.lower() in VIDEO_SUFFIXES or is_video(path)
 
 
 def _common_folder(paths: Sequence[Path]) -> Path:
@@ -121,7 +131,7 @@ def _expand(path: Path, recursive: bool, exclude: Path | None) -> list[Path]:
     skip = os.path.realpath(exclude) if exclude is not None else None
     images = []
     for entry in found:
-        if entry.suffix.lower() not in IMAGE_SUFFIXES or not entry.is_file():
+        if entry.suffix.lower() not in IMAGE_SUFFIXES + VIDEO_SUFFIXES or not entry.is_file():
             continue
         if skip is not None and _inside(os.path.realpath(entry), skip):
             continue  # the run's own outputs are never its inputs

@@ -86,7 +86,7 @@ def write_outputs(
         paths.append(path)
     if "npz" in options.formats:
         path = target.parent / npz_file(name)
-        write_atomic(path, lambda tmp: _write_npz(result, tmp))
+        write_atomic(path, lambda tmp: write_npz(result, tmp))
         paths.append(path)
     if "coco" in options.formats:
         image_id = coco_image_id(key)
@@ -106,7 +106,7 @@ def write_outputs(
     return [p.relative_to(out).as_posix() for p in paths], annotations
 
 
-def _write_npz(result: SegmentationResult, path: Path) -> None:
+def write_npz(result: SegmentationResult, path: Path) -> None:
     with open(path, "wb") as f:  # a file object: numpy would append ".npz" to a name
         result.save_npz(f)
 

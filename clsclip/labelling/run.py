@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import logging
 import signal
 import time
@@ -39,6 +40,7 @@ from clsclip.labelling.outputs import (
     write_classes,
     write_outputs,
 )
+from clsclip.labelling.video import VideoOptions, label_video, merge_youtube_vis, remove_video
 from clsclip.names import image_files
 from clsclip.storage.files import inside, remove_all_temporaries
 from clsclip.version import __version__
@@ -110,6 +112,9 @@ def open_run(
         manifest = Manifest(out)
         records, bad = manifest.read()
         if not resume:
+            for record in records.values():
+                if record.get("kind") == "video" and isinstance(record.get("stem"), str):
+                    remove_video(out, record["stem"])
             remove_run(out, records)
             records, bad = {}, 0
         write_run(out, spec)
@@ -215,6 +220,22 @@ def local_engine(
     return run
 
 
+def video_engine(
+    segmenter: Any, options: OutputOptions, settings: VideoOptions, *, threshold: float | None
+) -> Engine:
+    """Videos one after another, each a stream through the segmenter (`label_video`: decoding,
+    network and writing overlap), resumed from its frame log."""
+
+    def run(
+        videos: Sequence[InputImage], stems: dict[str, str], state: RunState
+    ) -> Iterator[dict[str, Any]]:
+        for video in videos:
+            yield label_video(segmenter, video, stems[video.key], options, settings,
+                              run=state.hash, threshold=threshold)  # fmt: skip
+
+    return run
+
+
 def _loaded(outcomes: Iterator[Any]) -> Iterator[Any]:
     """The outcomes of `Segmenter.segment_many`; a decoding worker's death (the `DataLoader`
     raises it, or a broken pipe to it) becomes `WorkerDied`. Per-image faults never get here:
@@ -266,17 +287,26 @@ def execute(
     *,
     threshold: float,
     progress: bool = False,
+    videos: Engine | None = None,
 ) -> RunReport:
-    """Run the images not done through ``engine``, append each record to the manifest as it
-    comes, then merge the COCO parts. A KeyboardInterrupt (Ctrl-C, SIGTERM turned into one)
-    propagates after the last whole record; so do `WorkerDied` and manifest write errors."""
+    """Run the images not done through ``engine`` and the videos through ``videos``, append
+    each record to the manifest as it comes, then merge the COCO parts. A KeyboardInterrupt
+    (Ctrl-C, SIGTERM turned into one) propagates after the last whole record; so do
+    `WorkerDied` and manifest write errors."""
     report = RunReport()
     stems = stems_for(images, state, options)
     left = todo(images, state, options.out)
-    logger.info("%d of %d image(s) to segment", len(left), len(images))
-    bar = tqdm(total=len(left), desc="segmenting", unit="image", disable=not progress)
+    logger.info("%d of %d input(s) to segment", len(left), len(images))
+    left_videos = [item for item in left if item.video]
+    left = [item for item in left if not item.video]
+    if left_videos and videos is None:
+        raise ValueError("this engine does not take videos; run them with --engine local")
+    bar = tqdm(total=len(left) + len(left_videos), desc="segmenting", unit="input",
+               disable=not progress)  # fmt: skip
+    done = engine(left, stems, state) if left else iter(())
+    more = videos(left_videos, stems, state) if videos is not None and left_videos else iter(())
     with bar:
-        for record in engine(left, stems, state):
+        for record in itertools.chain(done, more):
             state.manifest.append(record)
             state.records[record["key"]] = record
             bar.update()
@@ -289,13 +319,20 @@ def execute(
         logger.info("removed %d temporary file(s) of interrupted writes", left_over)
     keys = {image.key for image in images}
     records = [r for k, r in state.records.items() if k in keys]
+    video_records = [r for r in records if r.get("kind") == "video"]
+    records = [r for r in records if r.get("kind") != "video"]
     if "coco" in options.formats:
-        report.broken_parts = merge_coco(options.out, records, options.classes, threshold)
+        if records or not video_records:
+            report.broken_parts = merge_coco(options.out, records, options.classes, threshold)
+        if video_records:
+            broken = merge_youtube_vis(options.out, video_records, options.classes)
+            report.broken_parts = sorted(set(report.broken_parts) | set(broken))
     if "label-studio" in options.formats:
         version = f"clsclip {__version__} run {state.hash[:12]}"
         broken = merge_label_studio(options.out, records, options, version)
         report.broken_parts = sorted(set(report.broken_parts) | set(broken))
-    report.total_failed = sum(r.get("status") != "ok" for r in records) + len(report.broken_parts)
+    every = records + video_records
+    report.total_failed = sum(r.get("status") != "ok" for r in every) + len(report.broken_parts)
     return report
 
 
@@ -315,5 +352,6 @@ __all__ = [
     "execute",
     "local_engine",
     "open_run",
+    "video_engine",
     "todo",
 ]

@@ -82,9 +82,11 @@ def run_spec(
     max_image_pixels: int | None,
     base: Path,
     min_score: float | None = None,
+    video: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The description ``run.json`` holds (see the module's docstring)."""
-    return {
+    """The description ``run.json`` holds (see the module's docstring); ``video``: how the
+    run's videos are read and written (only in a run that has videos)."""
+    spec = {
         "clsclip_version": __version__,
         "model": model,
         "model_type": config.MODEL_TYPE,
@@ -103,6 +105,9 @@ def run_spec(
         "inputs_base": os.fspath(base),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
+    if video is not None:
+        spec["video"] = video
+    return spec
 
 
 def proposals_identity(

@@ -97,4 +97,11 @@ def build_request(
     return Request(names, thresholds, proposer, text, layout, scale, bias, min_score, area)
 
 
-__all__ = ["Request", "Settings", "ThresholdArg", "build_request"]
+def refinement(config: AnyConfig) -> Pamr | None:
+    """The refinement a config asks for (training-free models: ``refine="pamr"``), or None."""
+    if getattr(config, "refine", None) != "pamr":
+        return None
+    return Pamr(int(getattr(config, "pamr_steps")), tuple(getattr(config, "pamr_dilations")))  # noqa: B009
+
+
+__all__ = ["Request", "Settings", "ThresholdArg", "build_request", "refinement"]

@@ -1,17 +1,17 @@
-"""`Segmenter`: the user-facing pipeline from images and class names to masks (the facade)."""
+"""`Segmenter`: the user-facing pipeline from images and class names to masks (the facade);
+its streaming ways in (many images, videos) are in `clsclip.segmenter.streams`."""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, overload
 
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
 
 from clsclip.backends import Backend, Precision, TorchBackend
 from clsclip.backends.model_files import ModelFiles
@@ -20,8 +20,6 @@ from clsclip.checks import MAX_IMAGE_PIXELS, check_class_names, check_int, resol
 from clsclip.classes import ClassesArg
 from clsclip.config import AnyConfig
 from clsclip.model import SegmentationModel
-from clsclip.model.pamr import Pamr
-from clsclip.pipeline.batches import ImageListDataset, image_loader
 from clsclip.pipeline.images import ImageInput, load_image
 from clsclip.pipeline.predict import (
     check_image_tensors,
@@ -29,26 +27,18 @@ from clsclip.pipeline.predict import (
     predict_requests,
     result_of,
     segment_tensors,
-    stream_outcomes,
 )
-from clsclip.pipeline.request import Request, Settings, ThresholdArg, build_request
+from clsclip.pipeline.request import Request, Settings, build_request, refinement
 from clsclip.pipeline.text_cache import TextCache
 from clsclip.proposals import LabelMatcher, ProposalSource, Proposer, ZoomSettings, resolve_proposer
-from clsclip.results import ImageOutcome, SegmentationResult, TensorSegmentation
+from clsclip.results import SegmentationResult, TensorSegmentation
+from clsclip.segmenter.arguments import _DEFAULT, Threshold, _UseDefault
+from clsclip.segmenter.streams import Streams
 
 _SINGLE_IMAGE_TYPES = (Image.Image, np.ndarray, str, os.PathLike, bytes)
 
 
-class _UseDefault:
-    def __repr__(self) -> str:
-        return "<the segmenter's proposals>"
-
-
-_DEFAULT = _UseDefault()
-Threshold = ThresholdArg
-
-
-class Segmenter(ModelFiles):
+class Segmenter(Streams, ModelFiles):
     """Zero-shot semantic segmentation with a ClsCLIP (or CLIPSeg) model.
 
     Build one with `Segmenter.from_pretrained` (a saved model) or `Segmenter.from_config` (a
@@ -258,57 +248,6 @@ class Segmenter(ModelFiles):
             raise ValueError("segment_torch does not take negatives; use segment")
         return segment_tensors(self._settings(), images, request)
 
-    def segment_many(
-        self,
-        images: Sequence[ImageInput] | Dataset[Any] | Iterable[ImageInput],
-        class_names: ClassesArg,
-        *,
-        batch_size: int = 8,
-        workers: int = 0,
-        threshold: Threshold = None,
-        proposals: ProposalSource | _UseDefault = _DEFAULT,
-        keep_images: bool = True,
-        deterministic: bool = False,
-        min_score: float | None = None,
-    ) -> Iterator[ImageOutcome]:
-        """Segment many images, decoded ahead by worker processes and batched through the network.
-
-        Arguments are checked when this is called, before anything is read.
-
-        Args:
-            images: a sequence of images (paths, PIL images, arrays), a map-style
-                `torch.utils.data.Dataset` returning them, or any iterable of them (a generator:
-                streamed, never listed first).
-            class_names, threshold, proposals, min_score: as in `segment`.
-            batch_size: images per network call (classes are still run in ``chunk_size`` chunks).
-            workers: `DataLoader` worker processes that decode and letterbox (0: in this one).
-            keep_images: keep each decoded image in its result (for `overlay`); without
-                proposals, False saves the memory and the transfer from the workers.
-            deterministic: run each image's views through the network on their own, so its
-                results are bit for bit those of `segment` on it alone, whatever else shares
-                its batch (matrix products round their last bit differently with their size);
-                decoding stays batched. Labelling runs use it, so reruns, resumes and engines
-                agree exactly.
-
-        Returns:
-            An iterator of one `ImageOutcome` per input, in input order: ``result`` or, for an
-            image that could not be read, ``error``. At most a few batches are in memory.
-        """
-        check_int("batch_size", batch_size)
-        check_int("workers", workers, minimum=0)
-        request = self._prepare(class_names, threshold, proposals, min_score)
-        dataset = ImageListDataset(
-            images,
-            input_size=self.config.image_size,
-            mean=self.backend.image_mean,
-            std=self.backend.image_std,
-            max_pixels=self.max_image_pixels,
-            keep_images=keep_images or request.proposer is not None,
-            resize_mode=self.config.resize_mode,
-        )
-        loader = image_loader(dataset, batch_size=batch_size, workers=workers)
-        return stream_outcomes(self._settings(), loader, request, deterministic=deterministic)
-
     def encode_classes(self, class_names: Sequence[str]) -> torch.Tensor:
         """Class vectors of names (float32 ``K x embed_dim``) on the model's device, as the
         network reads them: unit norm for ClsCLIP; CLIPSeg's raw (unnormalised) text features.
@@ -396,10 +335,3 @@ class Segmenter(ModelFiles):
                 self._yolo = resolve_proposer("yolo")
             return self._yolo
         return resolve_proposer(proposals)
-
-
-def refinement(config: AnyConfig) -> Pamr | None:
-    """The refinement a config asks for (training-free models: ``refine="pamr"``), or None."""
-    if getattr(config, "refine", None) != "pamr":
-        return None
-    return Pamr(int(getattr(config, "pamr_steps")), tuple(getattr(config, "pamr_dilations")))  # noqa: B009
