@@ -103,8 +103,8 @@ def _open(path: str) -> Any:
     except Exception as e:
         raise VideoError(f"{path!r} is not a video FFmpeg can read ({_reason(e)})") from None
     if not container.streams.video:
-        container.close()
         kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+        container.close()
         raise VideoError(f"{path!r} has no video stream (it holds {', '.join(kinds)})")
     return container
 
