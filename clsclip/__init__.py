@@ -15,6 +15,7 @@ from clsclip.version import __version__
 if TYPE_CHECKING:
     from clsclip.classes import ClassSpec
     from clsclip.config import ClipSegConfig, ClsClipConfig, DenseClipConfig
+    from clsclip.pipeline.video import FrameResult, Smoother
     from clsclip.results import SegmentationResult, TensorSegmentation
     from clsclip.segmenter import Segmenter
 
@@ -26,6 +27,8 @@ _WHERE = {
     "SegmentationResult": "clsclip.results",
     "TensorSegmentation": "clsclip.results",
     "Segmenter": "clsclip.segmenter",
+    "FrameResult": "clsclip.pipeline.video",
+    "Smoother": "clsclip.pipeline.video",
 }
 
 
@@ -44,8 +47,10 @@ __all__ = [
     "ClipSegConfig",
     "ClsClipConfig",
     "DenseClipConfig",
+    "FrameResult",
     "SegmentationResult",
     "Segmenter",
+    "Smoother",
     "TensorSegmentation",
     "__version__",
 ]

@@ -20,6 +20,7 @@ EXTRAS: dict[str, str] = {
     "prometheus_client": "serve",
     "fiftyone": "fiftyone",
     "autodistill": "autodistill",
+    "av": "video",
 }
 """The extra that brings each optional top-level package."""
 

@@ -5,7 +5,8 @@ The matrix: model families (ClsCLIP, CLIPSeg converted from transformers, traini
 ClearCLIP and NACLIP with and without background prompts) x class specs (names, several
 prompts, negatives, per-class thresholds, min_score) x ways in (`segment_batch` mixed with other
 requests that share the names but not the specs, `segment_many` with and without decoding
-workers, `segment_torch`, the CLI, the onnxruntime backend).
+workers, `segment_video` on a stream of frames, `segment_torch`, the CLI, the onnxruntime
+backend).
 
 Equal means: the same computation gives the same bits (``exact``); a request batched with
 others goes through matrix products of another size, which round their last bit differently,
@@ -177,6 +178,24 @@ def test_segment_many_is_segment(segmenters, family, case) -> None:
                                      min_score=min_score))  # fmt: skip
     for image, outcome in zip(images, outcomes, strict=True):
         assert_same(outcome.result, seg.segment(image, spec, min_score=min_score))
+
+
+@pytest.mark.parametrize("case", list(SPECS))
+@pytest.mark.parametrize("family", FAMILIES)
+def test_segment_video_is_segment(segmenters, family, case) -> None:
+    """A stream of frames through the video pipeline (decode thread, batches): each frame alone
+    gives `segment`'s bits; batched, within the batching tolerance."""
+    seg = segmenters[family]
+    frames = [np.asarray(_image(seg, i)) for i in range(3)]
+    spec, min_score = SPECS[case], _min_score(case)
+    alone = list(seg.segment_video(iter(frames), spec, batch_size=2, deterministic=True,
+                                   min_score=min_score))  # fmt: skip
+    batched = list(seg.segment_video(iter(frames), spec, batch_size=3, min_score=min_score))
+    for i, frame in enumerate(frames):
+        reference = seg.segment(frame, spec, min_score=min_score)
+        assert alone[i].index == batched[i].index == i
+        assert_same(alone[i].result, reference)
+        assert_same(batched[i].result, reference, tolerance=TOLERANCE.get(family, 1e-5))
 
 
 @pytest.mark.parametrize("family", FAMILIES)

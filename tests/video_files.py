@@ -35,12 +35,13 @@ def make_video(
     rate: int = 10,
     times: Sequence[float] | None = None,
     rotation: int | None = None,
+    container_format: str | None = None,
 ) -> list[np.ndarray]:
     """Write a video; returns the frames as displayed (before encoding). ``times``: each
     frame's time in seconds (a variable rate); ``rotation``: the display matrix's
     counterclockwise degrees (the stored frames are turned the other way)."""
     shown = [shapes_frame(i, width, height) for i in range(frames)]
-    with av.open(str(path), "w") as container:
+    with av.open(str(path), "w", format=container_format) as container:
         stream = container.add_stream(codec, rate=rate)
         turns = (rotation or 0) // 90
         stored_w, stored_h = (height, width) if turns % 2 else (width, height)

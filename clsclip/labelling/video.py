@@ -93,6 +93,7 @@ class _FrameLog:
     def __init__(self, path: Path, header: dict[str, Any]) -> None:
         self.path = path
         self.header = header
+        self.lines: list[dict[str, Any]] = []
         self.frames: list[dict[str, Any]] = []
         self.checkpoint: dict[str, Any] | None = None
         self._file: Any = None
@@ -110,18 +111,18 @@ class _FrameLog:
                         break  # a line cut by a kill ends what is known
         if not lines or lines[0] != self.header:
             return
-        frames, checkpoint, kept = [], None, []
-        for line in lines[1:]:
-            if "frame" in line:
-                frames.append(line)
-            elif "checkpoint" in line:
-                checkpoint, kept = line, list(frames)
-        self.frames = kept if checkpointed else frames
-        self.checkpoint = checkpoint if checkpointed else None
+        end = len(lines)
+        if checkpointed:
+            marks = [i for i, line in enumerate(lines) if "checkpoint" in line]
+            end = marks[-1] + 1 if marks else 1
+        self.lines = lines[1:end]
+        self.frames = [line for line in self.lines if "frame" in line]
+        found = [line for line in self.lines if "checkpoint" in line]
+        self.checkpoint = found[-1] if found else None
 
     def open(self) -> None:
         """Rewrite the log to what is kept, then append to it."""
-        lines = [self.header, *self.frames] + ([self.checkpoint] if self.checkpoint else [])
+        lines = [self.header, *self.lines]
         text = "".join(json.dumps(line, allow_nan=False) + "\n" for line in lines)
         write_atomic(self.path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
         self._file = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 - held for the video
@@ -129,6 +130,7 @@ class _FrameLog:
     def append(self, line: dict[str, Any]) -> None:
         self._file.write(json.dumps(line, allow_nan=False) + "\n")
         self._file.flush()
+        self.lines.append(line)
         if "frame" in line:
             self.frames.append(line)
         else:
@@ -214,7 +216,7 @@ class _VideoJob:
         self.log.read(self.checkpointed)
         if not self.log.frames:
             clear_video(self.folder)
-            self.log.checkpoint = None
+            self.log.lines, self.log.checkpoint = [], None
         self.folder.mkdir(parents=True, exist_ok=True)
         if self.smoother is not None and self.log.checkpoint is not None:
             state = torch.load(self.folder / SMOOTH_STATE, weights_only=True)

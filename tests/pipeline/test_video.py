@@ -223,8 +223,8 @@ def test_the_writer_keeps_size_times_and_joins_parts(tmp_path: Path) -> None:
     assert [t for _, t, _ in got] == pytest.approx(times, abs=1e-4)
     assert all(p.shape == (31, 45, 3) for _, _, p in got)
     assert np.abs(got[5][2].astype(int) - frames[5]).max() <= 3
-    with pytest.raises(ValueError, match=r"frames must be 31 x 45 x 3"):
-        with VideoWriter(tmp_path / "bad.mp4", width=45, height=31, fps=10) as writer:
-            writer.write(np.zeros((2, 2, 3), np.uint8))
+    bad = VideoWriter(tmp_path / "bad.mp4", width=45, height=31, fps=10)
+    with pytest.raises(ValueError, match=r"frames must be 31 x 45 x 3"), bad as writer:
+        writer.write(np.zeros((2, 2, 3), np.uint8))
     assert not (tmp_path / "bad.mp4").exists()
     assert math.isfinite(probe_video(tmp_path / "all.mp4").fps or 0)
