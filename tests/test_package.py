@@ -10,8 +10,10 @@ def test_public_api() -> None:
         "ClipSegConfig",
         "ClsClipConfig",
         "DenseClipConfig",
+        "FrameResult",
         "SegmentationResult",
         "Segmenter",
+        "Smoother",
         "TensorSegmentation",
         "__version__",
     ]

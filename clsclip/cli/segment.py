@@ -17,7 +17,8 @@ from clsclip.cli.common import (
     resolve_class_args,
     terminate_as_interrupt,
 )
-from clsclip.cli.video import add_video_arguments, video_settings
+from clsclip.cli.engines import engine, video_engine
+from clsclip.cli.video import TRACKERS, add_video_arguments, video_settings
 from clsclip.names import FORMATS
 from clsclip.optional import require
 
@@ -175,7 +176,8 @@ def _proposer(args: argparse.Namespace, device: str) -> Any:
         proposer.check_classes(args.classes)  # once, before any image
         return proposer
     if args.proposals == "yolo":
-        return YoloProposer(args.yolo_model, conf=args.yolo_conf, device=device)
+        return YoloProposer(args.yolo_model, conf=args.yolo_conf, device=device,
+                            tracker=TRACKERS.get(args.track))  # fmt: skip
     return None
 
 
@@ -331,29 +333,8 @@ def _segmenter(args: argparse.Namespace) -> Any:
     return segmenter
 
 
-def _engine(args: argparse.Namespace, plan: dict[str, Any], options: Any) -> Any:
-    from clsclip.labelling import local_engine
-
-    if args.engine == "local":
-        return local_engine(plan["segmenter"], options, threshold=args.threshold,
-                            batch_size=args.batch_size, workers=args.workers)  # fmt: skip
-    from clsclip.labelling.ray_engine import ray_engine
-
-    boxes = json.loads(args.boxes.read_text(encoding="utf-8")) if args.boxes else None
-    actor = {"device": args.device, "precision": plan["spec"]["precision"], "backend": args.backend,
-             "revision": args.revision, "chunk_size": args.chunk_size, "boxes": boxes,
-             "proposals": args.proposals, "yolo_model": args.yolo_model,
-             "yolo_conf": args.yolo_conf, "max_image_pixels": plan["limit"],
-             "threads": args.threads}  # fmt: skip
-    return ray_engine(args.model, options, threshold=args.threshold, batch_size=args.batch_size,
-                      actors=args.actors, gpus_per_actor=args.gpus_per_actor,
-                      address=args.ray_address, actor_kwargs=actor,
-                      retries=args.ray_retries)  # fmt: skip
-
-
 def _execute(args: argparse.Namespace, plan: dict[str, Any]) -> int:
     from clsclip.labelling import OutputOptions, RunLocked, WorkerDied, close_run, execute, open_run
-    from clsclip.labelling.run import video_engine
 
     out = plan["out"]
     options = OutputOptions(out, tuple(args.classes), plan["formats"], args.instances,
@@ -366,12 +347,9 @@ def _execute(args: argparse.Namespace, plan: dict[str, Any]) -> int:
         return fail(e)
     try:
         with terminate_as_interrupt():
-            videos = None
-            if plan["video"] is not None:
-                videos = video_engine(plan["segmenter"], options, plan["video"],
-                                      threshold=args.threshold)  # fmt: skip
-            report = execute(_engine(args, plan, options), plan["images"], state, options,
-                             threshold=plan["threshold"], progress=True, videos=videos)  # fmt: skip
+            report = execute(engine(args, plan, options), plan["images"], state, options,
+                             threshold=plan["threshold"], progress=True,
+                             videos=video_engine(args, plan, options))  # fmt: skip
     except KeyboardInterrupt:
         print("clsclip: interrupted; --resume goes on from the manifest", file=sys.stderr)
         return 130

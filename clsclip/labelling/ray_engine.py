@@ -66,6 +66,7 @@ class SegmentBatch:
         boxes: ClsCLIP+ boxes per class for every image; or ``proposals="yolo"`` with
             ``yolo_model`` / ``yolo_conf``.
         max_image_pixels: the pixel limit of images.
+        tracker: the detector's tracker config (videos: `clsclip.labelling.ray_video`).
     """
 
     def __init__(
@@ -90,6 +91,7 @@ class SegmentBatch:
         yolo_conf: float = 0.25,
         max_image_pixels: int | None = MAX_IMAGE_PIXELS,
         min_score: float | None = None,
+        tracker: str | None = None,
     ) -> None:
         import torch
 
@@ -108,7 +110,7 @@ class SegmentBatch:
             self.segmenter.proposer = BoxProposer(boxes)
         elif proposals == "yolo":
             self.segmenter.proposer = YoloProposer(
-                yolo_model, conf=yolo_conf, device=str(self.segmenter.device)
+                yolo_model, conf=yolo_conf, device=str(self.segmenter.device), tracker=tracker
             )
         self.specs = resolve_classes(classes)  # names, or specs as `specs_identity` writes them
         self.classes = [spec.name for spec in self.specs]

@@ -44,7 +44,7 @@ from clsclip.names import (
 from clsclip.pipeline.video import FrameResult, Smoother
 from clsclip.pipeline.video_decode import VideoError, probe_video
 from clsclip.results.files import save_png
-from clsclip.results.formats import coco_categories, label_image
+from clsclip.results.formats import coco_categories, encode_rle, label_image, rle_stats
 from clsclip.results.video import VideoWriter, join_videos
 from clsclip.storage.files import write_atomic, write_json
 
@@ -67,6 +67,9 @@ class VideoOptions:
         overlay: write the overlay video (``--overlay-video``; the ``png`` format also does).
         chunk: frames per overlay part and smoothing checkpoint.
         batch_size: frames per network call.
+        track: the detector's tracker (``--track``; None: none): frames carry track ids, the
+            YouTube-VIS file has one annotation per tracked object, and an interrupted video is
+            redone from its start (a tracker's state is not saved).
     """
 
     every: int = 1
@@ -77,6 +80,7 @@ class VideoOptions:
     overlay: bool = False
     chunk: int = 32
     batch_size: int = 8
+    track: str | None = None
 
     def writes_overlay(self, formats: Sequence[str]) -> bool:
         return self.overlay or "png" in formats
@@ -84,7 +88,8 @@ class VideoOptions:
     def identity(self) -> dict[str, Any]:
         """What of these options changes a video's outputs (the run's identity)."""
         return {"every": self.every, "fps": self.fps, "start": self.start, "end": self.end,
-                "smooth": self.smooth, "overlay": self.overlay, "chunk": self.chunk}  # fmt: skip
+                "smooth": self.smooth, "overlay": self.overlay, "chunk": self.chunk,
+                "track": self.track}  # fmt: skip
 
 
 class _FrameLog:
@@ -213,7 +218,8 @@ class _VideoJob:
 
     def resume_point(self) -> int:
         """Read the log; the first frame index still to do (0: from the start, folder cleared)."""
-        self.log.read(self.checkpointed)
+        if self.settings.track is None:  # a tracker's state is not saved: from the start
+            self.log.read(self.checkpointed)
         if not self.log.frames:
             clear_video(self.folder)
             self.log.lines, self.log.checkpoint = [], None
@@ -247,6 +253,9 @@ class _VideoJob:
                 str(a["category_id"]): {k: a[k] for k in ("segmentation", "area", "bbox", "score")}
                 for a in result.to_coco()
             }
+        if frame.tracks:
+            line["tracks"] = {str(track): self._tracked(result, name, mask)
+                              for track, name, mask in frame.instances()}  # fmt: skip
         if self.overlay:
             if self.writer is None:
                 part = self.folder / PARTS / f"{frame.index:06d}.mp4"
@@ -259,6 +268,15 @@ class _VideoJob:
         self.pending += 1
         if self.checkpointed and self.pending >= self.settings.chunk:
             self.checkpoint()
+
+    def _tracked(self, result: Any, name: str, mask: Any) -> dict[str, Any] | None:
+        """One tracked object in one frame: its class and mask (None: an empty mask)."""
+        if not mask.any():
+            return None
+        rle = encode_rle(mask)
+        area, bbox = rle_stats(rle)
+        return {"category_id": result.class_names.index(name) + 1, "segmentation": rle,
+                "area": area, "bbox": bbox}  # fmt: skip
 
     def checkpoint(self) -> None:
         """Close the overlay part and save the smoothing state, then log it."""
@@ -300,6 +318,10 @@ class _VideoJob:
                  "file_names": [f"{self.video.key}#{f['frame']}" for f in frames],
                  "frame_indices": [f["frame"] for f in frames],
                  "timestamps": [f["time"] for f in frames]}  # fmt: skip
+        if self.settings.track is not None:
+            annotations = self._tracked_annotations(video_id)
+            return {"videos": [video], "annotations": annotations,
+                    "categories": coco_categories(self.options.classes)}  # fmt: skip
         annotations = []
         present = sorted({int(c) for f in frames for c in f.get("annotations", {})})
         for category in present:
@@ -314,6 +336,29 @@ class _VideoJob:
             })  # fmt: skip
         return {"videos": [video], "annotations": annotations,
                 "categories": coco_categories(self.options.classes)}  # fmt: skip
+
+    def _tracked_annotations(self, video_id: int) -> list[dict[str, Any]]:
+        """One YouTube-VIS annotation per (track, class) seen in any frame: its mask per frame
+        (None where the object is absent), ``track_id`` the tracker's id."""
+        frames = self.log.frames
+        width, height = self.size
+        found = sorted({(int(t), got["category_id"]) for f in frames
+                        for t, got in f.get("tracks", {}).items() if got})  # fmt: skip
+        annotations = []
+        for track, category in found:
+            got = []
+            for f in frames:
+                entry = f.get("tracks", {}).get(str(track))
+                got.append(entry if entry and entry["category_id"] == category else None)
+            annotations.append({
+                "id": coco_annotation_id(self.video.key, track * 1000 + category),
+                "video_id": video_id, "category_id": category, "track_id": track, "iscrowd": 0,
+                "width": width, "height": height, "length": 1,
+                "segmentations": [g["segmentation"] if g else None for g in got],
+                "areas": [g["area"] if g else None for g in got],
+                "bboxes": [g["bbox"] if g else None for g in got],
+            })  # fmt: skip
+        return annotations
 
 
 def label_video(

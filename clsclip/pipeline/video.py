@@ -7,9 +7,10 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import torch
 
 from clsclip.pipeline.images import load_image
@@ -32,11 +33,31 @@ class FrameResult:
         time: seconds, ``pts * time_base`` of the container (None for frames without a clock,
             such as an iterable of images).
         result: the frame's lazy `SegmentationResult`, as `Segmenter.segment` gives it.
+        tracks: with a tracking proposer (``YoloProposer(tracker=...)``), per class the track
+            id of each of its boxes (``result.boxes[name]``, same order; -1: a box in no
+            confirmed track yet); empty otherwise.
     """
 
     index: int
     time: float | None
     result: SegmentationResult
+    tracks: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def instances(self) -> Iterator[tuple[int, str, np.ndarray]]:
+        """Each tracked object in this frame: its track id, its class, and its mask (the
+        class's mask inside the object's box, bool ``H x W``), one at a time."""
+        height, width = self.result.size
+        for name, ids in self.tracks.items():
+            boxes = self.result.boxes.get(name, np.zeros((0, 4), np.float32))
+            mask = self.result.mask(name)
+            for box, track in zip(boxes, ids, strict=True):
+                if track < 0:
+                    continue
+                x0, y0 = max(0, int(np.floor(box[0]))), max(0, int(np.floor(box[1])))
+                x1, y1 = min(width, int(np.ceil(box[2]))), min(height, int(np.ceil(box[3])))
+                part = np.zeros_like(mask)
+                part[y0:y1, x0:x1] = mask[y0:y1, x0:x1]
+                yield int(track), name, part
 
 
 class Smoother:
@@ -104,6 +125,9 @@ def stream_frames(
     (``deterministic``: each frame's views on their own, bit for bit `segment` on it alone).
     Closing the iterator stops the thread; an error of the decoder is raised here, after the
     frames before it."""
+    reset = getattr(request.proposer, "reset", None)
+    if reset is not None:  # a tracker starts a new video
+        reset()
     ahead: queue.Queue[Any] = queue.Queue(maxsize=2 * batch_size)
     stop = threading.Event()
 
@@ -181,4 +205,5 @@ def _run(
             prediction = replace(prediction, prediction=smoother(prediction.prediction))
         if not keep_frames:
             prediction = replace(prediction, image=None)
-        yield FrameResult(item.frame.index, item.frame.time, result_of(request, prediction))
+        yield FrameResult(item.frame.index, item.frame.time, result_of(request, prediction),
+                          prediction.track_ids)  # fmt: skip

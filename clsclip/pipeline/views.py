@@ -44,6 +44,7 @@ class _ImagePlan:
     layout: RowLayout  # where the image's classes are in the text tensor
     crops: list[_Crop] = field(default_factory=list)
     boxes: dict[str, np.ndarray] = field(default_factory=dict)
+    track_ids: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -53,6 +54,7 @@ class ImagePrediction:
     image: Image.Image | None
     prediction: LowResPrediction
     boxes: dict[str, np.ndarray]
+    track_ids: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class ViewPlanner:
@@ -133,7 +135,7 @@ class ViewPlanner:
         crop_views: dict[Region, int] = {}
         size = (image.height, image.width)
         for k, indices in enumerate(matches):
-            used = []
+            used, ids = [], []
             for i in indices:
                 region = crop_region(proposals.boxes[i], size, settings)
                 if region is None:
@@ -146,8 +148,12 @@ class ViewPlanner:
                     competitors = layout.prompts if self.rule.competes else [layout.prompts[k]]
                     self._pair(crop_views[region], [r for rows in competitors for r in rows])
                 used.append(proposals.boxes[i])
+                if proposals.ids is not None:
+                    ids.append(proposals.ids[i])
             if used:
                 plan.boxes[class_names[k]] = np.stack(used).astype(np.float32)
+            if ids:
+                plan.track_ids[class_names[k]] = np.asarray(ids, dtype=np.int64)
         return plan
 
     def run(
@@ -190,7 +196,7 @@ class ViewPlanner:
             prediction = LowResPrediction(whole.logits, boxes[plan.view], tuple(crops), fusion,
                                           negatives, owners, background=whole.floor, rows=rows,
                                           row_of=row_of)  # fmt: skip
-            out.append(ImagePrediction(plan.image, prediction, plan.boxes))
+            out.append(ImagePrediction(plan.image, prediction, plan.boxes, plan.track_ids))
         return out
 
     def _logits(

@@ -21,12 +21,15 @@ class Proposals:
         labels: N label names, as the detector calls them.
         labels_are_classes: the labels are queried class names (boxes given per class): a box
             serves exactly the class it is labelled with, with no synonym or CLIP matching.
+        ids: int64 ``N`` track ids (a tracker's: one id per object across a video's frames), or
+            None.
     """
 
     boxes: np.ndarray
     scores: np.ndarray
     labels: list[str] = field(default_factory=list)
     labels_are_classes: bool = False
+    ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         with np.errstate(over="ignore"):  # 1e39 becomes inf in float32: refused below
@@ -45,6 +48,12 @@ class Proposals:
                 f"{np.asarray(self.boxes).reshape(-1, 4)[i].tolist()}, score "
                 f"{np.asarray(self.scores).reshape(-1)[i]!r}; boxes are x0, y0, x1, y1 in pixels"
             )
+        if self.ids is not None:
+            ids = np.asarray(self.ids, dtype=np.int64).reshape(-1)
+            if len(ids) != len(boxes):
+                raise ValueError(f"proposals need one track id per box: {len(boxes)} boxes, "
+                                 f"{len(ids)} ids")  # fmt: skip
+            object.__setattr__(self, "ids", ids)
         object.__setattr__(self, "boxes", boxes)
         object.__setattr__(self, "scores", scores)
         object.__setattr__(self, "labels", list(self.labels))

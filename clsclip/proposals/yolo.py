@@ -63,6 +63,10 @@ class YoloProposer:
         device: ultralytics device string (``"cpu"``, ``"0"``, ``"cuda:0"``); None lets
             ultralytics choose.
         max_det: most boxes per image.
+        tracker: an ultralytics tracker config (``"bytetrack.yaml"``, ``"botsort.yaml"`` or a
+            path): boxes come from ``model.track`` and carry track ids (`Proposals.ids`), one
+            per object across the frames of a video; `reset` starts a new video. None: each
+            image alone (``model.predict``).
     """
 
     def __init__(
@@ -74,6 +78,7 @@ class YoloProposer:
         imgsz: int = 640,
         device: str | None = None,
         max_det: int = 100,
+        tracker: str | None = None,
     ) -> None:
         ultralytics = import_ultralytics()
         if not 0.0 <= conf <= 1.0 or not 0.0 <= iou <= 1.0:
@@ -93,6 +98,7 @@ class YoloProposer:
             "YOLOWorld",
             "YOLOE",
         )
+        self.tracker = tracker
         self._vocabulary: list[str] | None = None
         # One detector serves every thread: its vocabulary (set_classes) and ultralytics'
         # predictor state belong to one call at a time.
@@ -107,15 +113,13 @@ class YoloProposer:
                 self.model.set_classes(list(class_names))
                 self._vocabulary = list(class_names)
             # ultralytics reads numpy arrays as BGR (OpenCV order); a PIL image is read as RGB.
-            results = self.model.predict(
-                rgb,
-                conf=self.conf,
-                iou=self.iou,
-                imgsz=self.imgsz,
-                device=self.device,
-                max_det=self.max_det,
-                verbose=False,
-            )
+            options = {"conf": self.conf, "iou": self.iou, "imgsz": self.imgsz,
+                       "device": self.device, "max_det": self.max_det,
+                       "verbose": False}  # fmt: skip
+            if self.tracker is not None:
+                results = self.model.track(rgb, persist=True, tracker=self.tracker, **options)
+            else:
+                results = self.model.predict(rgb, **options)
             result = results[0]
             if result.boxes is None or len(result.boxes) == 0:
                 return Proposals.empty()
@@ -123,5 +127,19 @@ class YoloProposer:
             scores = result.boxes.conf.detach().cpu().numpy().astype(np.float32)
             classes = result.boxes.cls.detach().cpu().numpy().astype(int)
             labels = [str(result.names[int(c)]) for c in classes]
+            ids = None
+            if self.tracker is not None:  # boxes not (yet) in a confirmed track: id -1
+                found = result.boxes.id
+                ids = (np.full(len(labels), -1, np.int64) if found is None
+                       else found.detach().cpu().numpy().astype(np.int64))  # fmt: skip
         logger.debug("detector proposed %d boxes", len(labels))
-        return Proposals(boxes, scores, labels)
+        return Proposals(boxes, scores, labels, ids=ids)
+
+    def reset(self) -> None:
+        """Forget the tracks (a new video starts): its ids start again from 1."""
+        with self._lock:
+            predictor = getattr(self.model, "predictor", None)
+            for tracker in getattr(predictor, "trackers", None) or ():
+                tracker.reset()
+                if hasattr(tracker, "reset_id"):
+                    tracker.reset_id()

@@ -26,7 +26,7 @@ def encode_rle(mask: np.ndarray) -> dict[str, Any]:
     return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
-def _rle_stats(rle: dict[str, Any]) -> tuple[int, list[float]]:
+def rle_stats(rle: dict[str, Any]) -> tuple[int, list[float]]:
     mask_utils = require("pycocotools.mask", "coco", purpose="COCO RLE")
     coded = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
     area = int(mask_utils.area(coded))
@@ -78,7 +78,7 @@ def coco_annotations(
     out = []
     for k, part, score in regions(prediction, threshold, instances=instances):
         rle = encode_rle(part)
-        area, bbox = _rle_stats(rle)
+        area, bbox = rle_stats(rle)
         out.append(
             {
                 "image_id": image_id,

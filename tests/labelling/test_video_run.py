@@ -33,7 +33,7 @@ CLASSES = ["red disc", "blue square"]
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("videos")
-    make_video(folder / "walk.mp4", frames=20, rate=10)
+    make_video(folder / "walk.mp4", frames=20, rate=10)  # the only video with a frame 12
     make_video(folder / "phone.mov", frames=6, width=50, height=30, rotation=-90)
     make_video(
         folder / "untitled", frames=5, codec="mpeg4", container_format="avi"
@@ -173,7 +173,6 @@ def test_video_settings_are_part_of_the_run(tmp_path, saved_model, capsys) -> No
                       "--resume")) == 2  # fmt: skip
     assert "differs in" in capsys.readouterr().err
     for bad, message in [
-        (["--engine", "ray"], "videos run on --engine local"),
         (["--format", "label-studio"], "label-studio takes images only"),
         (["--every", "2", "--fps", "3"], "either every or fps"),
         (["--smooth", "1.5"], r"smooth must be in (0, 1]"),
@@ -192,3 +191,32 @@ def test_the_label_pngs_name_frames_by_index(tmp_path, saved_model) -> None:
     assert names == ["000000_label.png", "000005_label.png", "000010_label.png"]
     image = Image.open(io.BytesIO((out / "clip" / names[1]).read_bytes()))
     assert image.size == (64, 48) and image.mode == "P"
+
+
+def test_ray_engine_gives_the_local_bytes_and_a_dead_worker_resumes_its_video(
+    tmp_path, saved_model, inputs
+) -> None:
+    """``--engine ray``: one video per task on two actors; the worker writing frame 12 of a
+    video dies once (fault injection on its PYTHONPATH), Ray retries the video on a new worker
+    and it resumes from the frame log: every file is the local engine's, byte for byte."""
+    pytest.importorskip("ray.data", reason="needs clsclip[ray]")
+    from tests.labelling.test_ray import _env
+
+    argv = ["--format", "label", "coco", "npz", "--overlay-video", "--video-chunk", "4",
+            "--threads", "1"]  # fmt: skip
+    local = tmp_path / "local"
+    assert main(_argv(saved_model, [inputs], local, *argv)) == 1  # the broken video
+    out = tmp_path / "ray"
+    once = tmp_path / "died"
+    poison = Path(__file__).parent / "poison"
+    env = dict(_env(), PYTHONPATH=f"{poison}{os.pathsep}{ROOT}", CLSCLIP_DIE_AT_FRAME="12",
+               CLSCLIP_DIE_ONCE=str(once), HF_HUB_OFFLINE="1")  # fmt: skip
+    ray_argv = _argv(saved_model, [inputs], out, *argv, "--engine", "ray", "--actors", "2")
+    done = subprocess.run([sys.executable, "-c", _RUN.format(root=str(ROOT), argv=ray_argv)],
+                          env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert once.exists()  # a worker died at frame 12 of walk.mp4
+    records = {r["key"]: r for r in _manifest(out)}
+    assert records["walk.mp4"]["status"] == "ok" and records["walk.mp4"]["frames"] == 20
+    assert records["broken.mp4"]["status"] == "failed"
+    assert_same_outputs(_outputs(out), _outputs(local))

@@ -1,6 +1,7 @@
 """Fault injection for the Ray tests, on the PYTHONPATH of the processes they start: decoding a
 file whose name has "poison" in it kills the worker process (as the OOM killer or a crash in a
-decoder would). Nothing else changes."""
+decoder would); with ``CLSCLIP_DIE_AT_FRAME=N`` and ``CLSCLIP_DIE_ONCE=file``, the first worker
+about to write a video's frame N creates that file and dies. Nothing else changes."""
 
 import importlib.abc
 import importlib.util
@@ -10,6 +11,8 @@ import sys
 
 class _Poison(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
+        if name == "clsclip.labelling.video":
+            return _patched(self, name, _die_at_frame)
         if name != "clsclip.pipeline.images":
             return None
         sys.meta_path.remove(self)
@@ -32,6 +35,41 @@ class _Poison(importlib.abc.MetaPathFinder):
 
         spec.loader.exec_module = exec_module
         return spec
+
+
+def _patched(finder, name, patch):
+    sys.meta_path.remove(finder)
+    try:
+        spec = importlib.util.find_spec(name)
+    finally:
+        sys.meta_path.insert(0, finder)
+    run = spec.loader.exec_module
+
+    def exec_module(module):
+        run(module)
+        patch(module)
+
+    spec.loader.exec_module = exec_module
+    return spec
+
+
+def _die_at_frame(module):
+    at, once = os.environ.get("CLSCLIP_DIE_AT_FRAME"), os.environ.get("CLSCLIP_DIE_ONCE")
+    if at is None or once is None:
+        return
+    real = module._VideoJob.write_frame
+
+    def write_frame(job, frame):
+        if frame.index == int(at):
+            try:
+                os.close(os.open(once, os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                pass
+            else:
+                os._exit(1)
+        real(job, frame)
+
+    module._VideoJob.write_frame = write_frame
 
 
 sys.meta_path.insert(0, _Poison())
