@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
+import sys
 from collections.abc import Sequence
 
 from clsclip.cli import calibrate, convert, data, evaluate, export, info, segment, serve, train
@@ -30,7 +33,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    return int(args.run(args))
+    code = int(args.run(args))
+    if argv is None and getattr(args, "exit_at_once", False):
+        _exit_at_once(code)
+    return code
+
+
+def _exit_at_once(code: int) -> None:
+    """End this process now (the command is the process: ``argv`` was not given): a server that
+    has drained its requests spent 1.4 s quiet, 6-13 s under load, in the interpreter's native
+    teardown (torch's thread pools, the Python objects of the model) before exiting."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say
+            stream.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -194,6 +194,10 @@ def run(args: argparse.Namespace) -> int:
             plan = _plan(args)
         except (*USER_ERRORS, RunRefused, RunLocked) as e:
             return fail(e)
+        if plan.get("nothing_left"):
+            print(f"clsclip: nothing left to do: every input of the run in {plan['out']} is done",
+                  file=sys.stderr)  # fmt: skip
+            return 0
         return _execute(args, plan)
     finally:
         torch.set_num_threads(threads)
@@ -237,6 +241,7 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
     from clsclip.checks import MAX_IMAGE_PIXELS
     from clsclip.classes import specs_identity
     from clsclip.labelling import check_folder, common_base, list_inputs, read_run
+    from clsclip.labelling.run import all_done
     from clsclip.labelling.spec import model_identity, proposals_identity, run_spec
 
     _check_arguments(args)
@@ -257,7 +262,24 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError("no images or videos found")
     video = video_settings(args, images)
     base = base if base is not None else common_base(images)
+    limit = MAX_IMAGE_PIXELS if args.max_image_pixels is None else (args.max_image_pixels or None)
+    formats = tuple(dict.fromkeys(args.format))
+
+    def spec_for(config: Any, segmenter: Any) -> dict[str, Any]:
+        return run_spec(
+            model=model_identity(args.model, backend=args.backend, revision=args.revision),
+            config=config, classes=specs_identity(args.class_specs),
+            threshold=config.threshold if args.threshold is None else args.threshold,
+            formats=formats, min_score=args.min_score, instances=args.instances,
+            proposals=proposals_identity(args.proposals, boxes=args.boxes,
+                                         yolo_model=args.yolo_model, yolo_conf=args.yolo_conf),
+            precision=_resolved_precision(args, segmenter), backend=args.backend,
+            max_image_pixels=limit, base=base, video=video.identity() if video else None,
+        )  # fmt: skip
+
     segmenter, config = None, _config(args)
+    if old is not None and all_done(out, images, spec_for(config, None)):
+        return {"out": out, "images": images, "nothing_left": True}  # the model is not loaded
     if args.engine == "local":
         if args.threads is not None:  # before the model computes anything (class vectors)
             import torch
@@ -266,19 +288,8 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
         segmenter = _segmenter(args)
         config = segmenter.config
     proposer = _proposer(args, str(segmenter.device) if segmenter is not None else "cpu")
-    limit = MAX_IMAGE_PIXELS if args.max_image_pixels is None else (args.max_image_pixels or None)
     threshold = config.threshold if args.threshold is None else args.threshold
-    formats = tuple(dict.fromkeys(args.format))
-    spec = run_spec(
-        model=model_identity(args.model, backend=args.backend, revision=args.revision),
-        config=config, classes=specs_identity(args.class_specs), threshold=threshold,
-        formats=formats, min_score=args.min_score,
-        instances=args.instances,
-        proposals=proposals_identity(args.proposals, boxes=args.boxes,
-                                     yolo_model=args.yolo_model, yolo_conf=args.yolo_conf),
-        precision=_resolved_precision(args, segmenter), backend=args.backend,
-        max_image_pixels=limit, base=base, video=video.identity() if video else None,
-    )  # fmt: skip
+    spec = spec_for(config, segmenter)
     check_folder(out, spec, resume=args.resume, overwrite=args.overwrite)  # reads only
     check_output_folder(out)
     if args.engine == "ray":  # reach the cluster and check its resources before any write
@@ -361,9 +372,11 @@ def _execute(args: argparse.Namespace, plan: dict[str, Any]) -> int:
         return 1
     finally:
         close_run(state)
-    logger.info("wrote %d image(s) to %s", report.written, out)
+    noun = "input(s)" if plan["video"] is not None else "image(s)"
     if report.total_failed:
-        noun = "input(s)" if plan["video"] is not None else "image(s)"
         print(f"clsclip: {report.total_failed} of {len(plan['images'])} {noun} failed",
               file=sys.stderr)  # fmt: skip
+    before = len(plan["images"]) - report.written - report.failed
+    print(f"clsclip: {report.written} {noun} segmented, {report.failed} failed, {before} done "
+          f"before; outputs in {out}", file=sys.stderr)  # fmt: skip
     return 1 if report.total_failed else 0

@@ -86,7 +86,7 @@ def add_parser(commands: Any) -> None:
         help="allow browser calls from ORIGIN (repeatable; default: CORS off)",
     )  # fmt: skip
     serve.add_argument("--threads", type=int, default=None, help="torch threads")
-    serve.set_defaults(run=run)
+    serve.set_defaults(run=run, exit_at_once=True)
 
 
 def settings_from_args(args: argparse.Namespace) -> Any:

@@ -144,6 +144,18 @@ def todo(images: Sequence[InputImage], state: RunState, out: Path) -> list[Input
     return left
 
 
+def all_done(out: Path, images: Sequence[InputImage], spec: Mapping[str, Any]) -> bool:
+    """Whether a ``--resume`` of ``spec`` in ``out`` has nothing left (`todo` empty), read only:
+    the run in ``out`` is this one and every input has an ok record of it whose files exist."""
+    old = read_run(out)
+    if old is None or differences(old, spec):
+        return False
+    resumed = {**spec, "inputs_base": old["inputs_base"], "created": old.get("created")}
+    manifest = Manifest(out)
+    state = RunState(resumed, run_hash(resumed), manifest.read()[0], manifest, None)
+    return not todo(images, state, out)
+
+
 def stems_for(
     images: Sequence[InputImage], state: RunState, options: OutputOptions
 ) -> dict[str, str]:

@@ -368,3 +368,34 @@ def test_help_and_version_start_without_torch() -> None:
             done.stdout.strip().splitlines()[-1] == "['numpy']"
             or done.stdout.strip().splitlines()[-1] == "[]"
         ), done.stdout[-300:]
+
+
+def test_a_run_ends_with_a_summary_and_a_done_resume_loads_no_model(
+    saved_model, tmp_path, capsys, monkeypatch
+) -> None:
+    for i in range(3):
+        Image.fromarray(random_rgb(12, 16, seed=i)).save(tmp_path / f"im{i}.png")
+    (tmp_path / "bad.png").write_bytes(b"garbage")
+    out = tmp_path / "out"
+    argv = ["segment", str(tmp_path), "--classes", "dog", "--model", str(saved_model), "--out",
+            str(out), "--format", "label"]  # fmt: skip
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"clsclip: 3 image(s) segmented, 1 failed, 0 done before; outputs in {out}"
+    (tmp_path / "bad.png").unlink()
+    assert main([*argv, "--resume"]) == 0  # the failed image is no longer an input
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"clsclip: nothing left to do: every input of the run in {out} is done"
+    )
+    (out / "im1_label.png").unlink()  # a deleted output: that image is redone, with the model
+    assert main([*argv, "--resume"]) == 0
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"clsclip: 1 image(s) segmented, 0 failed, 2 done before; outputs in {out}"
+    )
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr("clsclip.segmenter.Segmenter.from_pretrained", no_model)
+    assert main([*argv, "--resume"]) == 0
+    assert "nothing left to do" in capsys.readouterr().err
