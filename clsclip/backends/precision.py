@@ -111,9 +111,15 @@ def quantize_backbone(model: SegmentationModel) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
-        visual.transformer = torch.ao.quantization.quantize_dynamic(
-            visual.transformer, {nn.Linear}, dtype=torch.qint8
-        )
+        try:
+            from torch.ao.quantization import quantize_dynamic
+        except ImportError as e:  # deprecated by PyTorch (docs/limits.md)
+            raise ImportError(
+                f"precision 'int8' needs torch.ao.quantization, which torch {torch.__version__} "
+                "no longer ships; use 'bf16' (CPUs with native bf16) or an onnxruntime int8 "
+                "export (docs/deploy.md)"
+            ) from e
+        visual.transformer = quantize_dynamic(visual.transformer, {nn.Linear}, dtype=torch.qint8)
 
 
 @contextlib.contextmanager

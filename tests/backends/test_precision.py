@@ -90,3 +90,13 @@ def test_fused_blocks_run_in_bf16() -> None:
     assert is_plain_block(block)
     with torch.inference_mode():
         torch.testing.assert_close(run_block(block, x), block(x), atol=0.05, rtol=0.02)
+
+
+def test_int8_without_torch_ao_quantization_says_what_to_use(saved_model, monkeypatch) -> None:
+    """PyTorch deprecates torch.ao.quantization (docs/limits.md): a torch without it gets one
+    error naming the alternatives, not a traceback from inside the backend."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "torch.ao.quantization", None)  # as if torch dropped it
+    with pytest.raises(ImportError, match=r"precision 'int8' needs torch.ao.quantization.*bf16"):
+        Segmenter.from_pretrained(saved_model, device="cpu", precision="int8")
