@@ -7,15 +7,36 @@ asks which one it is.
 
 from __future__ import annotations
 
+import importlib
 import os
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from clsclip.backends.base import Backend
-from clsclip.backends.precision import PRECISIONS, Precision
-from clsclip.backends.torch_backend import TorchBackend
+    from clsclip.backends.base import Backend
+    from clsclip.backends.precision import PRECISIONS, Precision
+    from clsclip.backends.torch_backend import TorchBackend
 
 BACKENDS = ("torch", "onnxruntime")
+
+_WHERE = {
+    "Backend": "clsclip.backends.base",
+    "PRECISIONS": "clsclip.backends.precision",
+    "Precision": "clsclip.backends.precision",
+    "TorchBackend": "clsclip.backends.torch_backend",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The torch-backed names, imported when first used: the torch-free modules of this
+    package (`onnx_format`: reading an export's description) load without torch, so
+    ``clsclip info`` starts in a fraction of a second."""
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'clsclip.backends' has no attribute {name!r}")
 
 
 def load_backend(
@@ -44,6 +65,10 @@ def load_backend(
                 "clsclip export --int8); precision applies to the torch backend"
             )
         return OnnxBackend(source, device=device)
+    import torch
+
+    from clsclip.backends.torch_backend import TorchBackend
+
     if device is None:
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return TorchBackend.load(

@@ -22,7 +22,6 @@ from clsclip.config import (
     config_from_dict,
 )
 from clsclip.geometry import RESIZE_MODES
-from clsclip.model.scores import SCORING_RULES
 
 ONNX_CONFIG = "clsclip-onnx.json"
 FORMAT = "clsclip-onnx"
@@ -139,6 +138,8 @@ def _check_values(data: dict[str, Any], path: Path) -> None:
         raise _fail(path, "prompt_templates", "a non-empty list of str with one '{}'", templates)
     if not isinstance(data.get("text_normalize"), bool):
         raise _fail(path, "text_normalize", "true or false", data.get("text_normalize"))
+    from clsclip.model.scores import SCORING_RULES  # torch: only for a description read in full
+
     if data.get("class_scores", "independent") not in SCORING_RULES:
         raise _fail(path, "class_scores", f"one of {list(SCORING_RULES)}", data.get("class_scores"))
     background = data.get("background_prompts", [])

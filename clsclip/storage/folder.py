@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from clsclip.config import ModelConfig
 from clsclip.storage.files import write_folder
-from clsclip.storage.weights import BACKBONE_PREFIX, check_finite, config_digest, save_weights
+
+if TYPE_CHECKING:
+    from torch import nn
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +32,8 @@ def save_model_folder(
     in the weights' metadata refuses a mixed folder made any other way. Files already in the
     folder (a README) are kept.
     """
+    from clsclip.storage.weights import BACKBONE_PREFIX, check_finite, config_digest, save_weights
+
     check_finite(model.state_dict(), os.fspath(folder), writing=True)
     digest = config_digest(config.to_file_dict())
 

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -399,3 +400,23 @@ def test_a_run_ends_with_a_summary_and_a_done_resume_loads_no_model(
     monkeypatch.setattr("clsclip.segmenter.Segmenter.from_pretrained", no_model)
     assert main([*argv, "--resume"]) == 0
     assert "nothing left to do" in capsys.readouterr().err
+
+
+def test_info_starts_without_torch(saved_model, tmp_path) -> None:
+    """``clsclip info`` reads a folder's config and files only: torch is never imported (it
+    took 2.2 s; now about 0.2 s). A ClsCLIP folder and a training-free one (config only)."""
+    from clsclip.config import DenseClipConfig
+    from tests.conftest import TINY_BACKBONE
+
+    dense = tmp_path / "naclip"
+    dense.mkdir()
+    config = DenseClipConfig(backbone=TINY_BACKBONE, pretrained=None, method="naclip")
+    (dense / "config.json").write_text(json.dumps(config.to_file_dict()))
+    script = ("import sys\nfrom clsclip.cli import main\ncode = main(['info', sys.argv[1]])\n"
+              "print('torch' in sys.modules, code)")  # fmt: skip
+    for folder in (saved_model, dense):
+        done = subprocess.run([sys.executable, "-c", script, str(folder)], capture_output=True,
+                              text=True, timeout=120,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip().splitlines()[-1] == "False 0", done.stdout[-500:]
