@@ -191,7 +191,8 @@ def main() -> None:
     masks = model.masks(Image.open(args.image), args.classes)
     args.out.mkdir(parents=True, exist_ok=True)
     for k, (name, mask) in enumerate(zip(args.classes, masks, strict=True)):
-        Image.fromarray(mask.astype(np.uint8) * 255).save(args.out / f"mask{k:02d}_{name}.png")
+        safe = re.sub(r"[^A-Za-z0-9.-]+", "_", name).strip("_") or "class"  # as clsclip names it
+        Image.fromarray(mask.astype(np.uint8) * 255).save(args.out / f"mask{k:02d}_{safe}.png")
         print(f"{name}: {int(mask.sum())} pixels")
 
 

@@ -223,8 +223,13 @@ def test_the_example_app_needs_no_torch_and_gives_the_same_masks(tmp_path, store
     assert done.returncode == 0, done.stderr[-3000:]
     result = seg.segment(image, names)
     probs = result.probs
+    from clsclip.names import safe_name
+
+    assert sorted(p.name for p in out.iterdir()) == [  # the CLI's names: no spaces
+        "mask00_red_disc.png", "mask01_a_blue_square.png", "mask02_tree_2.png"
+    ]  # fmt: skip
     for k, name in enumerate(names):
-        got = np.asarray(Image.open(out / f"mask{k:02d}_{name}.png")) > 0
+        got = np.asarray(Image.open(out / f"mask{k:02d}_{safe_name(name)}.png")) > 0
         clear = np.abs(probs[k] - result.threshold) > 1e-4
         np.testing.assert_array_equal(got[clear], result.masks[k][clear])
 
