@@ -15,6 +15,7 @@ EXTRAS: dict[str, str] = {
     "onnxscript": "onnx",
     "ray": "ray",
     "fastapi": "serve",
+    "fastapi_offline": "serve",
     "uvicorn": "serve",
     "python_multipart": "serve",
     "prometheus_client": "serve",

@@ -20,6 +20,7 @@ from clsclip.optional import require
 from clsclip.serving.admission import Budget, OverBudget
 from clsclip.serving.answers import answer_json, label_png
 from clsclip.serving.batcher import Batcher, QueueFull, ShuttingDown
+from clsclip.serving.docs_pages import add_docs_pages
 from clsclip.serving.form import (
     SEGMENT_OPENAPI,
     ApiError,
@@ -144,7 +145,10 @@ def create_app(
         title="clsclip",
         summary="Zero-shot semantic segmentation: an image and class names in, masks out.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    add_docs_pages(app)  # served from this host: the pages work offline
     app.state.batcher = batcher
     upload_budget, pixel_budget = settings.budgets()
     decodes = asyncio.Semaphore(settings.max_decodes)
