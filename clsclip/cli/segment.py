@@ -194,10 +194,6 @@ def run(args: argparse.Namespace) -> int:
             plan = _plan(args)
         except (*USER_ERRORS, RunRefused, RunLocked) as e:
             return fail(e)
-        if plan.get("nothing_left"):
-            print(f"clsclip: nothing left to do: every input of the run in {plan['out']} is done",
-                  file=sys.stderr)  # fmt: skip
-            return 0
         return _execute(args, plan)
     finally:
         torch.set_num_threads(threads)
@@ -278,21 +274,23 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
         )  # fmt: skip
 
     segmenter, config = None, _config(args)
-    if old is not None and all_done(out, images, spec_for(config, None)):
-        return {"out": out, "images": images, "nothing_left": True}  # the model is not loaded
-    if args.engine == "local":
+    # a resume with nothing to segment still merges and tidies the run, but loads no model
+    nothing_left = old is not None and all_done(out, images, spec_for(config, None))
+    if args.engine == "local" and not nothing_left:
         if args.threads is not None:  # before the model computes anything (class vectors)
             import torch
 
             torch.set_num_threads(args.threads)  # `run` restores the caller's count
         segmenter = _segmenter(args)
         config = segmenter.config
-    proposer = _proposer(args, str(segmenter.device) if segmenter is not None else "cpu")
+    proposer = None
+    if not nothing_left:
+        proposer = _proposer(args, str(segmenter.device) if segmenter is not None else "cpu")
     threshold = config.threshold if args.threshold is None else args.threshold
     spec = spec_for(config, segmenter)
     check_folder(out, spec, resume=args.resume, overwrite=args.overwrite)  # reads only
     check_output_folder(out)
-    if args.engine == "ray":  # reach the cluster and check its resources before any write
+    if args.engine == "ray" and not nothing_left:  # the cluster and its resources, before writing
         from clsclip.labelling.ray_engine import prepare_cluster
 
         prepare_cluster(args.ray_address, actors=args.actors, gpus_per_actor=args.gpus_per_actor)
@@ -301,7 +299,7 @@ def _plan(args: argparse.Namespace) -> dict[str, Any]:
         segmenter.proposer = proposer
     return {"out": out, "images": images, "segmenter": segmenter, "spec": spec,
             "threshold": threshold, "formats": formats, "limit": limit,
-            "video": video}  # fmt: skip
+            "video": video, "nothing_left": nothing_left}  # fmt: skip
 
 
 def _resolved_precision(args: argparse.Namespace, segmenter: Any) -> str:
@@ -377,6 +375,10 @@ def _execute(args: argparse.Namespace, plan: dict[str, Any]) -> int:
         print(f"clsclip: {report.total_failed} of {len(plan['images'])} {noun} failed",
               file=sys.stderr)  # fmt: skip
     before = len(plan["images"]) - report.written - report.failed
-    print(f"clsclip: {report.written} {noun} segmented, {report.failed} failed, {before} done "
-          f"before; outputs in {out}", file=sys.stderr)  # fmt: skip
+    if plan["nothing_left"] and not report.total_failed:
+        print(f"clsclip: nothing left to do: every input of the run in {out} is done",
+              file=sys.stderr)  # fmt: skip
+    else:
+        print(f"clsclip: {report.written} {noun} segmented, {report.failed} failed, {before} "
+              f"done before; outputs in {out}", file=sys.stderr)  # fmt: skip
     return 1 if report.total_failed else 0
