@@ -202,6 +202,22 @@ RETRIES = 2
 """Default retries of a Ray task or actor call whose worker died (``--ray-retries``)."""
 
 
+RAY_NOTICES = {
+    "ray": logging.WARNING,
+    "ray.data": logging.ERROR,  # its plan, progress and "progress bars disabled" (set here)
+    "ray._private.authentication.authentication_token_setup": logging.ERROR,
+}
+"""Ray's loggers and the level they get without ``-v``: Ray Data configures ``ray.data`` to
+log each dataset's plan and timing at INFO, and a local cluster announces that token
+authentication is on (it is: the secure default, nothing to act on)."""
+
+
+def quiet_ray_logs() -> None:
+    """Keep Ray's INFO lines and its notices out of the command's output (`RAY_NOTICES`)."""
+    for name, level in RAY_NOTICES.items():
+        logging.getLogger(name).setLevel(level)
+
+
 def prepare_cluster(address: str | None, *, actors: int, gpus_per_actor: float) -> None:
     """Join (or start) the Ray cluster and check that it can run the actors, before the run
     writes anything: an unreachable ``address`` fails within seconds (Ray itself retries for
@@ -219,8 +235,8 @@ def prepare_cluster(address: str | None, *, actors: int, gpus_per_actor: float) 
         except (OSError, ValueError) as e:
             raise ValueError(f"--ray-address {address}: cannot reach a Ray cluster there "
                              f"({e})") from None  # fmt: skip
-    if not logger.isEnabledFor(logging.INFO):  # Ray Data logs its plan and progress
-        logging.getLogger("ray").setLevel(logging.WARNING)
+    if not logger.isEnabledFor(logging.INFO):  # -v shows them
+        quiet_ray_logs()
     ray.init(address=address, include_dashboard=False, log_to_driver=False,
              configure_logging=False)  # fmt: skip
     resources = ray.cluster_resources()

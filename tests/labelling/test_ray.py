@@ -224,6 +224,8 @@ def test_images_that_kill_their_worker_are_recorded_and_the_run_ends(
                           env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
     assert done.returncode == 1, done.stderr[-3000:]
     assert "2 of 8 image(s) failed" in done.stderr
+    # without -v, Ray's INFO lines (Ray Data's plan and timing) and its notices stay out
+    assert "Token authentication" not in done.stderr and "INFO" not in done.stderr
     records = _manifest_records(out)
     failed = {k: r["error"] for k, r in records.items() if r["status"] == "failed"}
     assert sorted(failed) == ["a-poison.png", "img3-poison.png"]
