@@ -62,9 +62,15 @@ class Server:
 
 
 @contextmanager
-def running_server(model: Path, *flags: str, key: str | None = None) -> Iterator[Server]:
-    """``clsclip serve --model MODEL --port 0 FLAGS`` until the block ends (then SIGTERM)."""
+def running_server(
+    model: Path, *flags: str, key: str | None = None, gate: Path | None = None
+) -> Iterator[Server]:
+    """``clsclip serve --model MODEL --port 0 FLAGS`` until the block ends (then SIGTERM).
+    ``gate``: while that file exists, the server's network passes wait (tests/serving/gate)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "YOLO_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    if gate is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).parent / "gate"), str(ROOT)])
+        env["CLSCLIP_TEST_GATE"] = str(gate)
     argv = ["serve", "--model", str(model), "--port", "0", "--device", "cpu", *flags]
     if key is not None:
         env["CLSCLIP_TEST_KEY"] = key

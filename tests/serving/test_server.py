@@ -16,6 +16,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -24,14 +25,12 @@ from PIL import Image
 
 from clsclip import SegmentationResult, Segmenter
 from clsclip.serving.answers import masks_of
-from tests.conftest import tiny_segmenter
 from tests.serving.server import metric, png_bytes, running_server
 
 KEY = "test-key-0123"
 LIMITS = ("--max-classes", "12", "--max-name-chars", "40", "--max-boxes", "4",
           "--max-image-pixels", "120000", "--max-body-mb", "0.25")  # fmt: skip
 VOCAB = ["dog", "cat", "grass", "sky", "car", "tree", "person", "road", "boat", "bird"]
-SLOW_NAMES = [f"thing {i}" for i in range(100)]
 TOLERANCE = 1e-5
 
 
@@ -355,81 +354,96 @@ def test_two_thousand_requests_do_not_grow_the_server(server) -> None:
     assert grown < 40 * 1024, f"RSS grew by {grown / 1024:.1f} MB over 2,000 requests"
 
 
-# --- load shedding, time limits and shutdown, on a slower model (224 px: ~0.15 s a class) ---
+# --- load shedding, time limits and shutdown, driven by a gate (tests/serving/gate) ---
 
 
-@pytest.fixture(scope="module")
-def slow_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tiny_segmenter(image_size=224).save_pretrained(tmp_path_factory.mktemp("slow"))
-
-
-def test_a_full_queue_is_shed_at_once_and_slow_requests_time_out(slow_model) -> None:
+def test_a_full_queue_is_shed_at_once_and_slow_requests_time_out(saved_model, tmp_path) -> None:
+    """Driven by a gate (tests/serving/gate), never by the clock: the network's pass waits
+    while the gate file exists. One request runs (held at the gate), two wait in the full queue;
+    nine more are answered 503 while the first is still held (at once, whatever the machine's
+    speed); the two waiting ones and the running one pass their 1 s and are answered 504, still
+    held; the gate opens, the held pass ends, the waiting two are dropped unrun, and a new
+    request is answered."""
+    gate = tmp_path / "gate"
     flags = ("--max-batch", "1", "--max-queue", "2", "--timeout", "1", "--max-wait-ms", "0")
-    with running_server(slow_model, *flags, "--max-classes", "100") as slow:
+    with running_server(saved_model, *flags, gate=gate) as server:
         small = png_bytes(30, 30)
-        barrier = threading.Barrier(12)
-
-        def send(_: int) -> tuple[httpx.Response, float]:
-            barrier.wait()
-            response = slow.segment(small, SLOW_NAMES)  # seconds of work a request
-            return response, response.elapsed.total_seconds()
-
-        with ThreadPoolExecutor(12) as pool:
-            results = list(pool.map(send, range(12)))
-        statuses = sorted(r.status_code for r, _ in results)
-        assert set(statuses) <= {200, 503, 504}, statuses
-        shed = [(r, t) for r, t in results if r.status_code == 503]
-        assert len(shed) >= 12 - 3 - 2  # one running and two waiting (and a couple racing)
-        for response, seconds in shed:
-            assert response.headers["retry-after"] == "1"
-            assert "--max-queue 2" in _error(response, 503, "overloaded")
-            assert seconds < 1.0  # refused at once, not after waiting out the timeout
-        # the last one admitted waits for two requests of work: past its second
-        timed_out = [r for r, _ in results if r.status_code == 504]
-        assert timed_out and all("within 1 s" in _error(r, 504, "timeout") for r in timed_out)
-        text = slow.get("/metrics").text
-        assert metric(text, 'clsclip_requests_total{status="503"}') == len(shed)
-        assert metric(text, 'clsclip_requests_total{status="504"}') == len(timed_out)
-        # the request running when it timed out finishes, the waiting ones are dropped unrun:
-        # then the server answers a small request within its time again (waited for as a
-        # condition with a generous deadline, never a fixed sleep: a loaded machine is slow)
-        deadline = time.monotonic() + 120
-        answer, late = slow.segment(small, ["dog"]), 0
-        while answer.status_code in (503, 504) and time.monotonic() < deadline:
-            late += answer.status_code == 504  # admitted, so perhaps run
-            threading.Event().wait(0.2)
-            answer = slow.segment(small, ["dog"])
+        gate.touch()  # from here on, passes wait
+        pool = ThreadPoolExecutor(12)
+        try:
+            held = pool.submit(server.segment, small, ["dog"])
+            _wait_for(lambda: Path(f"{gate}.entered").exists(), "the first request is held")
+            waiting = [pool.submit(server.segment, small, ["dog"]) for _ in range(2)]
+            _wait_for(lambda: metric(server.get("/metrics").text, "clsclip_queue_depth") == 2,
+                      "two requests wait in the queue")  # fmt: skip
+            shed = list(pool.map(lambda _: server.segment(small, ["dog"]), range(9)))
+            assert gate.exists() and not held.done()  # answered while the first is held
+            for response in shed:
+                assert response.status_code == 503, response.text
+                assert response.headers["retry-after"] == "1"
+                assert "--max-queue 2" in _error(response, 503, "overloaded")
+            late = [f.result(timeout=120) for f in waiting]  # their 1 s passes, still held
+            assert gate.exists()
+            assert [r.status_code for r in late] == [504, 504]
+            assert all("within 1 s" in _error(r, 504, "timeout") for r in late)
+        finally:
+            gate.unlink(missing_ok=True)
+            pool.shutdown(wait=True)
+        assert held.result(timeout=120).status_code == 504  # it ran past its time
+        _wait_for(lambda: metric(server.get("/metrics").text, "clsclip_queue_depth") == 0,
+                  "the batcher drops the two timed-out requests")  # fmt: skip
+        answer = server.segment(small, ["dog"])
         assert answer.status_code == 200, answer.text
-        assert metric(slow.get("/metrics").text, "clsclip_batch_size_count") <= 3 + 1 + late
+        text = server.get("/metrics").text
+        assert metric(text, 'clsclip_requests_total{status="503"}') == 9
+        assert metric(text, 'clsclip_requests_total{status="504"}') == 3
+        assert metric(text, "clsclip_batch_size_count") == 2  # the held one and the last one
 
 
-def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_exits_0(slow_model) -> None:
-    with running_server(slow_model, "--max-batch", "2", "--timeout", "60") as slow:
+def _wait_for(condition: Any, what: str, timeout: float = 120) -> None:
+    """Wait until ``condition()`` (a state the test drove the server into), polling."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"never: {what}"
+        threading.Event().wait(0.02)
+
+
+def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_exits_0(
+    saved_model, tmp_path
+) -> None:
+    """Six requests in flight (one batch held at the gate, the rest queued), then SIGTERM: the
+    listening socket closes (new connections are refused) while they are still held; the gate
+    opens and all six are answered; exit 0. Driven by the gate, never by the clock."""
+    gate = tmp_path / "gate"
+    with running_server(saved_model, "--max-batch", "2", "--timeout", "120", gate=gate) as server:
         small = png_bytes(30, 30)
 
         def submitted() -> float:  # requests taken into batches, plus those waiting
-            text = slow.get("/metrics").text
+            text = server.get("/metrics").text
             return metric(text, "clsclip_batch_size_sum") + metric(text, "clsclip_queue_depth")
 
+        gate.touch()
         with ThreadPoolExecutor(6) as pool:
-            futures = [pool.submit(slow.segment, small, VOCAB[:4]) for _ in range(6)]
-            for _ in range(400):  # all six are with the batcher (the first batch is running)
-                if submitted() >= 6:
-                    break
-                threading.Event().wait(0.05)
-            else:
-                raise AssertionError("the requests never reached the batcher")
-            slow.process.send_signal(signal.SIGTERM)
-            threading.Event().wait(0.5)
-            try:  # the listening socket is closed: a new connection is refused
-                late: object = slow.segment(small, ["dog"]).status_code
-            except httpx.TransportError:
-                late = "refused"
+            try:
+                futures = [pool.submit(server.segment, small, VOCAB[:4]) for _ in range(6)]
+                _wait_for(lambda: submitted() >= 6, "all six are with the batcher")
+                server.process.send_signal(signal.SIGTERM)
+
+                def refused() -> bool:
+                    try:
+                        httpx.get(server.url + "/healthz", timeout=10)
+                    except httpx.TransportError:
+                        return True
+                    return False
+
+                _wait_for(refused, "the listening socket is closed")
+                assert gate.exists() and not any(f.done() for f in futures)
+            finally:
+                gate.unlink(missing_ok=True)
             answers = [f.result(timeout=120) for f in futures]
-        assert late in ("refused", 503)
         assert [a.status_code for a in answers] == [200] * 6
-        assert slow.process.wait(60) == 0
-        assert "Traceback" not in "".join(slow.log)
+        assert server.process.wait(60) == 0
+        assert "Traceback" not in "".join(server.log)
 
 
 def test_a_drained_server_exits_at_once_with_its_last_log_line(saved_model, tmp_path) -> None:
