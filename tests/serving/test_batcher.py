@@ -32,7 +32,7 @@ def test_requests_that_wait_together_go_together() -> None:
     batcher = Batcher(run, max_batch=3, max_wait_ms=0, max_queue=10)
     run.gate.clear()
     first = batcher.submit(0)
-    assert run.entered.wait(5)  # the first batch is running, alone
+    assert run.entered.wait(60)  # the first batch is running, alone
     futures = [batcher.submit(i) for i in range(1, 6)]
     assert batcher.depth == 5
     run.gate.set()
@@ -42,10 +42,10 @@ def test_requests_that_wait_together_go_together() -> None:
 
 
 def test_a_lone_request_does_not_wait_out_max_wait() -> None:
-    batcher = Batcher(Recorder(), max_batch=8, max_wait_ms=5000, max_queue=10)
-    started = time.perf_counter()
-    assert batcher.submit(1).result(5) == 10
-    assert time.perf_counter() - started < 1.0
+    """Nothing else is arriving: it runs at once. Were it to wait out max_wait (10 minutes),
+    the 60 s result would time out; no bound on a loaded machine's speed is needed."""
+    batcher = Batcher(Recorder(), max_batch=8, max_wait_ms=600_000, max_queue=10)
+    assert batcher.submit(1).result(60) == 10
     batcher.close()
 
 
@@ -66,14 +66,13 @@ def test_the_queue_is_bounded_and_refuses_at_once() -> None:
     run.gate.clear()
     batcher = Batcher(run, max_batch=1, max_wait_ms=0, max_queue=2)
     running = batcher.submit(0)
-    assert run.entered.wait(5)
+    assert run.entered.wait(60)
     waiting = [batcher.submit(1), batcher.submit(2)]
-    started = time.perf_counter()
     with pytest.raises(QueueFull, match=r"2 requests are waiting \(--max-queue 2\)"):
         batcher.submit(3)
     with pytest.raises(QueueFull):
         batcher.check_room()
-    assert time.perf_counter() - started < 0.5
+    assert not running.done()  # refused while the running batch is held: at once
     run.gate.set()
     assert [f.result(5) for f in [running, *waiting]] == [0, 10, 20]
     batcher.check_room()  # room again
@@ -85,7 +84,7 @@ def test_cancelled_requests_are_not_run() -> None:
     run.gate.clear()
     batcher = Batcher(run, max_batch=4, max_wait_ms=0, max_queue=10)
     first = batcher.submit(0)
-    assert run.entered.wait(5)
+    assert run.entered.wait(60)
     gone, kept = batcher.submit(1), batcher.submit(2)
     assert gone.cancel()  # its client timed out before it ran
     run.gate.set()
@@ -116,10 +115,12 @@ def test_close_finishes_the_queue_then_refuses() -> None:
     run.gate.clear()
     batcher = Batcher(run, max_batch=2, max_wait_ms=0, max_queue=10)
     futures = [batcher.submit(i) for i in range(5)]
-    assert run.entered.wait(5)
+    assert run.entered.wait(60)
     closer = threading.Thread(target=batcher.close)
     closer.start()
-    time.sleep(0.1)
+    deadline = time.monotonic() + 60  # a condition, not a fixed sleep: a loaded machine is slow
+    while batcher.accepting and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert not batcher.accepting
     with pytest.raises(ShuttingDown):
         batcher.submit(9)
