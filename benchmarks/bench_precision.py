@@ -106,7 +106,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16", "int8"])
-    parser.add_argument("--classes", type=int, nargs="+", default=[1, 5, 20])
+    parser.add_argument("--classes", type=int, nargs="+", default=[1, 5, 20, 80])
     parser.add_argument("--clipseg-prompts", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-onnx", action="store_true")
