@@ -41,7 +41,7 @@ from clsclip.names import (
     video_files,
     video_part,
 )
-from clsclip.pipeline.video import FrameResult, Smoother
+from clsclip.pipeline.video import SMOOTHED, FrameResult, Smoother
 from clsclip.pipeline.video_decode import VideoError, probe_video
 from clsclip.results.files import save_png
 from clsclip.results.formats import coco_categories, encode_rle, label_image, rle_stats
@@ -215,6 +215,7 @@ class _VideoJob:
         self.log = _FrameLog(options.out / frame_log_file(stem), {"run": run, "key": video.key})
         self.writer: VideoWriter | None = None
         self.pending = 0
+        self.average: dict[str, torch.Tensor] = {}  # the smoothing average after the last frame
 
     def resume_point(self) -> int:
         """Read the log; the first frame index still to do (0: from the start, folder cleared)."""
@@ -264,6 +265,9 @@ class _VideoJob:
                                           fps=self.fps)  # fmt: skip
             self.writer.write(result.overlay(), frame.time)
         line["files"] = files
+        if self.smoother is not None:  # not the live smoother's: the network runs ahead of us
+            grids = (getattr(result.prediction, n) for n in SMOOTHED)
+            self.average = {n: g for n, g in zip(SMOOTHED, grids, strict=True) if g is not None}
         self.log.append(line)
         self.pending += 1
         if self.checkpointed and self.pending >= self.settings.chunk:
@@ -285,8 +289,8 @@ class _VideoJob:
             self.writer.close()
             parts.append(self.writer.path.name)
             self.writer = None
-        if self.smoother is not None:
-            state = self.smoother.state_dict()
+        if self.smoother is not None:  # the average after the last frame written
+            state = {name: grid.detach().float().cpu() for name, grid in self.average.items()}
             write_atomic(self.folder / SMOOTH_STATE, lambda tmp: torch.save(state, tmp))
         self.log.append({"checkpoint": len(self.log.frames), "parts": parts})
         self.pending = 0

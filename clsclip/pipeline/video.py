@@ -20,8 +20,9 @@ from clsclip.pipeline.request import Request, Settings
 from clsclip.pipeline.video_decode import Frame
 from clsclip.results import LowResPrediction, SegmentationResult
 
-_SMOOTHED = ("logits", "negatives", "background", "rows")
-"""The whole image's grids `Smoother` averages (ClsCLIP+ crops move with their boxes: not)."""
+SMOOTHED = ("logits", "negatives", "background", "rows")
+"""The whole image's grids `Smoother` averages (ClsCLIP+ crops move with their boxes: not).
+A smoothed frame's grids are the average after it (its `Smoother.state_dict`)."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class Smoother:
         self._state: dict[str, torch.Tensor] = {}
 
     def __call__(self, prediction: LowResPrediction) -> LowResPrediction:
-        grids = {n: getattr(prediction, n).float() for n in _SMOOTHED
+        grids = {n: getattr(prediction, n).float() for n in SMOOTHED
                  if getattr(prediction, n) is not None}  # fmt: skip
         state = self._state
         if set(state) != set(grids) or any(state[n].shape != grids[n].shape for n in grids):
@@ -92,7 +93,7 @@ class Smoother:
         return {name: tensor.cpu() for name, tensor in self._state.items()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        unknown = set(state) - set(_SMOOTHED)
+        unknown = set(state) - set(SMOOTHED)
         if unknown:
             raise ValueError(f"not a smoother's state: unknown entries {sorted(unknown)}")
         self._state = {name: tensor.float() for name, tensor in state.items()}

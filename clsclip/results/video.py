@@ -62,7 +62,8 @@ class VideoWriter:
         stream.width, stream.height = self.size
         stream.pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
         stream.codec_context.time_base = TIME_BASE
-        stream.options = {"crf": str(int(crf)), "preset": preset, "bf": "0"}
+        # one thread: x264 with frame threads gave other bytes for the same frames from run to run
+        stream.options = {"crf": str(int(crf)), "preset": preset, "bf": "0", "threads": "1"}
         self._stream = stream
         self._av = av
 

@@ -220,3 +220,40 @@ def test_ray_engine_gives_the_local_bytes_and_a_dead_worker_resumes_its_video(
     assert records["walk.mp4"]["status"] == "ok" and records["walk.mp4"]["frames"] == 20
     assert records["broken.mp4"]["status"] == "failed"
     assert_same_outputs(_outputs(out), _outputs(local))
+
+
+def test_a_smoothed_video_resumes_exactly_when_the_network_runs_ahead_of_the_writer(
+    tmp_path, saved_model, monkeypatch
+) -> None:
+    """The writer is held until the network has smoothed five frames more than the one it
+    writes (as when writing is the slower stage), then the run is interrupted at frame 13: the
+    checkpoint must hold the average after the last frame written, not the live one."""
+    from clsclip.pipeline.video import Smoother
+
+    clip = tmp_path / "clip.mp4"
+    make_video(clip, frames=30)
+    argv = ["--format", "npz", "--smooth", "0.5", "--video-chunk", "8", "--batch-size", "4"]
+    whole, out = tmp_path / "whole", tmp_path / "out"
+    assert main(_argv(saved_model, [clip], whole, *argv)) == 0
+    smoothed: list[int] = []
+    average, write = Smoother.__call__, video_run._VideoJob.write_frame
+
+    def counting(self, prediction):
+        smoothed.append(1)
+        return average(self, prediction)
+
+    def held_write(job, frame):
+        deadline = time.monotonic() + 120  # a state the test drives into, not a timing
+        while len(smoothed) < min(frame.index + 6, 30) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert len(smoothed) >= min(frame.index + 6, 30), "the network did not run ahead"
+        if frame.index == 13:
+            raise KeyboardInterrupt
+        write(job, frame)
+
+    monkeypatch.setattr(Smoother, "__call__", counting)
+    monkeypatch.setattr(video_run._VideoJob, "write_frame", held_write)
+    assert main(_argv(saved_model, [clip], out, *argv)) == 130
+    monkeypatch.setattr(video_run._VideoJob, "write_frame", write)
+    assert main(_argv(saved_model, [clip], out, *argv, "--resume")) == 0
+    assert_same_outputs(_outputs(out), _outputs(whole))

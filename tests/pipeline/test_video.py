@@ -228,3 +228,16 @@ def test_the_writer_keeps_size_times_and_joins_parts(tmp_path: Path) -> None:
         writer.write(np.zeros((2, 2, 3), np.uint8))
     assert not (tmp_path / "bad.mp4").exists()
     assert math.isfinite(probe_video(tmp_path / "all.mp4").fps or 0)
+
+
+def test_the_writer_gives_the_same_bytes_for_the_same_frames(tmp_path: Path) -> None:
+    """A resumed labelling run compares its overlay with an uninterrupted one byte for byte:
+    x264 runs on one thread (with frame threads it gave other bytes from run to run)."""
+    frames = [np.full((48, 64, 3), 20 * i, np.uint8) for i in range(12)]
+    written = []
+    for n in range(3):
+        with VideoWriter(tmp_path / f"v{n}.mp4", width=64, height=48, fps=10) as writer:
+            for i, frame in enumerate(frames):
+                writer.write(frame, i / 10)
+        written.append((tmp_path / f"v{n}.mp4").read_bytes())
+    assert written[0] == written[1] == written[2]
