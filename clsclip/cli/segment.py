@@ -93,7 +93,8 @@ def add_parser(commands: Any) -> None:
     )  # fmt: skip
     seg.add_argument(
         "--ray-address", default=None,
-        help="ray: a running cluster to join (auto, or host:port); default: a local one",
+        help="ray: a running cluster to join (auto, or host:port; default: $RAY_ADDRESS, else a "
+        "local cluster of the run's own, even where another runs)",
     )  # fmt: skip
     seg.add_argument("--device", default=None, help="cpu, cuda, cuda:N or mps (default: auto)")
     seg.add_argument(

@@ -237,7 +237,9 @@ def prepare_cluster(address: str | None, *, actors: int, gpus_per_actor: float) 
                              f"({e})") from None  # fmt: skip
     if not logger.isEnabledFor(logging.INFO):  # -v shows them
         quiet_ray_logs()
-    ray.init(address=address, include_dashboard=False, log_to_driver=False,
+    # "local": a cluster of this run's own; ray.init() with no address would join any cluster
+    # running on this machine (another run's, or one still shutting down)
+    ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
              configure_logging=False)  # fmt: skip
     resources = ray.cluster_resources()
     gpus, cpus = resources.get("GPU", 0.0), resources.get("CPU", 0.0)
@@ -249,6 +251,32 @@ def prepare_cluster(address: str | None, *, actors: int, gpus_per_actor: float) 
     if gpus_per_actor == 0 and actors > cpus:
         ray.shutdown()
         raise ValueError(f"--actors {actors} need a CPU each; the Ray cluster has {cpus:g}")
+
+
+def start_run(
+    ray_data: Any, model: str, options: OutputOptions, run: str, *, threshold: float | None,
+    actors: int, gpus_per_actor: float, address: str | None, actor_kwargs: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    """What every Ray run does before its dataset, in one place for the image and the video
+    engines: join (or start) the cluster (`prepare_cluster`), set Ray Data to keep going past a
+    block out of retries (the engine records it) without progress bars, and give the actors'
+    constructor arguments (`SegmentBatch`'s). Without ``address`` (nor ``RAY_ADDRESS``), the run
+    starts a Ray cluster of its own, never joining one already running on the machine, and its
+    actors share this machine's cores unless ``actor_kwargs`` names ``threads``."""
+    if address is None:  # Ray's own variable names a cluster to join, as for `ray` commands
+        address = os.environ.get("RAY_ADDRESS") or None
+    prepare_cluster(address, actors=actors, gpus_per_actor=gpus_per_actor)
+    context = ray_data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.max_errored_blocks = -1
+    classes = specs_identity(options.specs) if options.specs else list(options.classes)
+    kwargs = {"model": model, "classes": classes, "out": str(options.out),
+              "formats": list(options.formats), "threshold": threshold,
+              "min_score": options.min_score, "instances": options.instances, "run": run,
+              **actor_kwargs}  # fmt: skip
+    if kwargs.get("threads") is None and address is None:
+        kwargs["threads"] = max(1, (os.cpu_count() or 1) // max(1, actors))
+    return kwargs
 
 
 def ray_engine(
@@ -279,19 +307,12 @@ def ray_engine(
     ) -> Iterator[dict[str, Any]]:
         if not images:
             return
-        prepare_cluster(address, actors=actors, gpus_per_actor=gpus_per_actor)
-        context = ray_data.DataContext.get_current()
-        context.enable_progress_bars = False
-        context.max_errored_blocks = -1  # a batch out of retries is left out, retried below
+        # a batch out of retries is left out by Ray Data and retried below
+        kwargs = start_run(ray_data, model, options, state.hash, threshold=threshold,
+                           actors=actors, gpus_per_actor=gpus_per_actor, address=address,
+                           actor_kwargs=actor_kwargs)  # fmt: skip
         by_key = {image.key: image for image in images}
         rows = [{"key": i.key, "path": str(i.path), "stem": stems[i.key]} for i in images]
-        classes = specs_identity(options.specs) if options.specs else list(options.classes)
-        kwargs = {"model": model, "classes": classes, "out": str(options.out),
-                  "formats": list(options.formats), "threshold": threshold,
-                  "min_score": options.min_score,
-                  "instances": options.instances, "run": state.hash, **actor_kwargs}  # fmt: skip
-        if kwargs.get("threads") is None and address is None:  # share this machine's cores
-            kwargs["threads"] = max(1, (os.cpu_count() or 1) // max(1, actors))
         seen: set[str] = set()
         for size in (batch_size, 1):  # then the left-out images, each alone
             todo = [row for row in rows if row["key"] not in seen]
@@ -309,7 +330,7 @@ def ray_engine(
             if row["key"] not in seen:
                 yield failed_record(
                     by_key[row["key"]], row["stem"],
-                    f"WorkerDied: its Ray worker died {retries + 1} times on it, also alone "
+                    f"WorkerDied: its Ray worker died {retries + 1} time(s) on it, also alone "
                     "(killed for memory, or a crash in decoding or the model)", state.hash,
                 )  # fmt: skip
 

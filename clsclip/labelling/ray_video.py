@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -17,10 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from clsclip.classes import specs_identity
 from clsclip.labelling.inputs import InputImage
 from clsclip.labelling.outputs import OutputOptions
-from clsclip.labelling.ray_engine import SegmentBatch, prepare_cluster
+from clsclip.labelling.ray_engine import SegmentBatch, start_run
 from clsclip.labelling.run import Engine, RunState
 from clsclip.labelling.video import VideoOptions, label_video
 from clsclip.optional import require
@@ -66,19 +64,12 @@ def ray_video_engine(
     ) -> Iterator[dict[str, Any]]:
         if not videos:
             return
-        prepare_cluster(address, actors=actors, gpus_per_actor=gpus_per_actor)
-        context = ray_data.DataContext.get_current()
-        context.enable_progress_bars = False
-        context.max_errored_blocks = -1  # a video out of retries is recorded below
+        # a video out of retries is recorded below
+        kwargs = start_run(ray_data, model, options, state.hash, threshold=threshold,
+                           actors=actors, gpus_per_actor=gpus_per_actor, address=address,
+                           actor_kwargs=actor_kwargs)  # fmt: skip
+        kwargs["video"] = dataclasses.asdict(settings)
         rows = [{"key": v.key, "path": str(v.path), "stem": stems[v.key]} for v in videos]
-        classes = specs_identity(options.specs) if options.specs else list(options.classes)
-        kwargs = {"model": model, "classes": classes,
-                  "out": str(options.out), "formats": list(options.formats),
-                  "threshold": threshold, "min_score": options.min_score,
-                  "instances": options.instances, "run": state.hash,
-                  "video": dataclasses.asdict(settings), **actor_kwargs}  # fmt: skip
-        if kwargs.get("threads") is None and address is None:
-            kwargs["threads"] = max(1, (os.cpu_count() or 1) // max(1, actors))
         dataset = ray_data.from_items(rows, override_num_blocks=len(rows))
         pool = ray_data.ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1)
         with warnings.catch_warnings():
@@ -100,7 +91,7 @@ def ray_video_engine(
             if video.key not in seen:
                 yield {"key": video.key, "image": str(video.path), "stem": stems[video.key],
                        "kind": "video", "run": state.hash, "status": "failed",
-                       "error": f"WorkerDied: its Ray worker died {retries + 1} times on it "
+                       "error": f"WorkerDied: its Ray worker died {retries + 1} time(s) on it "
                        "(killed for memory, or a crash in decoding or the model); --resume "
                        "goes on at its first frame not written"}  # fmt: skip
 

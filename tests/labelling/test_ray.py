@@ -21,20 +21,13 @@ from PIL import Image
 
 from clsclip.cli import main
 from tests.conftest import random_rgb
-from tests.labelling.test_run import ROOT, _outputs, assert_same_outputs
+from tests.labelling.test_run import _RUN, ROOT, _outputs, assert_same_outputs
 from tests.labelling.test_run_folder import _manifest_records
 
 pytest.importorskip("ray.data", reason="needs clsclip[ray]")
 
 CLASSES = ["dog", "cat"]
 COUNT = 40
-
-_RUN = """
-import sys
-sys.path.insert(0, {root!r})
-from clsclip.cli import main
-sys.exit(main({argv!r}))
-"""
 
 
 def _env() -> dict[str, str]:
@@ -83,9 +76,21 @@ def _wait_for_records(out: Path, count: int, proc: subprocess.Popen, timeout: fl
     raise AssertionError(f"no {count} records in time: {proc.poll()}")
 
 
-def _actor_pids() -> list[int]:
-    listing = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [int(line.split()[0]) for line in listing.splitlines() if "SegmentBatch" in line]
+def _actor_pids(driver: int) -> list[int]:
+    """The `SegmentBatch` actors of the cluster that ``driver`` started (its descendants: its
+    raylet's workers), not those of another cluster on the machine, one shutting down say."""
+    listing = subprocess.run(["ps", "-eo", "pid,ppid,args"], capture_output=True, text=True)
+    rows = [line.split(None, 2) for line in listing.stdout.splitlines()[1:]]
+    parent = {int(pid): int(ppid) for pid, ppid, *_ in rows}
+
+    def under(pid: int) -> bool:
+        while pid > 1:
+            if pid == driver:
+                return True
+            pid = parent.get(pid, 0)
+        return False
+
+    return [int(r[0]) for r in rows if len(r) == 3 and "SegmentBatch" in r[2] and under(int(r[0]))]
 
 
 def _same_coco(a: Path, b: Path) -> None:
@@ -112,7 +117,7 @@ def test_two_actors_one_killed_mid_run_give_the_local_bytes(
     out = tmp_path / "out"
     proc = _start([*_argv(images, model, out), "--engine", "ray", "--actors", "2"])
     _wait_for_records(out, 4, proc)
-    actors = _actor_pids()
+    actors = _actor_pids(proc.pid)
     assert len(actors) == 2
     os.kill(actors[0], signal.SIGKILL)
     _, err = proc.communicate(timeout=400)
@@ -203,35 +208,36 @@ def test_the_callable_class_returns_plain_columns(local_outputs, images) -> None
 def test_images_that_kill_their_worker_are_recorded_and_the_run_ends(
     local_outputs, tmp_path
 ) -> None:
-    """Two images, in two batches, kill the actor that decodes them (as the OOM killer or a
-    decoder crash would): each batch is retried, then each image alone, then the image is
-    recorded as failed with the reason; every other image is done and the run ends (before:
-    retried forever)."""
+    """An image kills the actor that decodes it (as the OOM killer or a decoder crash would):
+    its batch fails (``--ray-retries 0``: no retry), its images are tried each alone, the good
+    one is done and the poisoned one, dying alone too, is recorded as failed with the reason;
+    every other image is done and the run ends (before: retried forever). The retry of a batch
+    whose worker died is `test_two_actors_one_killed_mid_run_give_the_local_bytes`."""
     model, _ = local_outputs
     folder = tmp_path / "in"
     folder.mkdir()
-    for i in range(6):
+    for i in range(5):
         Image.fromarray(random_rgb(50, 60, seed=i)).save(folder / f"img{i}.png")
-    for name in ("a-poison.png", "img3-poison.png"):  # sorted into two batches of two
-        Image.fromarray(random_rgb(50, 60, seed=9)).save(folder / name)
+    # sorted second: in the first batch of two, beside img0.png
+    Image.fromarray(random_rgb(50, 60, seed=9)).save(folder / "img1-poison.png")
     out = tmp_path / "out"
     argv = ["segment", str(folder), "--classes", *CLASSES, "--model", str(model), "--out",
             str(out), "--format", "label", "--batch-size", "2", "--threads", "1",
-            "--engine", "ray", "--actors", "2", "--ray-retries", "1"]  # fmt: skip
+            "--engine", "ray", "--actors", "2", "--ray-retries", "0"]  # fmt: skip
     poison = Path(__file__).parent / "poison"
     env = dict(_env(), PYTHONPATH=f"{poison}{os.pathsep}{ROOT}")
     done = subprocess.run([sys.executable, "-c", _RUN.format(root=str(ROOT), argv=argv)],
                           env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
     assert done.returncode == 1, done.stderr[-3000:]
-    assert "2 of 8 image(s) failed" in done.stderr
+    assert "1 of 6 image(s) failed" in done.stderr
     # without -v, Ray's INFO lines (Ray Data's plan and timing) and its notices stay out
     assert "Token authentication" not in done.stderr and "INFO" not in done.stderr
     records = _manifest_records(out)
     failed = {k: r["error"] for k, r in records.items() if r["status"] == "failed"}
-    assert sorted(failed) == ["a-poison.png", "img3-poison.png"]
-    assert all("its Ray worker died 2 times on it, also alone" in e for e in failed.values())
+    assert list(failed) == ["img1-poison.png"]
+    assert "its Ray worker died 1 time(s) on it, also alone" in failed["img1-poison.png"]
     assert sorted(k for k, r in records.items() if r["status"] == "ok") == [
-        f"img{i}.png" for i in range(6)
+        f"img{i}.png" for i in range(5)
     ]
 
 
@@ -255,3 +261,38 @@ def test_a_cluster_that_cannot_run_the_actors_is_refused_before_any_write(
         assert done.returncode == 2, done.stderr[-3000:]
         assert message in done.stderr
         assert not (out / "run.json").exists()
+
+
+def test_without_an_address_a_run_starts_a_cluster_of_its_own(monkeypatch) -> None:
+    """``ray.init()`` with no address joins a cluster already running on the machine (another
+    run's, or one still shutting down, which then takes the run down with it); the run asks
+    for a cluster of its own ("local") unless ``--ray-address`` or ``RAY_ADDRESS`` names one."""
+    from types import SimpleNamespace
+
+    from clsclip.labelling import ray_engine
+    from clsclip.labelling.outputs import OutputOptions
+
+    calls: list[dict] = []
+    fake_ray = SimpleNamespace(
+        is_initialized=lambda: False, init=lambda **kw: calls.append(kw),
+        cluster_resources=lambda: {"CPU": 8.0}, shutdown=lambda: None,
+    )  # fmt: skip
+    monkeypatch.setattr(ray_engine, "require", lambda *a, **k: fake_ray)
+    ray_data = SimpleNamespace(DataContext=SimpleNamespace(get_current=SimpleNamespace))
+    options = OutputOptions(out=Path("out"), classes=tuple(CLASSES), formats=("label",))
+
+    def start(address: str | None) -> dict:
+        return ray_engine.start_run(
+            ray_data, "model", options, "run", threshold=None, actors=2, gpus_per_actor=0.0,
+            address=address, actor_kwargs={},
+        )  # fmt: skip
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    kwargs = start(None)
+    assert calls[-1]["address"] == "local"
+    assert kwargs["threads"] == max(1, (os.cpu_count() or 1) // 2)  # this machine's cores
+    monkeypatch.setenv("RAY_ADDRESS", "auto")
+    kwargs = start(None)
+    assert calls[-1]["address"] == "auto" and "threads" not in kwargs  # the cluster's cores
+    kwargs = start("auto")
+    assert calls[-1]["address"] == "auto" and "threads" not in kwargs

@@ -24,7 +24,7 @@ from clsclip.labelling import video as video_run
 from clsclip.pipeline.video_decode import decode_video
 from clsclip.results.formats import label_image
 from tests.conftest import random_rgb
-from tests.labelling.test_run import ROOT, _manifest, _outputs, assert_same_outputs
+from tests.labelling.test_run import _RUN, ROOT, _manifest, _outputs, assert_same_outputs
 from tests.video_files import decoded, make_video
 
 CLASSES = ["red disc", "blue square"]
@@ -32,7 +32,11 @@ CLASSES = ["red disc", "blue square"]
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("videos")
+    return make_inputs(tmp_path_factory.mktemp("videos"))
+
+
+def make_inputs(folder: Path) -> Path:
+    """Three videos (one named without a suffix), a broken one and a still image."""
     make_video(folder / "walk.mp4", frames=20, rate=10)  # the only video with a frame 12
     make_video(folder / "phone.mov", frames=6, width=50, height=30, rotation=-90)
     make_video(
@@ -133,14 +137,6 @@ def test_an_interrupted_video_resumes_at_the_first_frame_not_written(
     assert_same_outputs(_outputs(out), _outputs(whole))
 
 
-_RUN = """
-import sys
-sys.path.insert(0, {root!r})
-from clsclip.cli import main
-sys.exit(main({argv!r}))
-"""
-
-
 def test_kill_9_mid_video_then_resume_gives_the_uninterrupted_outputs(tmp_path, saved_model):
     clip = tmp_path / "long.mkv"
     make_video(clip, frames=400, width=40, height=30)
@@ -191,35 +187,6 @@ def test_the_label_pngs_name_frames_by_index(tmp_path, saved_model) -> None:
     assert names == ["000000_label.png", "000005_label.png", "000010_label.png"]
     image = Image.open(io.BytesIO((out / "clip" / names[1]).read_bytes()))
     assert image.size == (64, 48) and image.mode == "P"
-
-
-def test_ray_engine_gives_the_local_bytes_and_a_dead_worker_resumes_its_video(
-    tmp_path, saved_model, inputs
-) -> None:
-    """``--engine ray``: one video per task on two actors; the worker writing frame 12 of a
-    video dies once (fault injection on its PYTHONPATH), Ray retries the video on a new worker
-    and it resumes from the frame log: every file is the local engine's, byte for byte."""
-    pytest.importorskip("ray.data", reason="needs clsclip[ray]")
-    from tests.labelling.test_ray import _env
-
-    argv = ["--format", "label", "coco", "npz", "--overlay-video", "--video-chunk", "4",
-            "--threads", "1"]  # fmt: skip
-    local = tmp_path / "local"
-    assert main(_argv(saved_model, [inputs], local, *argv)) == 1  # the broken video
-    out = tmp_path / "ray"
-    once = tmp_path / "died"
-    poison = Path(__file__).parent / "poison"
-    env = dict(_env(), PYTHONPATH=f"{poison}{os.pathsep}{ROOT}", CLSCLIP_DIE_AT_FRAME="12",
-               CLSCLIP_DIE_ONCE=str(once), HF_HUB_OFFLINE="1")  # fmt: skip
-    ray_argv = _argv(saved_model, [inputs], out, *argv, "--engine", "ray", "--actors", "2")
-    done = subprocess.run([sys.executable, "-c", _RUN.format(root=str(ROOT), argv=ray_argv)],
-                          env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert done.returncode == 1, done.stderr[-3000:]
-    assert once.exists()  # a worker died at frame 12 of walk.mp4
-    records = {r["key"]: r for r in _manifest(out)}
-    assert records["walk.mp4"]["status"] == "ok" and records["walk.mp4"]["frames"] == 20
-    assert records["broken.mp4"]["status"] == "failed"
-    assert_same_outputs(_outputs(out), _outputs(local))
 
 
 def test_a_smoothed_video_resumes_exactly_when_the_network_runs_ahead_of_the_writer(
