@@ -3,54 +3,20 @@ file whose name has "poison" in it kills the worker process (as the OOM killer o
 decoder would); with ``CLSCLIP_DIE_AT_FRAME=N`` and ``CLSCLIP_DIE_ONCE=file``, the first worker
 about to write a video's frame N creates that file and dies. Nothing else changes."""
 
-import importlib.abc
-import importlib.util
 import os
-import sys
+
+from tests.import_hooks import PatchOnImport
 
 
-class _Poison(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name == "clsclip.labelling.video":
-            return _patched(self, name, _die_at_frame)
-        if name != "clsclip.pipeline.images":
-            return None
-        sys.meta_path.remove(self)
-        try:
-            spec = importlib.util.find_spec(name)
-        finally:
-            sys.meta_path.insert(0, self)
-        run = spec.loader.exec_module
+def _poison(module):
+    real = module.load_image
 
-        def exec_module(module):
-            run(module)
-            real = module.load_image
+    def load_image(image, *args, **kwargs):
+        if "poison" in str(image):
+            os._exit(1)
+        return real(image, *args, **kwargs)
 
-            def load_image(image, *args, **kwargs):
-                if "poison" in str(image):
-                    os._exit(1)
-                return real(image, *args, **kwargs)
-
-            module.load_image = load_image
-
-        spec.loader.exec_module = exec_module
-        return spec
-
-
-def _patched(finder, name, patch):
-    sys.meta_path.remove(finder)
-    try:
-        spec = importlib.util.find_spec(name)
-    finally:
-        sys.meta_path.insert(0, finder)
-    run = spec.loader.exec_module
-
-    def exec_module(module):
-        run(module)
-        patch(module)
-
-    spec.loader.exec_module = exec_module
-    return spec
+    module.load_image = load_image
 
 
 def _die_at_frame(module):
@@ -72,4 +38,6 @@ def _die_at_frame(module):
     module._VideoJob.write_frame = write_frame
 
 
-sys.meta_path.insert(0, _Poison())
+PatchOnImport(
+    {"clsclip.pipeline.images": _poison, "clsclip.labelling.video": _die_at_frame}
+).install()
