@@ -9,6 +9,11 @@ import tempfile
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["YOLO_OFFLINE"] = "1"
 os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="clsclip-yolo-"))
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # N pytest-xdist workers of one torch thread each, and so the processes the tests start:
+    # workers of all the cores each would fight over them (OpenMP threads spin), and a test
+    # that compares its own results with a child process's bit for bit needs the same count.
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 from pathlib import Path
 from typing import Any
@@ -67,16 +72,48 @@ def rgb_image() -> Image.Image:
 @pytest.fixture(scope="session")
 def tiny_onnx_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     """One ONNX export of `tiny_segmenter()` (seed 0) with stored classes dog and cat, shared by
-    the tests (each export costs seconds): read it, copy it before changing anything. Also the
+    the tests (each export costs seconds), also by the pytest-xdist workers (one exports, under
+    a file lock, the others read it): read it, copy it before changing anything. Also the
     warnings the export gave."""
+    import json
     import warnings
 
+    from filelock import FileLock
+
     pytest.importorskip("onnxruntime")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        folder = tmp_path_factory.mktemp("tiny-onnx") / "export"
-        out = tiny_segmenter().export_onnx(folder, classes=["dog", "cat"])
-    return out, [str(w.message) for w in caught]
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's own
+    folder, said = root / "tiny-onnx" / "export", root / "tiny-onnx" / "warnings.json"
+    with FileLock(str(root / "tiny-onnx.lock")):
+        if not said.exists():
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                tiny_segmenter().export_onnx(folder, classes=["dog", "cat"])
+            said.write_text(json.dumps([str(w.message) for w in caught]))
+    return folder, json.loads(said.read_text())
+
+
+RAY_FILES = "test_ray"
+"""Test files whose name starts so start Ray clusters: under pytest-xdist they run on one worker,
+one file after the other (a Ray cluster takes the machine's cores while it starts)."""
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under pytest-xdist with ``--dist loadfile`` (the README's test command): a file's tests run
+    on one worker, so its module-scoped fixtures (saved models, ONNX exports) are built once,
+    and the `RAY_FILES` run together on one worker."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByFile(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return RAY_FILES if Path(path).name.startswith(RAY_FILES) else path
+
+    return ByFile(config, log)
 
 
 def _missing_oracle(report: pytest.CollectReport | pytest.TestReport) -> str | None:

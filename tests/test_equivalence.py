@@ -119,10 +119,28 @@ def _min_score(case: str) -> float | None:
     return 0.55 if case == "thresholds" else None
 
 
+def _negative_ties(result: Any, tolerance: float) -> np.ndarray:
+    """``K x H x W``: where a class's logit is within ``tolerance`` of one of its negatives'
+    (the negative wins where it is larger, setting the class's probability to 0: which of the
+    two wins there is the last bits' choice)."""
+    full = result._full()
+    prediction = full.prediction
+    tied = np.zeros((prediction.num_classes, full.height, full.width), dtype=bool)
+    if prediction.negatives is None:
+        return tied
+    classes = list(range(prediction.num_classes))
+    logits = full._fused(classes, 0, full.height)
+    columns = full._view.columns(prediction.negatives.float())
+    negatives = full._view.rows_of(columns, 0, full.height)
+    for j, owner in enumerate(prediction.negative_of):
+        tied[owner] |= (negatives[j] - logits[owner]).abs().cpu().numpy() < tolerance
+    return tied
+
+
 def assert_same(result: Any, reference: Any, *, tolerance: float = 0.0) -> None:
     """``result`` answers as ``reference``: names, thresholds, probabilities within
     ``tolerance``, masks and label map equal (but where a probability is within ``tolerance`` of
-    its threshold, or two classes' of each other)."""
+    its threshold, or two classes' of each other, or a class's logit of its negative's)."""
     assert list(result.class_names) == list(reference.class_names)
     assert result.thresholds == pytest.approx(reference.thresholds)
     probs, expected = result.probs, reference.probs
@@ -132,9 +150,10 @@ def assert_same(result: Any, reference: Any, *, tolerance: float = 0.0) -> None:
         assert np.array_equal(result.label_map, reference.label_map)
         assert result.scores == reference.scores
         return
-    np.testing.assert_allclose(probs, expected, rtol=0, atol=tolerance)
+    tied = _negative_ties(reference, tolerance)
+    np.testing.assert_allclose(probs[~tied], expected[~tied], rtol=0, atol=tolerance)
     cuts = np.asarray(reference.effective_thresholds(), dtype=np.float32)[:, None, None]
-    near = (np.abs(expected - cuts) < tolerance).any(axis=0)
+    near = (np.abs(expected - cuts) < tolerance).any(axis=0) | tied.any(axis=0)
     ordered = np.sort(expected, axis=0)
     if len(ordered) > 1:
         near |= ordered[-1] - ordered[-2] < tolerance

@@ -146,19 +146,21 @@ def _rss_mb() -> float:
     raise AssertionError("no VmRSS")
 
 
-def test_ten_thousand_frames_run_with_flat_memory(seg: Segmenter) -> None:
-    """A stream is never listed: RSS at frame 10,000 is that at frame 100, within 40 MB (the
-    allocator's noise); results are dropped as they are consumed, as a user's loop does."""
-    frames = (np.full((24, 32, 3), i % 251, np.uint8) for i in range(10_000))
+def test_four_thousand_frames_run_with_flat_memory(seg: Segmenter) -> None:
+    """A stream is never listed: RSS at frame 4,000 is that at frame 100, within 10 MB; results
+    are dropped as they are consumed, as a user's loop does. Sized to what it proves: a result
+    kept per frame costs 4.6 KB here, 17 MB over the 3,900 frames (measured), against 0.7-1.9 MB
+    of allocator noise when none is kept."""
+    frames = (np.full((24, 32, 3), i % 251, np.uint8) for i in range(4_000))
     at: dict[int, float] = {}
     count = 0
     for result in seg.segment_video(frames, NAMES, batch_size=16, keep_frames=False):
         count += 1
         assert result.index == count - 1
-        if count in (100, 10_000):
+        if count in (100, 4_000):
             at[count] = _rss_mb()
-    assert count == 10_000
-    assert at[10_000] - at[100] < 40, at
+    assert count == 4_000
+    assert at[4_000] - at[100] < 10, at
 
 
 def test_bad_inputs_are_one_line_errors_naming_the_file(seg: Segmenter, tmp_path: Path) -> None:
