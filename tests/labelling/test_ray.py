@@ -148,10 +148,18 @@ def test_a_two_node_cluster_joined_by_address(images, local_outputs, tmp_path) -
     ray_bin = Path(sys.executable).with_name("ray")
     port = 26379 + os.getpid() % 1000
     env = _env()
-    head = [str(ray_bin), "start", "--head", f"--port={port}", "--num-cpus=1",
+    head = [str(ray_bin), "start", "--head", f"--port={port}", "--num-cpus=1", "--num-gpus=1",
             "--include-dashboard=false", "--disable-usage-stats"]  # fmt: skip
     try:
         subprocess.run(head, env=env, check=True, capture_output=True, timeout=180)
+        # Without --ray-address a run starts a cluster of its own: it does not join this one
+        # (whose one GPU, declared, would let an actor of one GPU in), ray.init()'s default.
+        alone = [*_argv(images, model, tmp_path / "alone"), "--engine", "ray", "--actors", "1",
+                 "--gpus-per-actor", "1"]  # fmt: skip
+        done = subprocess.run([sys.executable, "-c", _RUN.format(root=str(ROOT), argv=alone)],
+                              env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert done.returncode == 2, done.stderr[-3000:]
+        assert "needs 1 GPUs; the Ray cluster has 0" in done.stderr
         subprocess.run([str(ray_bin), "start", f"--address=127.0.0.1:{port}", "--num-cpus=1"],
                        env=env, check=True, capture_output=True, timeout=180)  # fmt: skip
         out = tmp_path / "out"
