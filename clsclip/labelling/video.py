@@ -41,10 +41,11 @@ from clsclip.names import (
     video_files,
     video_part,
 )
-from clsclip.pipeline.video import SMOOTHED, FrameResult, Smoother
+from clsclip.pipeline.video import FrameResult, Smoother
 from clsclip.pipeline.video_decode import VideoError, probe_video
 from clsclip.results.files import save_png
 from clsclip.results.formats import coco_categories, encode_rle, label_image, rle_stats
+from clsclip.results.prediction import LowResPrediction
 from clsclip.results.video import VideoWriter, join_videos
 from clsclip.storage.files import write_atomic, write_json
 
@@ -215,7 +216,7 @@ class _VideoJob:
         self.log = _FrameLog(options.out / frame_log_file(stem), {"run": run, "key": video.key})
         self.writer: VideoWriter | None = None
         self.pending = 0
-        self.average: dict[str, torch.Tensor] = {}  # the smoothing average after the last frame
+        self.last: LowResPrediction | None = None  # the last written: its grids are the average
 
     def resume_point(self) -> int:
         """Read the log; the first frame index still to do (0: from the start, folder cleared)."""
@@ -266,8 +267,7 @@ class _VideoJob:
             self.writer.write(result.overlay(), frame.time)
         line["files"] = files
         if self.smoother is not None:  # not the live smoother's: the network runs ahead of us
-            grids = (getattr(result.prediction, n) for n in SMOOTHED)
-            self.average = {n: g for n, g in zip(SMOOTHED, grids, strict=True) if g is not None}
+            self.last = result.prediction
         self.log.append(line)
         self.pending += 1
         if self.checkpointed and self.pending >= self.settings.chunk:
@@ -290,7 +290,8 @@ class _VideoJob:
             parts.append(self.writer.path.name)
             self.writer = None
         if self.smoother is not None:  # the average after the last frame written
-            state = {name: grid.detach().float().cpu() for name, grid in self.average.items()}
+            grids = {} if self.last is None else Smoother.grids(self.last)
+            state = {name: grid.cpu() for name, grid in grids.items()}
             write_atomic(self.folder / SMOOTH_STATE, lambda tmp: torch.save(state, tmp))
         self.log.append({"checkpoint": len(self.log.frames), "parts": parts})
         self.pending = 0

@@ -20,9 +20,8 @@ from clsclip.pipeline.request import Request, Settings
 from clsclip.pipeline.video_decode import Frame
 from clsclip.results import LowResPrediction, SegmentationResult
 
-SMOOTHED = ("logits", "negatives", "background", "rows")
-"""The whole image's grids `Smoother` averages (ClsCLIP+ crops move with their boxes: not).
-A smoothed frame's grids are the average after it (its `Smoother.state_dict`)."""
+_SMOOTHED = ("logits", "negatives", "background", "rows")
+"""The whole image's grids `Smoother` averages (ClsCLIP+ crops move with their boxes: not)."""
 
 
 @dataclass(frozen=True)
@@ -76,9 +75,16 @@ class Smoother:
         self.alpha = float(alpha)
         self._state: dict[str, torch.Tensor] = {}
 
+    @staticmethod
+    def grids(prediction: LowResPrediction) -> dict[str, torch.Tensor]:
+        """The grids of ``prediction`` that a smoother averages, float32 (absent ones left out).
+        Those of a frame the smoother returned are its average after that frame: what
+        `state_dict` gave then (on the prediction's device)."""
+        return {n: getattr(prediction, n).float() for n in _SMOOTHED
+                if getattr(prediction, n) is not None}  # fmt: skip
+
     def __call__(self, prediction: LowResPrediction) -> LowResPrediction:
-        grids = {n: getattr(prediction, n).float() for n in SMOOTHED
-                 if getattr(prediction, n) is not None}  # fmt: skip
+        grids = self.grids(prediction)
         state = self._state
         if set(state) != set(grids) or any(state[n].shape != grids[n].shape for n in grids):
             self._state = grids
@@ -93,7 +99,7 @@ class Smoother:
         return {name: tensor.cpu() for name, tensor in self._state.items()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        unknown = set(state) - set(SMOOTHED)
+        unknown = set(state) - set(_SMOOTHED)
         if unknown:
             raise ValueError(f"not a smoother's state: unknown entries {sorted(unknown)}")
         self._state = {name: tensor.float() for name, tensor in state.items()}
