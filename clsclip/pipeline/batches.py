@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import traceback
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -112,15 +113,11 @@ def _quiet_hand_over(report: Any) -> Any:
     mid-hand-over (another worker died, Ctrl-C), the connection breaks and a traceback would
     land on the user's terminal beside the run's one-line report; that error alone is dropped."""
 
+    sharer = os.path.join("multiprocessing", "resource_sharer.py")
+
     def hook(kind: type[BaseException], error: BaseException, trace: Any) -> None:
-        frame = trace
-        while frame is not None and frame.tb_next is not None:
-            if frame.tb_frame.f_code.co_name == "_serve":
-                break
-            frame = frame.tb_next
-        in_sharer = frame is not None and frame.tb_frame.f_code.co_filename.endswith(
-            os.path.join("multiprocessing", "resource_sharer.py")
-        )
+        codes = (frame.f_code for frame, _ in traceback.walk_tb(trace))
+        in_sharer = any(c.co_name == "_serve" and c.co_filename.endswith(sharer) for c in codes)
         if not (in_sharer and issubclass(kind, (OSError, EOFError))):
             report(kind, error, trace)
 
