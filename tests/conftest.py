@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 
 # Before huggingface_hub or ultralytics are imported anywhere: they read these at import time.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -62,6 +63,15 @@ def saved_model(tmp_path_factory: pytest.TempPathFactory, segmenter: Segmenter) 
 
 def random_rgb(height: int, width: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def wait_for(condition: Any, what: str, timeout: float = 120) -> None:
+    """Wait until ``condition()`` holds (a state the test drove the code into), polling; fail
+    naming ``what`` after ``timeout`` seconds, a deadline for a hung run, not a timing."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"never: {what}"
+        time.sleep(0.01)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from clsclip.labelling import list_inputs
 from clsclip.labelling import video as video_run
 from clsclip.pipeline.video_decode import decode_video
 from clsclip.results.formats import label_image
-from tests.conftest import random_rgb
+from tests.conftest import random_rgb, wait_for
 from tests.labelling.test_run import _RUN, ROOT, _manifest, _outputs, assert_same_outputs
 from tests.video_files import decoded, make_video
 
@@ -210,10 +210,7 @@ def test_a_smoothed_video_resumes_exactly_when_the_network_runs_ahead_of_the_wri
         return average(self, prediction)
 
     def held_write(job, frame):
-        deadline = time.monotonic() + 120  # a state the test drives into, not a timing
-        while len(smoothed) < min(frame.index + 6, 30) and time.monotonic() < deadline:
-            time.sleep(0.005)
-        assert len(smoothed) >= min(frame.index + 6, 30), "the network did not run ahead"
+        wait_for(lambda: len(smoothed) >= min(frame.index + 6, 30), "the network runs ahead")
         if frame.index == 13:
             raise KeyboardInterrupt
         write(job, frame)

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from clsclip.serving.batcher import Batcher, QueueFull, ShuttingDown
+from tests.conftest import wait_for
 
 
 class Recorder:
@@ -118,10 +119,7 @@ def test_close_finishes_the_queue_then_refuses() -> None:
     assert run.entered.wait(60)
     closer = threading.Thread(target=batcher.close)
     closer.start()
-    deadline = time.monotonic() + 60  # a condition, not a fixed sleep: a loaded machine is slow
-    while batcher.accepting and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not batcher.accepting
+    wait_for(lambda: not batcher.accepting, "the batcher stops accepting", timeout=60)
     with pytest.raises(ShuttingDown):
         batcher.submit(9)
     run.gate.set()

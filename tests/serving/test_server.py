@@ -12,11 +12,8 @@ from __future__ import annotations
 import io
 import json
 import signal
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
@@ -25,6 +22,7 @@ from PIL import Image
 
 from clsclip import SegmentationResult, Segmenter
 from clsclip.serving.answers import masks_of
+from tests.conftest import wait_for
 from tests.serving.server import metric, png_bytes, running_server
 
 KEY = "test-key-0123"
@@ -377,9 +375,9 @@ def test_a_full_queue_is_shed_at_once_and_slow_requests_time_out(saved_model, tm
         pool = ThreadPoolExecutor(12)
         try:
             held = pool.submit(server.segment, small, ["dog"])
-            _wait_for(lambda: Path(f"{gate}.entered").exists(), "the first request is held")
+            wait_for(lambda: Path(f"{gate}.entered").exists(), "the first request is held")
             waiting = [pool.submit(server.segment, small, ["dog"]) for _ in range(2)]
-            _wait_for(lambda: metric(server.get("/metrics").text, "clsclip_queue_depth") == 2,
+            wait_for(lambda: metric(server.get("/metrics").text, "clsclip_queue_depth") == 2,
                       "two requests wait in the queue")  # fmt: skip
             shed = list(pool.map(lambda _: server.segment(small, ["dog"]), range(9)))
             assert gate.exists() and not held.done()  # answered while the first is held
@@ -395,7 +393,7 @@ def test_a_full_queue_is_shed_at_once_and_slow_requests_time_out(saved_model, tm
             gate.unlink(missing_ok=True)
             pool.shutdown(wait=True)
         assert held.result(timeout=120).status_code == 504  # it ran past its time
-        _wait_for(lambda: metric(server.get("/metrics").text, "clsclip_queue_depth") == 0,
+        wait_for(lambda: metric(server.get("/metrics").text, "clsclip_queue_depth") == 0,
                   "the batcher drops the two timed-out requests")  # fmt: skip
         answer = server.segment(small, ["dog"])
         assert answer.status_code == 200, answer.text
@@ -403,14 +401,6 @@ def test_a_full_queue_is_shed_at_once_and_slow_requests_time_out(saved_model, tm
         assert metric(text, 'clsclip_requests_total{status="503"}') == 9
         assert metric(text, 'clsclip_requests_total{status="504"}') == 3
         assert metric(text, "clsclip_batch_size_count") == 2  # the held one and the last one
-
-
-def _wait_for(condition: Any, what: str, timeout: float = 120) -> None:
-    """Wait until ``condition()`` (a state the test drove the server into), polling."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"never: {what}"
-        threading.Event().wait(0.02)
 
 
 def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_exits_0(
@@ -431,7 +421,7 @@ def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_exits_0(
         with ThreadPoolExecutor(6) as pool:
             try:
                 futures = [pool.submit(server.segment, small, VOCAB[:4]) for _ in range(6)]
-                _wait_for(lambda: submitted() >= 6, "all six are with the batcher")
+                wait_for(lambda: submitted() >= 6, "all six are with the batcher")
                 server.process.send_signal(signal.SIGTERM)
 
                 def refused() -> bool:
@@ -441,7 +431,7 @@ def test_sigterm_finishes_in_flight_requests_refuses_new_ones_and_exits_0(
                         return True
                     return False
 
-                _wait_for(refused, "the listening socket is closed")
+                wait_for(refused, "the listening socket is closed")
                 assert gate.exists() and not any(f.done() for f in futures)
             finally:
                 gate.unlink(missing_ok=True)
