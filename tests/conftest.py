@@ -79,29 +79,39 @@ def rgb_image() -> Image.Image:
     return Image.fromarray(random_rgb(37, 53))
 
 
-@pytest.fixture(scope="session")
-def tiny_onnx_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
-    """One ONNX export of `tiny_segmenter()` (seed 0) with stored classes dog and cat, shared by
-    the tests (each export costs seconds), also by the pytest-xdist workers (one exports, under
-    a file lock, the others read it): read it, copy it before changing anything. Also the
-    warnings the export gave."""
+def shared_export(
+    factory: pytest.TempPathFactory, key: str, build: Any, **kwargs: Any
+) -> tuple[Path, list[str]]:
+    """An ONNX export made once per test run and shared by every test that asks for ``key``,
+    also across the pytest-xdist workers (one exports, under a file lock, the others read it;
+    each export costs seconds): ``build()`` gives the `Segmenter`, ``kwargs`` go to its
+    ``export_onnx``. Every caller of a ``key`` must build the same model. Read it; copy it
+    before changing anything. Returns the folder and the warnings the export gave."""
     import json
     import warnings
 
     from filelock import FileLock
 
     pytest.importorskip("onnxruntime")
-    root = tmp_path_factory.getbasetemp()
+    root = factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         root = root.parent  # the run's folder, above each worker's own
-    folder, said = root / "tiny-onnx" / "export", root / "tiny-onnx" / "warnings.json"
-    with FileLock(str(root / "tiny-onnx.lock")):
+    folder, said = root / "onnx" / key / "export", root / "onnx" / key / "warnings.json"
+    (root / "onnx").mkdir(exist_ok=True)
+    with FileLock(str(root / "onnx" / f"{key}.lock")):
         if not said.exists():
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                tiny_segmenter().export_onnx(folder, classes=["dog", "cat"])
+                build().export_onnx(folder, **kwargs)
             said.write_text(json.dumps([str(w.message) for w in caught]))
     return folder, json.loads(said.read_text())
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """The export of `tiny_segmenter()` (seed 0) with stored classes dog and cat
+    (`shared_export`), and the warnings the export gave."""
+    return shared_export(tmp_path_factory, "tiny", tiny_segmenter, classes=["dog", "cat"])
 
 
 RAY_FILES = "test_ray"

@@ -31,7 +31,7 @@ from clsclip import Segmenter
 from clsclip.checks import text_key
 from clsclip.cli import main
 from clsclip.config import DenseClipConfig
-from tests.conftest import TINY_BACKBONE, random_rgb, tiny_segmenter
+from tests.conftest import TINY_BACKBONE, random_rgb, shared_export, tiny_segmenter
 
 TOLERANCE = {"clipseg": 1e-4}
 """Probabilities of a batched request, per family (default 1e-5): the tiny random CLIPSeg's
@@ -292,9 +292,23 @@ def test_onnxruntime_is_segment(segmenters, onnx_exports, family, case) -> None:
 
 @pytest.fixture(scope="module")
 def onnx_exports(segmenters, tmp_path_factory) -> dict[str, Path]:
-    pytest.importorskip("onnxruntime")
-    root = tmp_path_factory.mktemp("exports")
-    return {name: segmenters[name].export_onnx(root / name) for name in FAMILIES}
+    """Each family's export, shared (`shared_export`: the ``family-clsclip`` one is also
+    tests/backends/test_onnx_format.py's second export, `tiny_segmenter(seed=2)`)."""
+    exports = {}
+    for name in FAMILIES:
+        build = lambda seg=segmenters[name]: seg  # noqa: E731
+        exports[name] = shared_export(tmp_path_factory, f"family-{name}", build)[0]
+    return exports
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_onnxruntime_logits_and_crops_equal_torch(segmenters, onnx_exports, family) -> None:
+    """Each family's export, beside its answers: its config, class vectors, logits and zoomed
+    crops (tests/backends/test_onnx.py checks the other configurations so)."""
+    from tests.backends.test_onnx import assert_runtime_agrees
+
+    dense = isinstance(segmenters[family].config, DenseClipConfig)
+    assert_runtime_agrees(segmenters[family], onnx_exports[family], 1e-3 if dense else 1e-4)
 
 
 @pytest.mark.parametrize("family", ["clearclip", "naclip-no-background"])

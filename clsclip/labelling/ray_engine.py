@@ -243,6 +243,8 @@ def prepare_cluster(address: str | None, *, actors: int, gpus_per_actor: float) 
              configure_logging=False)  # fmt: skip
     resources = ray.cluster_resources()
     gpus, cpus = resources.get("GPU", 0.0), resources.get("CPU", 0.0)
+    nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+    logger.info("the Ray cluster: %d node(s), %g CPUs, %g GPUs", nodes, cpus, gpus)
     if gpus_per_actor * actors > gpus:
         ray.shutdown()
         needed = gpus_per_actor * actors

@@ -13,7 +13,7 @@ import torch
 from clsclip import Segmenter
 from clsclip.backends.onnx_runtime import execution_providers
 from clsclip.cli import main
-from tests.conftest import random_rgb, tiny_segmenter
+from tests.conftest import random_rgb, shared_export, tiny_segmenter
 
 pytest.importorskip("onnxruntime", reason="needs clsclip[onnx]")
 
@@ -21,8 +21,9 @@ pytest.importorskip("onnxruntime", reason="needs clsclip[onnx]")
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory, tiny_onnx_export) -> tuple[Path, Path]:
     """Two exports of two different tiny models (same shapes, other weights): the shared one
-    (stored classes dog and cat) and one of another seed."""
-    b = tiny_segmenter(seed=1).export_onnx(tmp_path_factory.mktemp("exports") / "b")
+    (stored classes dog and cat) and one of another seed, the equivalence matrix's ClsCLIP
+    family's (`shared_export`)."""
+    b = shared_export(tmp_path_factory, "family-clsclip", lambda: tiny_segmenter(seed=2))[0]
     return tiny_onnx_export[0], b
 
 
