@@ -119,11 +119,23 @@ RAY_FILES = "test_ray"
 one file after the other (a Ray cluster takes the machine's cores while it starts)."""
 
 
+SLOWEST = (
+    RAY_FILES,
+    "tests/test_equivalence.py",
+    "tests/training/test_train.py",
+    "tests/serving/test_server.py",
+    "tests/backends/test_onnx.py",
+)
+"""The files (and the `RAY_FILES` together) that take longest, in that order (measured with
+``--durations=0``, docs/architecture.md#how-the-tests-run): handed out first. xdist hands out
+the files with most tests first, which left the Ray files to one worker at the end."""
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """Under pytest-xdist with ``--dist loadfile`` (the README's test command): a file's tests run
     on one worker, so its module-scoped fixtures (saved models, ONNX exports) are built once,
-    and the `RAY_FILES` run together on one worker."""
+    and the `RAY_FILES` run together on one worker; the `SLOWEST` files are handed out first."""
     if config.getvalue("dist") != "loadfile":
         return None
     from xdist.scheduler import LoadScopeScheduling
@@ -132,6 +144,12 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
             return RAY_FILES if Path(path).name.startswith(RAY_FILES) else path
+
+        def _assign_work_unit(self, node: Any) -> None:
+            for scope in reversed(SLOWEST):  # the longest first: the workers end together
+                if scope in self.workqueue:
+                    self.workqueue.move_to_end(scope, last=False)
+            super()._assign_work_unit(node)
 
     return ByFile(config, log)
 

@@ -22,8 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NAMES = ["dog", "a red car", "sky"]
 
 
-def _clipseg(size: int) -> Segmenter:
-    """CLIPSeg without the refined head (the matrix's converted checkpoint has it)."""
+def _clipseg(complex_head: bool, size: int) -> Segmenter:
     torch.manual_seed(0)
     config = ClipSegConfig(
         backbone=TINY_BACKBONE,
@@ -33,7 +32,7 @@ def _clipseg(size: int) -> Segmenter:
         reduce_dim=16,
         decoder_heads=2,
         decoder_intermediate_size=32,
-        complex_head=False,
+        complex_head=complex_head,
     )
     return Segmenter.from_config(config, device="cpu")
 
@@ -46,7 +45,7 @@ MODELS = {
     "clsclip-no-injection": lambda size: tiny_segmenter(
         image_size=size, injection_layers=(), text_prior=True
     ),
-    "clipseg-plain": _clipseg,
+    "clipseg-plain": lambda size: _clipseg(False, size),  # the matrix's has the refined head
     "dense-naclip-pamr": lambda size: _dense("naclip", size, ("sky",), refine="pamr"),
     "dense-clearclip-square": lambda size: _dense("clearclip", size, ("sky",), "letterbox"),
 }

@@ -12,11 +12,17 @@ from PIL import Image
 from clsclip import ClassSpec
 from tests.labelling.test_run import _images
 
-detection = pytest.importorskip("autodistill.detection")
-sv = pytest.importorskip("supervision")
-pytest.importorskip("scipy")
 
-from clsclip.integrations.autodistill import ClsClip, ontology_specs  # noqa: E402
+@pytest.fixture(scope="module", autouse=True)
+def _libraries() -> None:
+    """autodistill and supervision, imported when this file's tests run rather than when each
+    pytest-xdist worker collects it (seconds); the names are this module's globals."""
+    global detection, sv, ClsClip, ontology_specs
+    detection = pytest.importorskip("autodistill.detection")
+    sv = pytest.importorskip("supervision")
+    pytest.importorskip("scipy")
+    from clsclip.integrations.autodistill import ClsClip, ontology_specs
+
 
 ONTOLOGY = {"a dog": "dog", "a puppy": "dog", "a cat": "cat"}
 SPECS = [ClassSpec("dog", prompts=("a dog", "a puppy")), ClassSpec("cat", prompts=("a cat",))]

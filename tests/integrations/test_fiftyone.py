@@ -16,8 +16,15 @@ from clsclip import SegmentationResult
 from tests.conftest import random_rgb
 from tests.labelling.test_run import CLASSES, _images
 
-fol = pytest.importorskip("fiftyone.core.labels")
-pytest.importorskip("scipy")
+
+@pytest.fixture(scope="module", autouse=True)
+def _libraries() -> None:
+    """FiftyOne, imported when this file's tests run rather than when each pytest-xdist worker
+    collects it (seconds); ``fol`` is this module's global."""
+    global fol
+    fol = pytest.importorskip("fiftyone.core.labels")
+    pytest.importorskip("scipy")
+
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -227,7 +227,7 @@ def test_images_that_kill_their_worker_are_recorded_and_the_run_ends(
     out = tmp_path / "out"
     argv = ["segment", str(folder), "--classes", *CLASSES, "--model", str(model), "--out",
             str(out), "--format", "label", "--batch-size", "2", "--threads", "1",
-            "--engine", "ray", "--actors", "1", "--ray-retries", "0"]  # fmt: skip
+            "--engine", "ray", "--actors", "2", "--ray-retries", "0"]  # fmt: skip
     poison = Path(__file__).parent / "poison"
     env = dict(_env(), PYTHONPATH=f"{poison}{os.pathsep}{ROOT}")
     done = subprocess.run([sys.executable, "-c", _RUN.format(root=str(ROOT), argv=argv)],

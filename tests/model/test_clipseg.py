@@ -1,15 +1,21 @@
 """CLIPSeg checkpoints made with transformers give the same logits through clsclip."""
 
+from __future__ import annotations
+
 import json
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 import torch
-from transformers import CLIPSegConfig, CLIPSegForImageSegmentation
+from transformers import CLIPSegConfig
 
 from clsclip import ClipSegConfig, Segmenter
 from clsclip.model import ClipSegModel
 from tests.conftest import random_rgb
+
+if TYPE_CHECKING:  # imported by the tests that build one: its modules take seconds to import
+    from transformers import CLIPSegForImageSegmentation
 
 SIZE = 96  # model input in the tests; the checkpoints are made at 32 or 64 px
 
@@ -48,6 +54,8 @@ def _hf_model(
         conditional_layer=conditional_layer,
         use_complex_transposed_convolution=complex_head,
     )
+    from transformers import CLIPSegForImageSegmentation
+
     model = CLIPSegForImageSegmentation(config).eval()
     with torch.no_grad():  # transformers zero-initialises some biases; make every tensor count
         for p in model.parameters():
