@@ -74,6 +74,27 @@ def wait_for(condition: Any, what: str, timeout: float = 120) -> None:
         time.sleep(0.01)
 
 
+def import_when_run(**names: str) -> tuple[Any, Any]:
+    """A module-scoped autouse fixture for a test file, and the namespace it fills:
+    ``_libraries, lib = import_when_run(brush="label_studio_converter.brush",
+    ClsClip="clsclip.integrations.autodistill:ClsClip")`` imports each ``module`` or
+    ``module:attribute`` as ``lib.<name>`` when the file's first test runs, skipping the file as
+    `pytest.importorskip` would where one is missing; not when each pytest-xdist worker collects
+    the file (some of these libraries take seconds to import)."""
+    from types import SimpleNamespace
+
+    lib = SimpleNamespace()
+
+    @pytest.fixture(scope="module", autouse=True)
+    def _libraries() -> None:
+        for name, spec in names.items():
+            module, _, attribute = spec.partition(":")
+            found = pytest.importorskip(module)
+            setattr(lib, name, getattr(found, attribute) if attribute else found)
+
+    return _libraries, lib
+
+
 @pytest.fixture
 def rgb_image() -> Image.Image:
     return Image.fromarray(random_rgb(37, 53))

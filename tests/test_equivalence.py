@@ -294,10 +294,27 @@ def test_onnxruntime_is_segment(segmenters, onnx_exports, family, case) -> None:
 def onnx_exports(segmenters, tmp_path_factory) -> dict[str, Path]:
     """Each family's export, shared (`shared_export`: the ``family-clsclip`` one is also
     tests/backends/test_onnx_format.py's second export, `tiny_segmenter(seed=2)`)."""
+    import shutil
+
+    from clsclip.backends import onnx_export
+
     exports = {}
     for name in FAMILIES:
+        if name == "clsclip-calibrated":
+            continue
         build = lambda seg=segmenters[name]: seg  # noqa: E731
         exports[name] = shared_export(tmp_path_factory, f"family-{name}", build)[0]
+
+    # Calibration lives in the config, applied outside the graphs: the calibrated model's
+    # graphs are the ClsCLIP family's (the same network), copied rather than traced again.
+    # What its export adds, the calibrated config, is written by `export_onnx` as always.
+    def copy(module, args, path: Path, *rest) -> None:
+        shutil.copyfile(exports["clsclip"] / path.name, path)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(onnx_export, "_export", copy)
+        folder = tmp_path_factory.mktemp("calibrated") / "export"
+        exports["clsclip-calibrated"] = segmenters["clsclip-calibrated"].export_onnx(folder)
     return exports
 
 

@@ -10,18 +10,16 @@ import pytest
 from PIL import Image
 
 from clsclip import ClassSpec
+from tests.conftest import import_when_run
 from tests.labelling.test_run import _images
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _libraries() -> None:
-    """autodistill and supervision, imported when this file's tests run rather than when each
-    pytest-xdist worker collects it (seconds); the names are this module's globals."""
-    global detection, sv, ClsClip, ontology_specs
-    detection = pytest.importorskip("autodistill.detection")
-    sv = pytest.importorskip("supervision")
-    pytest.importorskip("scipy")
-    from clsclip.integrations.autodistill import ClsClip, ontology_specs
+_libraries, lib = import_when_run(
+    detection="autodistill.detection",
+    sv="supervision",
+    scipy="scipy",
+    ClsClip="clsclip.integrations.autodistill:ClsClip",
+    ontology_specs="clsclip.integrations.autodistill:ontology_specs",
+)
 
 
 ONTOLOGY = {"a dog": "dog", "a puppy": "dog", "a cat": "cat"}
@@ -33,16 +31,16 @@ def _stem(path: str) -> str:
 
 
 def test_many_captions_are_the_prompts_of_one_class() -> None:
-    specs, ids = ontology_specs(detection.CaptionOntology(ONTOLOGY))
+    specs, ids = lib.ontology_specs(lib.detection.CaptionOntology(ONTOLOGY))
     assert specs == SPECS
     assert ids == [0, 2]  # indexes of ontology.classes() == ["dog", "dog", "cat"]
     with pytest.raises(TypeError, match="caption strings"):
-        ontology_specs(detection.CaptionOntology({("a", "tuple"): "dog"}))
+        lib.ontology_specs(lib.detection.CaptionOntology({("a", "tuple"): "dog"}))
 
 
 def test_label_writes_a_dataset_of_our_masks(tmp_path, segmenter) -> None:
     paths = _images(tmp_path / "in", 3)
-    base = ClsClip(detection.CaptionOntology(ONTOLOGY), segmenter, threshold=0.57)
+    base = lib.ClsClip(lib.detection.CaptionOntology(ONTOLOGY), segmenter, threshold=0.57)
     dataset = base.label(str(tmp_path / "in"), extension=".png",
                          output_folder=str(tmp_path / "out"))  # fmt: skip
     assert dataset.classes == ["dog", "dog", "cat"] and len(dataset) == 3
@@ -59,7 +57,7 @@ def test_label_writes_a_dataset_of_our_masks(tmp_path, segmenter) -> None:
     for split in ("train", "valid"):
         if not (out / split / "images").is_dir():
             continue
-        back = sv.DetectionDataset.from_yolo(
+        back = lib.sv.DetectionDataset.from_yolo(
             str(out / split / "images"), str(out / split / "labels"), str(out / "data.yaml"),
             force_masks=True,
         )  # fmt: skip
@@ -75,7 +73,7 @@ def test_label_writes_a_dataset_of_our_masks(tmp_path, segmenter) -> None:
 
 def test_predict_takes_paths_pil_and_opencv_bgr_arrays(tmp_path, segmenter) -> None:
     (path,) = _images(tmp_path, 1)
-    base = ClsClip(detection.CaptionOntology(ONTOLOGY), segmenter, threshold=0.57,
+    base = lib.ClsClip(lib.detection.CaptionOntology(ONTOLOGY), segmenter, threshold=0.57,
                    instances=False)  # fmt: skip
     rgb = np.asarray(Image.open(path).convert("RGB"))
     by_path = base.predict(str(path))
@@ -87,7 +85,7 @@ def test_predict_takes_paths_pil_and_opencv_bgr_arrays(tmp_path, segmenter) -> N
 
 def test_an_image_without_any_class_gives_no_detections(tmp_path, segmenter) -> None:
     _images(tmp_path / "in", 2)
-    base = ClsClip(detection.CaptionOntology(ONTOLOGY), segmenter, threshold=0.999)
+    base = lib.ClsClip(lib.detection.CaptionOntology(ONTOLOGY), segmenter, threshold=0.999)
     dataset = base.label(str(tmp_path / "in"), extension=".png",
                          output_folder=str(tmp_path / "out"))  # fmt: skip
     assert [len(found) for _, _, found in dataset] == [0, 0]

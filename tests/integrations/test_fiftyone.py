@@ -13,17 +13,10 @@ import numpy as np
 import pytest
 
 from clsclip import SegmentationResult
-from tests.conftest import random_rgb
+from tests.conftest import import_when_run, random_rgb
 from tests.labelling.test_run import CLASSES, _images
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _libraries() -> None:
-    """FiftyOne, imported when this file's tests run rather than when each pytest-xdist worker
-    collects it (seconds); ``fol`` is this module's global."""
-    global fol
-    fol = pytest.importorskip("fiftyone.core.labels")
-    pytest.importorskip("scipy")
+_libraries, lib = import_when_run(fol="fiftyone.core.labels", scipy="scipy")
 
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +31,7 @@ def _paste(detection, height: int, width: int) -> np.ndarray:
 def test_segmentation_is_the_label_map_and_mask_targets_name_it(segmenter) -> None:
     result = segmenter.segment(random_rgb(45, 61, seed=3), CLASSES, threshold=0.57)
     label = result.to_fiftyone()
-    assert isinstance(label, fol.Segmentation)
+    assert isinstance(label, lib.fol.Segmentation)
     assert label.mask.dtype == np.uint8
     np.testing.assert_array_equal(label.mask, result.label_map)
     assert result.mask_targets == {1: "dog", 2: "cat", 3: "tree"}
@@ -55,7 +48,7 @@ def test_segmentation_is_the_label_map_and_mask_targets_name_it(segmenter) -> No
 def test_instances_are_fiftyone_detections_with_masks(segmenter) -> None:
     result = segmenter.segment(random_rgb(40, 52, seed=4), CLASSES, threshold=0.57)
     detections = result.to_fiftyone(instances=True)
-    assert isinstance(detections, fol.Detections) and detections.detections
+    assert isinstance(detections, lib.fol.Detections) and detections.detections
     for name in CLASSES:
         mine = [d for d in detections.detections if d.label == name]
         union = np.zeros((40, 52), bool)

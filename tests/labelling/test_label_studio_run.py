@@ -10,9 +10,12 @@ import pytest
 
 from clsclip import Segmenter
 from clsclip.cli import main
+from tests.conftest import import_when_run
 from tests.labelling.test_run import CLASSES, _images
 
-brush = pytest.importorskip("label_studio_converter.brush")
+_libraries, lib = import_when_run(brush="label_studio_converter.brush")
+
+
 label_config = pytest.importorskip("label_studio_tools.core.label_config")
 
 
@@ -39,7 +42,7 @@ def test_tasks_and_config_import_as_label_studio_reads_them(tmp_path, saved_mode
         assert shown == {n for n in CLASSES if result.mask(n).any()}
         for region in regions:
             height, width = region["original_height"], region["original_width"]
-            decoded = brush.decode_rle(region["value"]["rle"]).reshape(height, width, 4)[..., 3]
+            decoded = lib.brush.decode_rle(region["value"]["rle"]).reshape(height, width, 4)[..., 3]
             name = region["value"]["brushlabels"][0]
             np.testing.assert_array_equal(decoded == 255, result.mask(name))
     config = label_config.parse_config((out / "label-studio.xml").read_text())

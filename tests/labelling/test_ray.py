@@ -1,5 +1,6 @@
 """``clsclip segment --engine ray`` on real local Ray clusters: the same bytes as the local engine,
-an actor killed mid-run, the driver killed and resumed, and a two-node cluster joined by address.
+the driver killed and resumed, images that kill their worker, and a two-node cluster joined by
+address with an actor killed mid-run.
 
 Each test runs the command line in a subprocess, as users do; the clusters are local (Ray's
 default for ``ray.init``, and ``ray start`` for the two-node one), dashboards off.
@@ -13,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -76,21 +78,24 @@ def _wait_for_records(out: Path, count: int, proc: subprocess.Popen, timeout: fl
     raise AssertionError(f"no {count} records in time: {proc.poll()}")
 
 
-def _actor_pids(driver: int) -> list[int]:
-    """The `SegmentBatch` actors of the cluster that ``driver`` started (its descendants: its
-    raylet's workers), not those of another cluster on the machine, one shutting down say."""
-    listing = subprocess.run(["ps", "-eo", "pid,ppid,args"], capture_output=True, text=True)
+def _actor_pids(ancestor: Callable[[int, str], bool]) -> list[int]:
+    """The `SegmentBatch` actors below a process that ``ancestor(pid, args)`` picks: the
+    driver that started a cluster (its raylet's workers) or a cluster's raylets, so never those
+    of another cluster on the machine (one shutting down, say)."""
+    listing = subprocess.run(["ps", "-eww", "-o", "pid,ppid,args"], capture_output=True, text=True)
     rows = [line.split(None, 2) for line in listing.stdout.splitlines()[1:]]
-    parent = {int(pid): int(ppid) for pid, ppid, *_ in rows}
+    parent = {int(row[0]): int(row[1]) for row in rows}
+    args = {int(row[0]): row[2] if len(row) == 3 else "" for row in rows}
 
     def under(pid: int) -> bool:
+        pid = parent.get(pid, 0)
         while pid > 1:
-            if pid == driver:
+            if ancestor(pid, args.get(pid, "")):
                 return True
             pid = parent.get(pid, 0)
         return False
 
-    return [int(r[0]) for r in rows if len(r) == 3 and "SegmentBatch" in r[2] and under(int(r[0]))]
+    return [pid for pid, text in args.items() if "SegmentBatch" in text and under(pid)]
 
 
 def _same_coco(a: Path, b: Path) -> None:
@@ -108,22 +113,6 @@ def _check_complete(out: Path, reference: Path) -> None:
     _same_coco(out, reference)
     assert_same_outputs(_outputs(out), _outputs(reference))  # masks, label PNGs, npz: bytes
     assert len(lines) >= COUNT
-
-
-def test_two_actors_one_killed_mid_run_give_the_local_bytes(
-    images, local_outputs, tmp_path
-) -> None:
-    model, reference = local_outputs
-    out = tmp_path / "out"
-    proc = _start([*_argv(images, model, out), "--engine", "ray", "--actors", "2"])
-    _wait_for_records(out, 4, proc)
-    actors = _actor_pids(proc.pid)
-    assert len(actors) == 2
-    os.kill(actors[0], signal.SIGKILL)
-    _, err = proc.communicate(timeout=400)
-    assert proc.returncode == 1, err[-3000:]  # the one bad image
-    assert "1 of 40 image(s) failed" in err
-    _check_complete(out, reference)
 
 
 def test_the_driver_killed_then_resumed(images, local_outputs, tmp_path) -> None:
@@ -144,6 +133,10 @@ def test_the_driver_killed_then_resumed(images, local_outputs, tmp_path) -> None
 
 
 def test_a_two_node_cluster_joined_by_address(images, local_outputs, tmp_path) -> None:
+    """``ray start`` makes a two-node cluster (a GPU declared on the head): a run without
+    ``--ray-address`` starts a cluster of its own, which has no GPU for an actor that asks for
+    one (refused before any write); a run given the address has an actor on each node, and one
+    of them killed mid-run (its batch retried) gives the local engine's bytes."""
     model, reference = local_outputs
     ray_bin = Path(sys.executable).with_name("ray")
     port = 26379 + os.getpid() % 1000
@@ -163,13 +156,19 @@ def test_a_two_node_cluster_joined_by_address(images, local_outputs, tmp_path) -
         assert not (tmp_path / "alone" / "run.json").exists()  # refused before any write
         subprocess.run([str(ray_bin), "start", f"--address=127.0.0.1:{port}", "--num-cpus=1"],
                        env=env, check=True, capture_output=True, timeout=180)  # fmt: skip
+        # two actors, one per node; one is killed mid-run: its batch is retried
         out = tmp_path / "out"
-        argv = ["-v", *_argv(images, model, out), "--engine", "ray", "--actors", "1",
+        argv = ["-v", *_argv(images, model, out), "--engine", "ray", "--actors", "2",
                 "--ray-address", f"127.0.0.1:{port}"]  # fmt: skip
-        done = subprocess.run([sys.executable, "-c", _RUN.format(root=str(ROOT), argv=argv)],
-                              env=env, capture_output=True, text=True, timeout=400)  # fmt: skip
-        assert done.returncode == 1, done.stderr[-3000:]
-        assert "the Ray cluster: 2 node(s), 2 CPUs, 1 GPUs" in done.stderr  # both joined
+        proc = _start(argv)
+        _wait_for_records(out, 4, proc)
+        actors = _actor_pids(lambda pid, args: "raylet" in args and f":{port}" in args)
+        assert len(actors) == 2
+        os.kill(actors[0], signal.SIGKILL)
+        _, err = proc.communicate(timeout=400)
+        assert proc.returncode == 1, err[-3000:]  # the one bad image
+        assert "1 of 40 image(s) failed" in err
+        assert "the Ray cluster: 2 node(s), 2 CPUs, 1 GPUs" in err  # both joined
         _check_complete(out, reference)
     finally:
         subprocess.run([str(ray_bin), "stop", "--force"], env=env, capture_output=True, timeout=120)
@@ -216,7 +215,7 @@ def test_images_that_kill_their_worker_are_recorded_and_the_run_ends(
     its batch fails (``--ray-retries 0``: no retry), its images are tried each alone, the good
     one is done and the poisoned one, dying alone too, is recorded as failed with the reason;
     every other image is done and the run ends (before: retried forever). The retry of a batch
-    whose worker died is `test_two_actors_one_killed_mid_run_give_the_local_bytes`."""
+    whose worker died is in `test_a_two_node_cluster_joined_by_address`."""
     model, _ = local_outputs
     folder = tmp_path / "in"
     folder.mkdir()

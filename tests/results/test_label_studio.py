@@ -7,14 +7,16 @@ import pytest
 
 from clsclip import ClassSpec
 from clsclip.results.label_studio import brush_rle, labeling_config
-from tests.conftest import random_rgb
+from tests.conftest import import_when_run, random_rgb
 
-brush = pytest.importorskip("label_studio_converter.brush")
+_libraries, lib = import_when_run(brush="label_studio_converter.brush")
+
+
 label_config = pytest.importorskip("label_studio_tools.core.label_config")
 
 
 def _decode(rle: list[int], height: int, width: int) -> np.ndarray:
-    return brush.decode_rle(rle).reshape(height, width, 4)[:, :, 3] == 255
+    return lib.brush.decode_rle(rle).reshape(height, width, 4)[:, :, 3] == 255
 
 
 @pytest.mark.parametrize("shape", [(1, 1), (5, 7), (40, 53), (257, 300)])

@@ -13,6 +13,8 @@ from clsclip.cli import main
 from clsclip.datasets.synthetic import generate
 from clsclip.evaluation import evaluate
 from clsclip.training import TrainConfig, train
+from clsclip.training.checkpoint import load_checkpoint, save_checkpoint
+from clsclip.training.loop import Trainer
 from tests.conftest import TINY_BACKBONE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,7 +95,16 @@ def test_resume_after_a_kill(synth, tmp_path) -> None:
     out = tmp_path / "run"
     train(_config(synth, out, max_steps=6, checkpoint_every=3, log_every=1), progress=False)
     assert not list(out.glob(".*clsclip-tmp*"))  # written atomically
-    train(_config(synth, out, max_steps=9, checkpoint_every=3, log_every=1), progress=False)
+    state = load_checkpoint(out)
+    assert state is not None and state["optimizer"]["param_groups"][0]["fused"]  # on CPU too
+    for group in state["optimizer"]["param_groups"]:  # as an older clsclip saved them
+        group["fused"] = group["foreach"] = None
+    save_checkpoint(out, state)
+    trainer = Trainer(_config(synth, out, max_steps=9, checkpoint_every=3, log_every=1),
+                      progress=False)  # fmt: skip
+    trainer.run()
+    trainer.context.close()
+    assert trainer.optimizer.param_groups[0]["fused"]  # this machine's kernels, not the file's
     steps = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
     assert steps == list(range(1, 10))  # the second run went on from step 6
     with pytest.raises(ValueError, match="does not fit this run"):
