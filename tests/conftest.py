@@ -128,6 +128,21 @@ def shared_export(
     return folder, json.loads(said.read_text())
 
 
+def copy_graphs_from(monkeypatch: pytest.MonkeyPatch, source: Path) -> None:
+    """Make `export_onnx` copy each graph from the export in ``source`` instead of tracing it:
+    for tests of what an export does with its graphs (checks, quantisation, the folder swap,
+    the config it writes) on a model whose network is ``source``'s (each trace costs seconds).
+    """
+    import shutil
+
+    from clsclip.backends import onnx_export
+
+    def copy(module: Any, args: Any, path: Path, *rest: Any) -> None:
+        shutil.copyfile(source / path.name, path)
+
+    monkeypatch.setattr(onnx_export, "_export", copy)
+
+
 @pytest.fixture(scope="session")
 def tiny_onnx_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
     """The export of `tiny_segmenter()` (seed 0) with stored classes dog and cat

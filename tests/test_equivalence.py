@@ -31,7 +31,13 @@ from clsclip import Segmenter
 from clsclip.checks import text_key
 from clsclip.cli import main
 from clsclip.config import DenseClipConfig
-from tests.conftest import TINY_BACKBONE, random_rgb, shared_export, tiny_segmenter
+from tests.conftest import (
+    TINY_BACKBONE,
+    copy_graphs_from,
+    random_rgb,
+    shared_export,
+    tiny_segmenter,
+)
 
 TOLERANCE = {"clipseg": 1e-4}
 """Probabilities of a batched request, per family (default 1e-5): the tiny random CLIPSeg's
@@ -290,31 +296,27 @@ def test_onnxruntime_is_segment(segmenters, onnx_exports, family, case) -> None:
     assert_same(mixed[1], reference, tolerance=tolerance)
 
 
+SAME_GRAPHS = {"clsclip-calibrated": "clsclip", "naclip-no-background": "naclip"}
+"""Families whose graphs are another's: the same network (same seed), what differs lives in the
+config, applied outside the graphs (calibration; the background prompts, encoded by the text
+graph). Their exports copy the twin's graphs rather than tracing them again; what the export
+adds, the config, `export_onnx` writes as always."""
+
+
 @pytest.fixture(scope="module")
 def onnx_exports(segmenters, tmp_path_factory) -> dict[str, Path]:
     """Each family's export, shared (`shared_export`: the ``family-clsclip`` one is also
     tests/backends/test_onnx_format.py's second export, `tiny_segmenter(seed=2)`)."""
-    import shutil
-
-    from clsclip.backends import onnx_export
-
     exports = {}
     for name in FAMILIES:
-        if name == "clsclip-calibrated":
-            continue
-        build = lambda seg=segmenters[name]: seg  # noqa: E731
-        exports[name] = shared_export(tmp_path_factory, f"family-{name}", build)[0]
-
-    # Calibration lives in the config, applied outside the graphs: the calibrated model's
-    # graphs are the ClsCLIP family's (the same network), copied rather than traced again.
-    # What its export adds, the calibrated config, is written by `export_onnx` as always.
-    def copy(module, args, path: Path, *rest) -> None:
-        shutil.copyfile(exports["clsclip"] / path.name, path)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(onnx_export, "_export", copy)
-        folder = tmp_path_factory.mktemp("calibrated") / "export"
-        exports["clsclip-calibrated"] = segmenters["clsclip-calibrated"].export_onnx(folder)
+        if name not in SAME_GRAPHS:
+            build = lambda seg=segmenters[name]: seg  # noqa: E731
+            exports[name] = shared_export(tmp_path_factory, f"family-{name}", build)[0]
+    for name, twin in SAME_GRAPHS.items():  # their graphs copied, not traced again
+        with pytest.MonkeyPatch.context() as patch:
+            copy_graphs_from(patch, exports[twin])
+            folder = tmp_path_factory.mktemp(name) / "export"
+            exports[name] = segmenters[name].export_onnx(folder)
     return exports
 
 

@@ -15,7 +15,7 @@ from PIL import Image
 
 from clsclip import ClassSpec, ClipSegConfig, Segmenter
 from clsclip.cli import main
-from tests.conftest import TINY_BACKBONE, random_rgb, tiny_segmenter
+from tests.conftest import TINY_BACKBONE, copy_graphs_from, random_rgb, tiny_segmenter
 
 pytest.importorskip("onnxruntime", reason="needs clsclip[onnx]")
 ROOT = Path(__file__).resolve().parents[2]
@@ -279,17 +279,9 @@ def test_example_tokenizer_matches_open_clip() -> None:
 
 @pytest.fixture
 def traced_once(monkeypatch, tiny_onnx_export) -> None:
-    """`tiny_segmenter()`'s exports trace no graph again: each graph is copied from the shared
-    export (the same model's), for tests of what an export does with its graphs (checks,
-    quantisation, the folder swap), not of torch's exporter."""
-    import shutil
-
-    from clsclip.backends import onnx_export
-
-    def copy(module, args, path: Path, *rest) -> None:
-        shutil.copyfile(tiny_onnx_export[0] / path.name, path)
-
-    monkeypatch.setattr(onnx_export, "_export", copy)
+    """`tiny_segmenter()`'s exports trace no graph again: they copy the shared export's (the
+    same model's), for tests of what an export does with its graphs, not of torch's exporter."""
+    copy_graphs_from(monkeypatch, tiny_onnx_export[0])
 
 
 def test_int8_export_is_quantised_and_close(tmp_path, tiny_onnx_export, traced_once) -> None:
