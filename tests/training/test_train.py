@@ -19,9 +19,12 @@ from tests.conftest import TINY_BACKBONE
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = {
-    "backbone": TINY_BACKBONE,
+    # the tests' tiny CLIP with 4 visual blocks instead of 6: 600 steps take a fifth less
+    # and learn as much (base mIoU 0.36 against 0.33)
+    "backbone": {**TINY_BACKBONE, "vision_cfg": {**TINY_BACKBONE["vision_cfg"], "layers": 4}},
     "pretrained": None,
     "image_size": 64,
+    "injection_layers": [1, 2, 3],
     "decoder_channels": [32, 16, 8],
 }
 
@@ -86,7 +89,7 @@ def test_train_save_load_evaluate(synth, tmp_path) -> None:
     assert losses[-1] < losses[0] * 0.7
     assert any("val_miou" in r for r in log)
     before, after = _base_miou(untrained, synth), _base_miou(tmp_path / "run" / "last", synth)
-    # 600 steps of a tiny CLIP trained end to end: about 0.35 mIoU where chance gives 0.04.
+    # 600 steps of a tiny CLIP trained end to end: about 0.36 mIoU where chance gives 0.04.
     assert after > before + 0.15 and after > 0.2, (before, after)
     assert _base_miou(tmp_path / "run" / "last", synth, proposals="gt") > before + 0.15
 
