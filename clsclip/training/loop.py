@@ -27,8 +27,7 @@ from clsclip.training.checkpoint import load_checkpoint, save_checkpoint
 from clsclip.training.config import TrainConfig
 from clsclip.training.schedule import lr_factor
 
-_TORCH = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
-FUSED_DEVICES = ("cpu", "cuda") if _TORCH >= (2, 4) else ()
+FUSED_DEVICES = ("cpu", "cuda") if torch.__version__ >= "2.4" else ()  # a TorchVersion
 """Devices where torch has fused AdamW and SGD kernels (since torch 2.4 for both)."""
 
 logger = logging.getLogger(__name__)

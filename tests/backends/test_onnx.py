@@ -83,9 +83,9 @@ CASES = [
     ("dense-naclip-pamr", 40),
     ("dense-clearclip-square", 64),
 ]
-"""Configurations beyond the equivalence matrix's families (tests/test_equivalence.py), whose
-exports `test_onnxruntime_logits_and_crops_equal_torch` checks the same way: ClsCLIP, CLIPSeg
-with the refined head, ClearCLIP, NACLIP and SC-CLIP with and without background prompts."""
+"""Configurations beyond the equivalence matrix's families (tests/test_equivalence.py: ClsCLIP,
+CLIPSeg with the refined head, ClearCLIP, NACLIP and SC-CLIP with and without background
+prompts), whose exports `test_onnxruntime_logits_and_crops_equal_torch` checks the same way."""
 
 
 @pytest.mark.parametrize(("name", "size"), CASES)
