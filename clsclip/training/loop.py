@@ -111,7 +111,7 @@ class Trainer:
     def _optimizer(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
         c = self.config
         # torch's fused kernels (one pass over all parameters) where it has them: its default
-        # on CPU is a loop of ~10 ops per tensor, a fifth of a tiny model's training step
+        # on the CPU runs a loop of about 10 small ops per parameter tensor
         fused = all(p.is_floating_point() and p.device.type in FUSED_DEVICES for p in params)
         if c.optimizer == "sgd":
             return torch.optim.SGD(params, lr=c.lr, momentum=c.momentum,
